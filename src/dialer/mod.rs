@@ -1,0 +1,1 @@
+//! Outbound dialers: schedules, dial strings, imports, the loader and dispatch.

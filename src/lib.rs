@@ -1,0 +1,17 @@
+//! smsgate: the on-premise SMS engine of a contact center.
+//!
+//! See docs/architecture.md for the shape of the daemon and how the modules
+//! talk to each other.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod channel;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod dialer;
+pub mod metrics;
+pub mod simulator;
+pub mod sms;
+pub mod store;
+pub mod transport;

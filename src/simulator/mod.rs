@@ -1,0 +1,2 @@
+//! Simulators of the gateways smsgate drives, runnable on their own
+//! (`smsgate-sim`) and used by the tests.

@@ -1,0 +1,1 @@
+//! Phone number normalisation to E.164.
