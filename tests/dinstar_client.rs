@@ -114,7 +114,7 @@ async fn digest_challenge_is_cached_one_request_per_call() {
 #[tokio::test]
 async fn results_and_delivery_reports() {
     let sim = DinstarSim::builder()
-        .result_delay(Duration::from_millis(30))
+        .result_delay(Duration::from_millis(400))
         .deliver_delay(Some(Duration::from_millis(60)))
         .start()
         .await
@@ -630,7 +630,7 @@ async fn the_gateway_drops_an_empty_post() {
 #[tokio::test]
 async fn ussd_round_trip() {
     let sim = DinstarSim::builder()
-        .ussd_delay(Duration::from_millis(20))
+        .ussd_delay(Duration::from_millis(400))
         .start()
         .await
         .unwrap();
@@ -639,7 +639,7 @@ async fn ussd_round_trip() {
     assert_eq!(st.len(), 1);
     assert_eq!((st[0].port, st[0].status), (2, 200));
     assert_eq!(c.query_ussd_reply(2).await.unwrap(), None, "not yet");
-    tokio::time::sleep(Duration::from_millis(60)).await;
+    tokio::time::sleep(Duration::from_millis(450)).await;
     let r = c.query_ussd_reply(2).await.unwrap().expect("a reply");
     assert!(r.contains("saldo"), "{r}");
     sim.set_port_sim(3, false);
@@ -815,4 +815,52 @@ async fn pacing_is_visible_in_the_recording() {
         ok.iter().map(|r| r.ports.clone()).collect::<Vec<_>>(),
         vec![vec![0], vec![1], vec![0]]
     );
+}
+
+const CERT: &[u8] = include_bytes!("fixtures/dinstar-sim.crt");
+const KEY: &[u8] = include_bytes!("fixtures/dinstar-sim.key");
+/// `openssl x509 -in tests/fixtures/dinstar-sim.crt -noout -fingerprint -sha256`
+const CERT_SHA256: &str = "1F:33:AC:7A:72:9E:91:DC:43:12:71:AF:53:C5:99:10:86:95:44:8F:96:E0:74:82:DD:D4:8E:63:97:61:AD:81";
+
+#[tokio::test]
+async fn https_with_a_self_signed_certificate() {
+    use smsgate::transport::dinstar::{TlsVerify, parse_fingerprint};
+    let sim = DinstarSim::builder().tls(CERT, KEY).start().await.unwrap();
+    assert!(sim.base_url().starts_with("https://"));
+    let with = |tls: TlsVerify| {
+        let mut cfg = config(&sim, "admin");
+        cfg.tls = tls;
+        DinstarClient::new(cfg).unwrap()
+    };
+
+    // Normal verification refuses the self-signed certificate; nothing left.
+    let e = with(TlsVerify::System)
+        .get_port_info(&[0], &[])
+        .await
+        .unwrap_err();
+    assert!(matches!(e, DinstarError::Temporary { .. }), "{e:?}");
+    assert!(sim.requests().is_empty());
+
+    // A wrong pin is refused too.
+    let e = with(TlsVerify::Pinned([7; 32]))
+        .get_port_info(&[0], &[])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, DinstarError::Temporary { reason, .. } if reason.contains("pinned")),
+        "{e:?}"
+    );
+    assert!(sim.requests().is_empty());
+
+    // The right pin, and accept-invalid, work.
+    let pinned = with(TlsVerify::Pinned(parse_fingerprint(CERT_SHA256).unwrap()));
+    pinned
+        .send_sms(0, 1, "099", "hola por TLS", Encoding::Gsm7Bit)
+        .await
+        .unwrap();
+    with(TlsVerify::AcceptInvalid)
+        .get_port_info(&[0], &[])
+        .await
+        .unwrap();
+    assert_eq!(sim.sends()[0].text, "hola por TLS");
 }

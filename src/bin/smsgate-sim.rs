@@ -84,6 +84,12 @@ struct DinstarArgs {
     /// Write pushed times and numbers with the manual's typos.
     #[arg(long)]
     manual_typos: bool,
+    /// Serve HTTPS with this certificate (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Private key (PEM) for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -112,7 +118,17 @@ fn main() -> ExitCode {
 }
 
 async fn run_dinstar(a: DinstarArgs) -> ExitCode {
-    let sim = DinstarSim::builder()
+    let mut builder = DinstarSim::builder();
+    if let (Some(c), Some(k)) = (&a.tls_cert, &a.tls_key) {
+        match (std::fs::read(c), std::fs::read(k)) {
+            (Ok(c), Ok(k)) => builder = builder.tls(&c, &k),
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("smsgate-sim: cannot read the TLS certificate or key: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let sim = builder
         .listen(a.listen)
         .ports(a.ports)
         .credentials(&a.user, &a.password)
@@ -140,7 +156,7 @@ async fn run_dinstar(a: DinstarArgs) -> ExitCode {
     let sim = match sim {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("smsgate-sim: cannot listen on {}: {e}", a.listen);
+            eprintln!("smsgate-sim: cannot start on {}: {e}", a.listen);
             return ExitCode::FAILURE;
         }
     };

@@ -170,6 +170,7 @@ pub struct DinstarSimBuilder {
     push_user_id: bool,
     manual_typos: bool,
     control: bool,
+    tls: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 impl Default for DinstarSimBuilder {
@@ -194,6 +195,7 @@ impl Default for DinstarSimBuilder {
             push_user_id: false,
             manual_typos: false,
             control: true,
+            tls: None,
         }
     }
 }
@@ -291,8 +293,19 @@ impl DinstarSimBuilder {
         self
     }
 
+    /// Serve HTTPS with this certificate chain and private key (PEM), like
+    /// a real box with its self-signed certificate.
+    pub fn tls(mut self, cert_pem: &[u8], key_pem: &[u8]) -> Self {
+        self.tls = Some((cert_pem.to_vec(), key_pem.to_vec()));
+        self
+    }
+
     /// Binds the socket and starts serving.
     pub async fn start(self) -> std::io::Result<SimHandle> {
+        let acceptor = match &self.tls {
+            Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+            None => None,
+        };
         let listener = TcpListener::bind(self.listen).await?;
         let addr = listener.local_addr()?;
         let mut st = SimState::new(
@@ -318,14 +331,20 @@ impl DinstarSimBuilder {
         });
         let shutdown = CancellationToken::new();
         let tasks = tokio_util::task::TaskTracker::new();
-        tasks.spawn(accept_loop(listener, shared.clone(), shutdown.clone()));
+        tasks.spawn(accept_loop(
+            listener,
+            acceptor,
+            shared.clone(),
+            shutdown.clone(),
+        ));
         tasks.spawn(ticker(shared.clone(), shutdown.clone()));
         if let Some(url) = self.push_url.clone() {
             tasks.spawn(pusher(url, shared.clone(), shutdown.clone()));
         }
         tasks.close();
-        tracing::info!(%addr, ports = self.ports, "Dinstar simulator listening");
+        tracing::info!(%addr, ports = self.ports, tls = self.tls.is_some(), "Dinstar simulator listening");
         Ok(SimHandle {
+            https: self.tls.is_some(),
             addr,
             shared,
             shutdown,
@@ -372,6 +391,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Clone)]
 pub struct SimHandle {
     addr: SocketAddr,
+    https: bool,
     shared: Arc<Shared>,
     shutdown: CancellationToken,
     tasks: tokio_util::task::TaskTracker,
@@ -381,9 +401,10 @@ impl SimHandle {
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT` (`https://` when serving TLS).
     pub fn base_url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
     /// The gateway's serial number.
     pub fn sn(&self) -> String {
@@ -526,7 +547,30 @@ struct Conn {
     drop: CancellationToken,
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: CancellationToken) {
+fn tls_acceptor(cert_pem: &[u8], key_pem: &[u8]) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    let bad = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    let certs: Vec<_> = rustls_pemfile::certs(&mut &cert_pem[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(format!("certificate PEM: {e}")))?;
+    let key = rustls_pemfile::private_key(&mut &key_pem[..])
+        .map_err(|e| bad(format!("key PEM: {e}")))?
+        .ok_or_else(|| bad("no private key in the key PEM".into()))?;
+    let cfg =
+        rustls::ServerConfig::builder_with_provider(crate::transport::dinstar::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| bad(e.to_string()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
     let router = router(shared.clone());
     loop {
         let (stream, peer) = tokio::select! {
@@ -546,33 +590,47 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, shutdown: Cance
         };
         let router = router.clone();
         let shutdown = shutdown.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let c2 = conn.clone();
-            let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(c2.clone());
-                let router = router.clone();
-                async move {
-                    let req = req.map(Body::new);
-                    tower::ServiceExt::oneshot(router, req).await
-                }
-            });
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10));
-            let serve = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::select! {
-                r = serve => {
-                    if let Err(e) = r {
-                        tracing::debug!(error = %e, "simulator connection ended");
-                    }
-                }
-                _ = conn.drop.cancelled() => {
-                    tracing::debug!(peer = %conn.peer, "simulator dropped a connection");
-                }
-                _ = shutdown.cancelled() => {}
+            match acceptor {
+                None => serve_conn(stream, conn, router, shutdown).await,
+                Some(a) => match a.accept(stream).await {
+                    Ok(tls) => serve_conn(tls, conn, router, shutdown).await,
+                    Err(e) => tracing::debug!(error = %e, "simulator TLS handshake failed"),
+                },
             }
         });
+    }
+}
+
+async fn serve_conn<S>(stream: S, conn: Conn, router: Router, shutdown: CancellationToken)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let c2 = conn.clone();
+    let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(c2.clone());
+        let router = router.clone();
+        async move {
+            let req = req.map(Body::new);
+            tower::ServiceExt::oneshot(router, req).await
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    let serve = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::select! {
+        r = serve => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "simulator connection ended");
+            }
+        }
+        _ = conn.drop.cancelled() => {
+            tracing::debug!(peer = %conn.peer, "simulator dropped a connection");
+        }
+        _ = shutdown.cancelled() => {}
     }
 }
 
