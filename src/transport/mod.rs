@@ -1,6 +1,7 @@
 //! Transports: the only code that speaks to gateways. Each provider kind
 //! implements [`Transport`]; the engine sees nothing else of it.
 
+pub mod dinstar;
 pub mod sim;
 
 use std::future::Future;
