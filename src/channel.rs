@@ -426,7 +426,7 @@ impl Worker {
 }
 
 /// Exponential backoff from the dialer's base, capped at one hour.
-fn backoff_ms(dialer: &DialerConfig, attempt: i64) -> i64 {
+pub fn backoff_ms(dialer: &DialerConfig, attempt: i64) -> i64 {
     let base = dialer.retry_backoff.as_millis() as i64;
     let factor = 1i64 << (attempt - 1).clamp(0, 10);
     (base.saturating_mul(factor)).min(3_600_000)

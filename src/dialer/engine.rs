@@ -220,7 +220,11 @@ impl Engine {
                     let stop = self.inner.stop.child_token();
                     let channels = (0..t.ports())
                         .map(|port| {
-                            let hb = self.inner.shared.heartbeats.register(format!("channel {}:{port}", gc.name));
+                            let hb = self
+                                .inner
+                                .shared
+                                .heartbeats
+                                .register(format!("channel {}:{port}", gc.name));
                             Channel::start(
                                 &self.inner.shared,
                                 t.clone(),
@@ -269,7 +273,11 @@ impl Engine {
                 wake: rt.wake.clone(),
                 in_memory: rt.in_memory.clone(),
                 rate: rt.rate.clone(),
-                heartbeat: self.inner.shared.heartbeats.register(format!("dialer {}", d.name)),
+                heartbeat: self
+                    .inner
+                    .shared
+                    .heartbeats
+                    .register(format!("dialer {}", d.name)),
             };
             self.inner.tracker.spawn(looper.run());
             dialers.insert(d.name.clone(), rt);
@@ -411,6 +419,37 @@ impl Engine {
                         ch.set_health(health);
                     }
                 }
+                Event::Inbound(msg) => {
+                    let (gateway, port, len) =
+                        (msg.gateway.clone(), msg.port, msg.text.chars().count());
+                    let stored = self
+                        .inner
+                        .shared
+                        .store
+                        .write(move |tx| crate::store::inbound::insert(tx, &msg))
+                        .await;
+                    match stored {
+                        Ok(Some(id)) => {
+                            tracing::info!(gateway = %gateway, port = ?port, inbound = id, chars = len, "message received")
+                        }
+                        Ok(None) => {
+                            tracing::debug!(gateway = %gateway, port = ?port, "message received again (push and poll); kept once")
+                        }
+                        Err(e) => {
+                            tracing::error!(gateway = %gateway, error = %e, "cannot store a received message; the gateway keeps it and it is fetched again")
+                        }
+                    }
+                }
+                Event::Result {
+                    gateway,
+                    gateway_ref,
+                    ok,
+                    detail,
+                } => {
+                    if !ok {
+                        self.result_failed(gateway, gateway_ref, detail).await;
+                    }
+                }
                 Event::Delivered {
                     gateway,
                     gateway_ref,
@@ -443,6 +482,39 @@ impl Engine {
                         tracing::warn!(gateway = %gateway, reference = %gateway_ref, "delivery report for a message we do not know; ignored");
                     });
                 }
+            }
+        }
+    }
+}
+
+impl Engine {
+    async fn result_failed(&self, gateway: String, gateway_ref: String, detail: String) {
+        let store = self.inner.shared.store.clone();
+        let (g, r) = (gateway.clone(), gateway_ref.clone());
+        let found = store.read(move |c| spool::find_sent(c, &g, &r)).await;
+        let Ok(Some((id, dialer_name, attempts))) = found else {
+            tracing::warn!(gateway = %gateway, reference = %gateway_ref, "send result for a message we do not hold as SENT; ignored");
+            return;
+        };
+        let config = self.inner.shared.config();
+        let (backoff, max) = config
+            .dialer(&dialer_name)
+            .map(|d| {
+                (
+                    crate::channel::backoff_ms(d, attempts),
+                    d.max_attempts as i64,
+                )
+            })
+            .unwrap_or((30_000, 1));
+        tracing::warn!(gateway = %gateway, message = id, reason = %detail, "the gateway could not send a message it had accepted");
+        match store
+            .write(move |tx| spool::sent_but_failed(tx, id, &detail, backoff, max))
+            .await
+        {
+            Ok(State::ToProcess) => self.wake(&dialer_name),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(message = id, error = %e, "cannot record a failed send result")
             }
         }
     }

@@ -81,4 +81,23 @@ pub const MIGRATIONS: &[&str] = &[
         value INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
+    // 2: received messages, deduplicated on the gateway's own id.
+    r#"
+    CREATE TABLE inbound (
+        id          INTEGER PRIMARY KEY,
+        gateway     TEXT    NOT NULL,
+        port        INTEGER,
+        source_key  TEXT    NOT NULL,            -- the gateway's id of the message, e.g. "<serial>:<incoming_sms_id>"
+        sender      TEXT    NOT NULL,            -- as received
+        number      TEXT,                        -- E.164 when the sender is a phone number
+        recipient   TEXT,                        -- our number (DID) when the gateway says it
+        text        TEXT    NOT NULL,
+        sent_at     TEXT,                        -- the network's timestamp, as given
+        received_at INTEGER NOT NULL,            -- unix ms, our clock
+        campaign    TEXT,                        -- routing result (a later step)
+        UNIQUE (gateway, source_key)
+    );
+    CREATE INDEX inbound_number ON inbound(number, received_at);
+    CREATE INDEX inbound_received ON inbound(received_at);
+    "#,
 ];

@@ -628,3 +628,50 @@ pub fn set_dialer_stopped(
     .execute(params![dialer, stopped, now_ms()])?;
     Ok(())
 }
+
+/// The message a gateway reference belongs to: (id, dialer, attempts).
+pub fn find_sent(
+    conn: &Connection,
+    gateway: &str,
+    gateway_ref: &str,
+) -> Result<Option<(i64, String, i64)>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT id, dialer, attempts FROM message WHERE gateway = ?1 AND gateway_ref = ?2 AND state = 4")?
+        .query_row(params![gateway, gateway_ref], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?)
+}
+
+/// The gateway accepted a message but then reports it did not leave: back
+/// to the queue after `backoff_ms`, or FAILED when the attempts are spent.
+pub fn sent_but_failed(
+    tx: &Transaction<'_>,
+    id: i64,
+    reason: &str,
+    backoff_ms: i64,
+    max_attempts: i64,
+) -> Result<State, StoreError> {
+    let attempts: i64 = tx
+        .prepare_cached("SELECT attempts FROM message WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))?;
+    tx.prepare_cached(
+        "UPDATE attempt SET outcome = 'failed_after_accept', detail = ?2 \
+         WHERE id = (SELECT max(id) FROM attempt WHERE message_id = ?1)",
+    )?
+    .execute(params![id, reason])?;
+    if attempts >= max_attempts {
+        set_final(
+            tx,
+            id,
+            State::Sent,
+            State::Failed,
+            Some(&format!("{reason} (after {attempts} attempts)")),
+        )?;
+        return Ok(State::Failed);
+    }
+    let now = now_ms();
+    tx.prepare_cached(
+        "UPDATE message SET state = 1, not_before = ?2, error = ?3, updated_at = ?4, sent_at = NULL WHERE id = ?1 AND state = 4",
+    )?
+    .execute(params![id, now + backoff_ms, reason, now])?;
+    Ok(State::ToProcess)
+}

@@ -103,6 +103,17 @@ pub enum Event {
         port: u32,
         health: PortHealth,
     },
+    /// The gateway's final word on a message it accepted (Dinstar's
+    /// sms_result): `ok` false means it did not leave, and the engine
+    /// retries it elsewhere or fails it.
+    Result {
+        gateway: String,
+        gateway_ref: String,
+        ok: bool,
+        detail: String,
+    },
+    /// A received message. The engine stores it once per `source_key`.
+    Inbound(crate::store::inbound::NewInbound),
 }
 
 pub trait Transport: Send + Sync {
