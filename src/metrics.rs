@@ -91,7 +91,7 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION"),
             })
             .set(1);
-        registry.register("build", "Build information (always 1)", build_info);
+        registry.register("build_info", "Build information (always 1)", build_info);
 
         let config_reloads = Family::<ResultLabel, Counter>::default();
         registry.register(
