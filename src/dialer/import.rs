@@ -247,7 +247,18 @@ pub(crate) fn check_common(no: u64, text: &str) -> Result<(), LineError> {
             "the line is blank; remove blank lines, including any after the last line",
         ));
     }
-    if let Some(c) = text.chars().find(|c| c.is_control()) {
+    // Byte scan first (the import's hot loop): a control character is a
+    // byte below 0x20, 0x7F, or a C1 control (U+0080..U+009F, C2 80..C2 9F).
+    let b = text.as_bytes();
+    let suspicious = b.iter().enumerate().any(|(i, &x)| {
+        x < 0x20
+            || x == 0x7F
+            || (x == 0xC2 && b.get(i + 1).is_some_and(|n| (0x80..=0x9F).contains(n)))
+    });
+    if let Some(c) = suspicious
+        .then(|| text.chars().find(|c| c.is_control()))
+        .flatten()
+    {
         let message = if c == '\r' {
             "the line contains a carriage return inside it; the file may use old Mac line ends: save it again as \"CSV UTF-8\"".to_owned()
         } else {
@@ -291,10 +302,17 @@ impl<F: FnMut(&str) -> bool> Checker<'_, F> {
             ));
         };
         let extra = fields.next().is_some_and(|rest| !rest.trim().is_empty());
-        if let Some((pos, c)) = text
-            .char_indices()
-            .find(|(_, c)| self.rules.forbidden.contains(c))
-        {
+        // ASCII forbidden characters (the usual case) are found by a byte
+        // scan; others need the char walk.
+        let forbidden = &self.rules.forbidden;
+        let found = if forbidden.iter().all(char::is_ascii) {
+            text.bytes()
+                .position(|b| forbidden.contains(&char::from(b)))
+                .map(|pos| (pos, char::from(text.as_bytes()[pos])))
+        } else {
+            text.char_indices().find(|(_, c)| forbidden.contains(c))
+        };
+        if let Some((pos, c)) = found {
             let col = text[..pos].matches(';').count();
             let col_name = COLUMNS.get(col).copied().unwrap_or("an extra column");
             return Err(LineError::new(
@@ -558,6 +576,13 @@ mod tests {
     fn rule_control_character_and_old_mac_line_ends() {
         assert_eq!(
             errors(b"campsms;1;a\tb;1\ncampsms;1;a;1\rcampsms;1;a;1\r"),
+            vec![(1, Rule::ControlCharacter), (2, Rule::ControlCharacter)]
+        );
+        // A C1 control (NEL, U+0085) in UTF-8, and DEL.
+        assert_eq!(
+            errors(
+                "campsms;1;a\u{85}b;1\ncampsms;1;a\u{7f};1\ncampsms;1;\u{c5}\u{a0};1\n".as_bytes()
+            ),
             vec![(1, Rule::ControlCharacter), (2, Rule::ControlCharacter)]
         );
     }
