@@ -39,11 +39,18 @@ fn ready_healthz_within_a_second_then_sigterm_exits_zero_within_the_drain_timeou
     d.wait_notify("STOPPING=1", Duration::from_secs(5));
     let (code, took) = d.wait_exit(Duration::from_secs(6));
     assert_eq!(code, Some(0), "stderr: {}", d.take_stderr());
-    assert!(took < Duration::from_secs(5), "took {took:?}, over the 5 s drain timeout");
+    assert!(
+        took < Duration::from_secs(5),
+        "took {took:?}, over the 5 s drain timeout"
+    );
 }
 
 fn status(d: &Daemon, token: &str) -> reqwest::blocking::Response {
-    d.http().get(d.url("/api/v1/status")).bearer_auth(token).send().unwrap()
+    d.http()
+        .get(d.url("/api/v1/status"))
+        .bearer_auth(token)
+        .send()
+        .unwrap()
 }
 
 #[test]
@@ -54,11 +61,19 @@ fn sighup_applies_a_good_file_and_keeps_the_running_config_on_a_bad_one() {
     let original = std::fs::read_to_string(&d.config).unwrap();
 
     // A broken file: refused, the old tokens still work.
-    std::fs::write(&d.config, format!("{original}\n[[dialer]]\nname = \"x\"\nprovider = \"nope\"\n")).unwrap();
+    std::fs::write(
+        &d.config,
+        format!("{original}\n[[dialer]]\nname = \"x\"\nprovider = \"nope\"\n"),
+    )
+    .unwrap();
     d.signal("HUP");
     d.wait_notify("READY=1", Duration::from_secs(5));
     std::thread::sleep(Duration::from_millis(100));
-    assert_eq!(status(&d, VIEWER).status(), 200, "the running config must stay");
+    assert_eq!(
+        status(&d, VIEWER).status(),
+        200,
+        "the running config must stay"
+    );
 
     // A good file with the viewer token changed: the new one works, the old
     // one is refused.
@@ -79,7 +94,11 @@ fn reload_through_the_api_reports_every_problem() {
     let d = Daemon::start("", &[]);
     d.wait_ready();
     let original = std::fs::read_to_string(&d.config).unwrap();
-    std::fs::write(&d.config, original.replace("ports = 4", "ports = 4\nbogus = true")).unwrap();
+    std::fs::write(
+        &d.config,
+        original.replace("ports = 4", "ports = 4\nbogus = true"),
+    )
+    .unwrap();
     let r = d
         .http()
         .post(d.url("/api/v1/config/reload"))
@@ -91,7 +110,13 @@ fn reload_through_the_api_reports_every_problem() {
     let body: serde_json::Value = r.json().unwrap();
     assert_eq!(body["code"], "config_invalid");
     assert!(body["errors"][0]["line"].as_u64().is_some(), "{body}");
-    assert!(body["errors"][0]["message"].as_str().unwrap().contains("bogus"), "{body}");
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("bogus"),
+        "{body}"
+    );
     assert_eq!(status(&d, VIEWER).status(), 200);
 }
 
@@ -101,8 +126,14 @@ fn assert_problem(r: reqwest::blocking::Response, status: u16, code: &str) {
     let body: serde_json::Value = r.json().unwrap();
     assert_eq!(body["code"], code, "{body}");
     assert_eq!(body["status"], status, "{body}");
-    assert!(body["detail"].as_str().is_some_and(|s| !s.is_empty()), "{body}");
-    assert!(body["type"].as_str().is_some_and(|s| s.ends_with(code)), "{body}");
+    assert!(
+        body["detail"].as_str().is_some_and(|s| !s.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["type"].as_str().is_some_and(|s| s.ends_with(code)),
+        "{body}"
+    );
 }
 
 #[test]
@@ -110,19 +141,32 @@ fn no_token_401_wrong_role_403_oversized_body_413_all_problem_json() {
     let d = Daemon::start("", &[]);
     d.wait_ready();
     let http = d.http();
-    assert_problem(http.get(d.url("/api/v1/status")).send().unwrap(), 401, "unauthorized");
     assert_problem(
-        http.get(d.url("/api/v1/status")).bearer_auth("not-a-token-at-all-xxxxxx").send().unwrap(),
+        http.get(d.url("/api/v1/status")).send().unwrap(),
         401,
         "unauthorized",
     );
     assert_problem(
-        http.post(d.url("/api/v1/config/reload")).bearer_auth(OPERATOR).send().unwrap(),
+        http.get(d.url("/api/v1/status"))
+            .bearer_auth("not-a-token-at-all-xxxxxx")
+            .send()
+            .unwrap(),
+        401,
+        "unauthorized",
+    );
+    assert_problem(
+        http.post(d.url("/api/v1/config/reload"))
+            .bearer_auth(OPERATOR)
+            .send()
+            .unwrap(),
         403,
         "forbidden",
     );
     assert_problem(
-        http.post(d.url("/api/v1/config/reload")).bearer_auth(VIEWER).send().unwrap(),
+        http.post(d.url("/api/v1/config/reload"))
+            .bearer_auth(VIEWER)
+            .send()
+            .unwrap(),
         403,
         "forbidden",
     );
@@ -140,13 +184,23 @@ fn no_token_401_wrong_role_403_oversized_body_413_all_problem_json() {
     );
     // ...and the 401 comes before reading any body.
     assert_problem(
-        http.post(d.url("/api/v1/config/reload")).body(big).send().unwrap(),
+        http.post(d.url("/api/v1/config/reload"))
+            .body(big)
+            .send()
+            .unwrap(),
         401,
         "unauthorized",
     );
-    assert_problem(http.get(d.url("/api/v1/nothing-here")).send().unwrap(), 404, "not_found");
     assert_problem(
-        http.delete(d.url("/api/v1/status")).bearer_auth(ADMIN).send().unwrap(),
+        http.get(d.url("/api/v1/nothing-here")).send().unwrap(),
+        404,
+        "not_found",
+    );
+    assert_problem(
+        http.delete(d.url("/api/v1/status"))
+            .bearer_auth(ADMIN)
+            .send()
+            .unwrap(),
         405,
         "method_not_allowed",
     );
@@ -171,9 +225,21 @@ fn the_metrics_name_loops_and_requests() {
     let _ = http.get(d.url("/api/v1/status")).send().unwrap();
     let text = http.get(d.url("/metrics")).send().unwrap().text().unwrap();
     assert!(text.contains("smsgate_build_info{version="), "{text}");
-    assert!(text.contains("smsgate_api_requests_total{method=\"GET\",route=\"/api/v1/status\",status=\"401\"} 1"), "{text}");
-    assert!(text.contains("smsgate_loop_heartbeat_age_seconds{task=\"store-writer\"}"), "{text}");
-    assert!(text.contains("smsgate_channel_healthy") || text.contains("smsgate_dialer_in_memory_messages"), "{text}");
+    assert!(
+        text.contains(
+            "smsgate_api_requests_total{method=\"GET\",route=\"/api/v1/status\",status=\"401\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("smsgate_loop_heartbeat_age_seconds{task=\"store-writer\"}"),
+        "{text}"
+    );
+    assert!(
+        text.contains("smsgate_channel_healthy")
+            || text.contains("smsgate_dialer_in_memory_messages"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -182,7 +248,11 @@ fn a_second_daemon_on_the_same_port_fails_with_a_plain_reason() {
     d.wait_ready();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("second.toml");
-    std::fs::write(&config, common::config_text(d.port, &dir.path().join("state"), "")).unwrap();
+    std::fs::write(
+        &config,
+        common::config_text(d.port, &dir.path().join("state"), ""),
+    )
+    .unwrap();
     let out = std::process::Command::new(common::bin())
         .args(["run", "--config"])
         .arg(&config)
@@ -191,5 +261,8 @@ fn a_second_daemon_on_the_same_port_fails_with_a_plain_reason() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("cannot listen on 127.0.0.1:{}", d.port)), "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{}", d.port)),
+        "{err}"
+    );
 }
