@@ -266,3 +266,44 @@ fn a_second_daemon_on_the_same_port_fails_with_a_plain_reason() {
         "{err}"
     );
 }
+
+/// /metrics must be valid for Prometheus: checked by Prometheus's own
+/// `promtool`, which tests/run-all.sh installs (Debian package prometheus).
+#[test]
+fn metrics_pass_promtool() {
+    let d = Daemon::start("", &[]);
+    d.wait_ready();
+    let http = d.http();
+    let _ = http
+        .get(d.url("/api/v1/status"))
+        .bearer_auth(VIEWER)
+        .send()
+        .unwrap();
+    let text = http.get(d.url("/metrics")).send().unwrap().text().unwrap();
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => panic!(
+            "promtool is needed for this test ({e}); install it with `apt-get install prometheus` or run tests/run-all.sh, which does"
+        ),
+    };
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}\n---\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

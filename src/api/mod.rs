@@ -163,8 +163,10 @@ async fn guard(
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
     let config = st.shared.config();
-    let response = match check(&config, access, body, req) {
-        Ok(req) => {
+    let response = match check(&config, access, body, &req) {
+        Ok(limit) => {
+            // Bodies without a length (chunked) are cut at the limit while read.
+            let req = req.map(|b| Body::new(http_body_util::Limited::new(b, limit as usize)));
             let timeout = config.api.request_timeout;
             if body == BodyLimit::Upload {
                 // Uploads may legitimately take long; their handler bounds
@@ -184,7 +186,10 @@ async fn guard(
                 }
             }
         }
-        Err(e) => e.into_response(),
+        Err(e) => {
+            drain(req).await;
+            e.into_response()
+        }
     };
     st.shared
         .metrics
@@ -198,12 +203,31 @@ async fn guard(
     response
 }
 
+/// Reads and drops a refused request's body, so that a client still
+/// writing it gets to read our answer instead of a connection reset. Only
+/// up to a cap, and briefly: a huge upload is simply cut off.
+async fn drain(req: Request) {
+    use http_body_util::BodyExt;
+    const CAP: usize = 1024 * 1024;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > CAP) {
+        return;
+    }
+    let body = http_body_util::Limited::new(req.into_body(), CAP);
+    let _ = tokio::time::timeout(Duration::from_secs(2), body.collect()).await;
+}
+
+/// Token, role and declared size; the body limit to apply when they pass.
 fn check(
     config: &crate::config::Config,
     access: Access,
     body: BodyLimit,
-    req: Request,
-) -> Result<Request, ApiError> {
+    req: &Request,
+) -> Result<u64, ApiError> {
     if let Access::Role(need) = access {
         let presented = req
             .headers()
@@ -244,8 +268,7 @@ fn check(
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::too_large(limit));
     }
-    // Bodies without a length (chunked) are cut at the limit while read.
-    Ok(req.map(|b| Body::new(http_body_util::Limited::new(b, limit as usize))))
+    Ok(limit)
 }
 
 /// The API's listening socket, bound before READY=1 is sent.
