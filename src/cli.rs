@@ -1,2 +1,4 @@
 use std::process::ExitCode;
-pub fn main() -> ExitCode { ExitCode::SUCCESS }
+pub fn main() -> ExitCode {
+    ExitCode::SUCCESS
+}

@@ -257,6 +257,22 @@ impl Address {
         Ok((nibbles.len(), octets))
     }
 
+    /// The address as an originator, destination or recipient field:
+    /// length in digits, type of address, digits.
+    pub fn encode(&self) -> Result<Vec<u8>, PduError> {
+        let mut out = Vec::with_capacity(12);
+        self.write(&mut out)?;
+        Ok(out)
+    }
+
+    /// The address as a service centre address field: length in octets
+    /// (type included), type of address, digits.
+    pub fn encode_service_centre(&self) -> Result<Vec<u8>, PduError> {
+        let mut out = Vec::with_capacity(12);
+        Address::write_service_centre(Some(self), &mut out)?;
+        Ok(out)
+    }
+
     /// Writes an originator, destination or recipient address.
     pub(crate) fn write(&self, out: &mut Vec<u8>) -> Result<(), PduError> {
         let (digits, octets) = self.body()?;

@@ -473,8 +473,10 @@ pub fn decode_bytes(bytes: &[u8], tpdu_length: Option<usize>) -> Result<DecodedP
         (Ok(d), _) => (Ok(d), hint_missed),
         // The announced length pointed at a reading that does not parse.
         (Err(_), Ok(d)) => (Ok(d), tpdu_length),
+        // Both fail: the preferred reading's error, unless the other reading
+        // got well into the message, which says it was the right one.
         (Err(a), Err(b)) => (
-            Err(if second.progress > first.progress {
+            Err(if second.progress >= first.progress + 8 {
                 b
             } else {
                 a
