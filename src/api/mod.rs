@@ -2,10 +2,13 @@
 //! with the role it needs and its body limit; the router and the test that
 //! keeps the OpenAPI document true are both built from that one table.
 
+mod dialers;
 pub(crate) mod error;
 mod extract;
+mod messages;
 pub mod openapi;
 mod system;
+mod uploads;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -61,6 +64,19 @@ pub struct RouteSpec {
     handler: MethodRouter<AppState>,
 }
 
+/// A route whose body is a streamed upload, bounded by max_upload_bytes.
+fn upload(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    handler: MethodRouter<AppState>,
+) -> RouteSpec {
+    RouteSpec {
+        body: BodyLimit::Upload,
+        ..route(method, path, access, handler)
+    }
+}
+
 fn route(
     method: Method,
     path: &'static str,
@@ -108,6 +124,78 @@ pub fn routes() -> Vec<RouteSpec> {
             "/api/v1/channels",
             Role(crate::config::Role::Viewer),
             get(system::channels),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/messages",
+            Role(crate::config::Role::Operator),
+            post(messages::send),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/messages",
+            Role(crate::config::Role::Viewer),
+            get(messages::list),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/messages/{id}",
+            Role(crate::config::Role::Viewer),
+            get(messages::get),
+        ),
+        upload(
+            Method::POST,
+            "/api/v1/imports",
+            Role(crate::config::Role::Operator),
+            post(uploads::import_messages),
+        ),
+        upload(
+            Method::POST,
+            "/api/v1/dncr",
+            Role(crate::config::Role::Operator),
+            post(uploads::import_dncr),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/dncr",
+            Role(crate::config::Role::Viewer),
+            get(uploads::list_dncr),
+        ),
+        route(
+            Method::DELETE,
+            "/api/v1/dncr/{phone}",
+            Role(crate::config::Role::Operator),
+            axum::routing::delete(uploads::delete_dncr),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/dialers",
+            Role(crate::config::Role::Viewer),
+            get(dialers::list),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/dialers/{name}",
+            Role(crate::config::Role::Viewer),
+            get(dialers::get),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/dialers/{name}/stop",
+            Role(crate::config::Role::Operator),
+            post(dialers::stop),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/dialers/{name}/start",
+            Role(crate::config::Role::Operator),
+            post(dialers::start),
+        ),
+        route(
+            Method::DELETE,
+            "/api/v1/dialers/{name}/pending",
+            Role(crate::config::Role::Operator),
+            axum::routing::delete(dialers::cancel_pending),
         ),
     ]
 }

@@ -4,6 +4,7 @@ pub mod dialstring;
 pub mod dncr_import;
 pub mod engine;
 pub mod import;
+pub mod importer;
 mod lines;
 pub mod schedule;
 

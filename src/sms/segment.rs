@@ -31,6 +31,14 @@ pub enum RefWidth {
 }
 
 impl Encoding {
+    /// The name the API and the database use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Encoding::Gsm7 => "gsm7",
+            Encoding::Ucs2 => "ucs2",
+        }
+    }
+
     /// Units (septets or UTF-16 code units) one unconcatenated SMS carries.
     pub fn single_capacity(self) -> usize {
         match self {

@@ -16,12 +16,24 @@ pub struct DncrEntry {
 }
 
 /// Adds (or refreshes) an entry; `dialer` None means every dialer.
-pub fn upsert(tx: &Transaction<'_>, key: &str, dialer: Option<&str>, written: &str, source: &str) -> Result<(), StoreError> {
+pub fn upsert(
+    tx: &Transaction<'_>,
+    key: &str,
+    dialer: Option<&str>,
+    written: &str,
+    source: &str,
+) -> Result<(), StoreError> {
     tx.prepare_cached(
         "INSERT INTO dncr (key, dialer, written, source, added_at) VALUES (?1, ?2, ?3, ?4, ?5) \
          ON CONFLICT(key, dialer) DO UPDATE SET written = ?3, source = ?4, added_at = ?5",
     )?
-    .execute(params![key, dialer.unwrap_or(""), written, source, now_ms()])?;
+    .execute(params![
+        key,
+        dialer.unwrap_or(""),
+        written,
+        source,
+        now_ms()
+    ])?;
     Ok(())
 }
 
@@ -37,7 +49,12 @@ fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<DncrEntry> {
 }
 
 /// Entries for one key (every dialer), or a page of all entries by key.
-pub fn list(conn: &Connection, key: Option<&str>, after_key: Option<&str>, limit: u32) -> Result<(Vec<DncrEntry>, Option<String>), StoreError> {
+pub fn list(
+    conn: &Connection,
+    key: Option<&str>,
+    after_key: Option<&str>,
+    limit: u32,
+) -> Result<(Vec<DncrEntry>, Option<String>), StoreError> {
     let limit = limit.clamp(1, 1000) as i64;
     let mut stmt = conn.prepare_cached(
         "SELECT key, dialer, written, source, added_at FROM dncr \
@@ -73,7 +90,12 @@ pub fn begin_import(tx: &Transaction<'_>, kind: &str, filename: &str) -> Result<
     Ok(tx.last_insert_rowid())
 }
 
-pub fn finish_import(tx: &Transaction<'_>, id: i64, lines: u64, accepted: u64) -> Result<(), StoreError> {
+pub fn finish_import(
+    tx: &Transaction<'_>,
+    id: i64,
+    lines: u64,
+    accepted: u64,
+) -> Result<(), StoreError> {
     tx.prepare_cached("UPDATE import SET lines = ?2, accepted = ?3 WHERE id = ?1")?
         .execute(params![id, lines as i64, accepted as i64])?;
     Ok(())

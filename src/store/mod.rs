@@ -155,7 +155,10 @@ impl Store {
     /// Queues a write without waiting; the receiver gets the result once
     /// committed. For blocking threads that must keep working (feeding a
     /// streaming import) while the writer runs the job.
-    pub fn write_detached<T, F>(&self, f: F) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>
+    pub fn write_detached<T, F>(
+        &self,
+        f: F,
+    ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
