@@ -99,6 +99,7 @@ impl Daemon {
         env: &[(&str, &str)],
     ) -> Self {
         let sock_path = dir.path().join("notify.sock");
+        let _ = std::fs::remove_file(&sock_path);
         let notify = UnixDatagram::bind(&sock_path).unwrap();
         notify
             .set_read_timeout(Some(Duration::from_millis(200)))
