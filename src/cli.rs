@@ -1,4 +1,2 @@
 use std::process::ExitCode;
-pub fn main() -> ExitCode {
-    ExitCode::SUCCESS
-}
+pub fn main() -> ExitCode { ExitCode::SUCCESS }
