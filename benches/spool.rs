@@ -50,8 +50,11 @@ fn main() {
     smsgate::sms::phone::warm_up();
 
     // 1. Import.
-    let store = Store::open(&dir.path().join("import"), smsgate::daemon::Heartbeat::detached())
-        .expect("store");
+    let store = Store::open(
+        &dir.path().join("import"),
+        smsgate::daemon::Heartbeat::detached(),
+    )
+    .expect("store");
     let t = Instant::now();
     let summary = importer::import_messages(
         &store,
@@ -79,13 +82,9 @@ fn main() {
         .expect("runtime");
     let state = dir.path().join("run");
     let store = Store::open(&state, smsgate::daemon::Heartbeat::detached()).expect("store");
-    let summary = importer::import_messages(
-        &store,
-        &config,
-        "BENCH2.csv",
-        BufReader::new(Lines::new(n)),
-    )
-    .expect("import");
+    let summary =
+        importer::import_messages(&store, &config, "BENCH2.csv", BufReader::new(Lines::new(n)))
+            .expect("import");
     let queued = summary.queued as i64;
     runtime.block_on(async {
         let shared = Shared::new(config.clone(), store.clone(), Heartbeats::default());

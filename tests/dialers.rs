@@ -523,10 +523,19 @@ fn the_cli_sends_imports_and_shows_the_dashboard() {
 fn metrics_per_dialer_and_channel_exist() {
     let d = Daemon::start("", &[]);
     d.wait_ready();
-    let (s, _) = send(&d, json!({"dialer": "campsms", "to": "098344384", "text": "hola"}));
+    let (s, _) = send(
+        &d,
+        json!({"dialer": "campsms", "to": "098344384", "text": "hola"}),
+    );
     assert_eq!(s, 202);
     settle(&d, "campsms", Duration::from_secs(10));
-    let text = d.http().get(d.url("/metrics")).send().unwrap().text().unwrap();
+    let text = d
+        .http()
+        .get(d.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
     for needle in [
         "smsgate_channel_sends_total{channel=\"sim1:0\",outcome=\"sent\"} 1",
         "smsgate_send_latency_seconds_bucket{le=",

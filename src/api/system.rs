@@ -79,7 +79,9 @@ pub async fn metrics(State(st): State<AppState>, headers: axum::http::HeaderMap)
         st.shared
             .metrics
             .channel_healthy
-            .get_or_create(&crate::metrics::ChannelLabel { channel: ch.id.clone() })
+            .get_or_create(&crate::metrics::ChannelLabel {
+                channel: ch.id.clone(),
+            })
             .set(i64::from(ch.usable));
     }
     let openmetrics = headers
