@@ -1,1 +1,449 @@
-//! placeholder
+//! A channel is one port of one gateway (or one modem): its health, its
+//! pacer and its queue. One worker task per channel sends one message at a
+//! time, never two closer than the dialer's interval (invariant 3).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::DialerConfig;
+use crate::daemon::{Heartbeat, Shared};
+use crate::metrics::{ChannelLabel, ChannelOutcomeLabels, DialerStateLabels};
+use crate::store::spool::{self, Queued, State};
+use crate::transport::{Outbound, PortHealth, SendError, Transport};
+
+/// How long a port that answered "unusable" is left out before it is tried
+/// again, when the transport has no fresher health to offer.
+const PORT_QUARANTINE: Duration = Duration::from_secs(60);
+
+/// A message handed to a channel by a dialer.
+pub struct Job {
+    pub message: Queued,
+    pub dialer: Arc<DialerConfig>,
+    pub done: mpsc::UnboundedSender<JobDone>,
+}
+
+/// What became of a job, for the dialer that handed it over.
+#[derive(Debug)]
+pub struct JobDone {
+    pub id: i64,
+    pub outcome: JobOutcome,
+}
+
+#[derive(Debug)]
+pub enum JobOutcome {
+    /// Recorded in the store (sent, retry later, failed, unknown).
+    Finished(State),
+    /// The channel could not take it (unhealthy, shutting down): still
+    /// TO_PROCESS, the dialer gives it to another channel.
+    Returned(Queued),
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChannelView {
+    pub id: String,
+    pub gateway: String,
+    pub port: u32,
+    pub usable: bool,
+    pub reason: String,
+    pub health: PortHealth,
+    pub queued: usize,
+    pub sent: u64,
+    pub failed: u64,
+    pub last_send_ms_ago: Option<u64>,
+}
+
+struct Inner {
+    last_send: Option<Instant>,
+    health: PortHealth,
+    /// Set after a send said the port is unusable; cleared when it ends or
+    /// when the transport reports the port healthy again.
+    quarantine: Option<(Instant, String)>,
+}
+
+pub struct Channel {
+    pub id: String,
+    pub gateway: String,
+    pub port: u32,
+    transport: Arc<dyn Transport>,
+    inner: Mutex<Inner>,
+    queue: mpsc::Sender<Job>,
+    queued: AtomicU64,
+    sent: AtomicU64,
+    failed: AtomicU64,
+}
+
+impl Channel {
+    /// Creates the channel and spawns its worker.
+    pub fn start(
+        shared: &Shared,
+        transport: Arc<dyn Transport>,
+        port: u32,
+        heartbeat: Heartbeat,
+        stop: CancellationToken,
+        tracker: &tokio_util::task::TaskTracker,
+    ) -> Arc<Self> {
+        // Capacity 1: a channel holds at most the message it sends and the
+        // next one, so a crash leaves little in flight and an unhealthy
+        // channel strands little.
+        let (tx, rx) = mpsc::channel(1);
+        let gateway = transport.name().to_string();
+        let ch = Arc::new(Self {
+            id: format!("{gateway}:{port}"),
+            gateway,
+            port,
+            inner: Mutex::new(Inner {
+                last_send: None,
+                health: transport.health(port),
+                quarantine: None,
+            }),
+            transport,
+            queue: tx,
+            queued: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        });
+        let worker = Worker {
+            ch: ch.clone(),
+            shared: shared.clone(),
+            heartbeat,
+            stop,
+        };
+        tracker.spawn(worker.run(rx));
+        ch
+    }
+
+    /// Whether the channel can take a message now, and if not, why.
+    pub fn usable(&self) -> Result<(), String> {
+        let mut g = self
+            .inner
+            .lock()
+            .map_err(|_| "channel state poisoned".to_string())?;
+        if let Some((until, why)) = &g.quarantine {
+            if Instant::now() < *until {
+                return Err(why.clone());
+            }
+            g.quarantine = None;
+        }
+        let live = self.transport.health(self.port);
+        g.health = live.clone();
+        if live.usable {
+            Ok(())
+        } else {
+            Err(live.reason)
+        }
+    }
+
+    /// Offers a job without waiting. Gives it back when the queue is full
+    /// or the worker is gone.
+    pub fn offer(&self, job: Job) -> Result<(), Job> {
+        match self.queue.try_send(job) {
+            Ok(()) => {
+                self.queued.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(mpsc::error::TrySendError::Full(j)) | Err(mpsc::error::TrySendError::Closed(j)) => {
+                Err(j)
+            }
+        }
+    }
+
+    pub fn set_health(&self, health: PortHealth) {
+        if let Ok(mut g) = self.inner.lock() {
+            if health.usable {
+                g.quarantine = None;
+            }
+            g.health = health;
+        }
+    }
+
+    fn quarantine(&self, reason: &str) {
+        if let Ok(mut g) = self.inner.lock() {
+            g.quarantine = Some((Instant::now() + PORT_QUARANTINE, reason.to_string()));
+        }
+    }
+
+    pub fn view(&self) -> ChannelView {
+        let usable = self.usable();
+        let g = self.inner.lock().ok();
+        ChannelView {
+            id: self.id.clone(),
+            gateway: self.gateway.clone(),
+            port: self.port,
+            usable: usable.is_ok(),
+            reason: usable.err().unwrap_or_default(),
+            health: g.as_ref().map(|g| g.health.clone()).unwrap_or_default(),
+            queued: self.queued.load(Ordering::Relaxed) as usize,
+            sent: self.sent.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            last_send_ms_ago: g
+                .as_ref()
+                .and_then(|g| g.last_send)
+                .map(|t| t.elapsed().as_millis() as u64),
+        }
+    }
+
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+}
+
+struct Worker {
+    ch: Arc<Channel>,
+    shared: Shared,
+    heartbeat: Heartbeat,
+    stop: CancellationToken,
+}
+
+impl Worker {
+    async fn run(self, mut rx: mpsc::Receiver<Job>) {
+        let label = ChannelLabel {
+            channel: self.ch.id.clone(),
+        };
+        loop {
+            self.heartbeat.beat();
+            let job = tokio::select! {
+                biased;
+                _ = self.stop.cancelled() => break,
+                j = rx.recv() => match j { Some(j) => j, None => break },
+                _ = tokio::time::sleep(self.heartbeat.period()) => continue,
+            };
+            self.ch.queued.fetch_sub(1, Ordering::Relaxed);
+            self.shared
+                .metrics
+                .channel_queued
+                .get_or_create(&label)
+                .set(self.ch.queued.load(Ordering::Relaxed) as i64);
+            if !self.pace(&job.dialer).await {
+                let _ = job.done.send(JobDone {
+                    id: job.message.id,
+                    outcome: JobOutcome::Returned(job.message),
+                });
+                break;
+            }
+            self.send(job).await;
+        }
+        // Jobs still queued were never marked SENDING: hand them back.
+        rx.close();
+        while let Ok(job) = rx.try_recv() {
+            self.ch.queued.fetch_sub(1, Ordering::Relaxed);
+            let _ = job.done.send(JobDone {
+                id: job.message.id,
+                outcome: JobOutcome::Returned(job.message),
+            });
+        }
+    }
+
+    /// Waits until the channel's interval has passed since its last send.
+    /// False when the daemon is stopping.
+    async fn pace(&self, dialer: &DialerConfig) -> bool {
+        let due = self
+            .ch
+            .inner
+            .lock()
+            .ok()
+            .and_then(|g| g.last_send)
+            .map(|t| t + dialer.interval);
+        if let Some(due) = due {
+            loop {
+                let now = Instant::now();
+                if now >= due {
+                    break;
+                }
+                let wait = (due - now).min(self.heartbeat.period());
+                tokio::select! {
+                    _ = self.stop.cancelled() => return false,
+                    _ = tokio::time::sleep(wait) => self.heartbeat.beat(),
+                }
+            }
+        }
+        !self.stop.is_cancelled()
+    }
+
+    async fn send(&self, job: Job) {
+        let Job {
+            message,
+            dialer,
+            done,
+        } = job;
+        let id = message.id;
+        if let Err(why) = self.ch.usable() {
+            tracing::debug!(channel = %self.ch.id, message = id, reason = %why, "channel unusable; message returned to its dialer");
+            let _ = done.send(JobDone {
+                id,
+                outcome: JobOutcome::Returned(message),
+            });
+            return;
+        }
+        let Some(number) = message.number.clone() else {
+            // Invalid numbers never reach a channel; be safe anyway.
+            let _ = done.send(JobDone {
+                id,
+                outcome: JobOutcome::Finished(State::Invalid),
+            });
+            return;
+        };
+        let (gw, chan) = (self.ch.gateway.clone(), self.ch.id.clone());
+        let begun = self
+            .shared
+            .store
+            .write(move |tx| spool::begin_attempt(tx, id, &gw, &chan))
+            .await;
+        let reference = match begun {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                // Cancelled while it waited in memory.
+                let _ = done.send(JobDone {
+                    id,
+                    outcome: JobOutcome::Finished(State::Cancelled),
+                });
+                return;
+            }
+            Err(e) => {
+                tracing::error!(channel = %self.ch.id, message = id, error = %e, "cannot record the attempt; not sending");
+                let _ = done.send(JobDone {
+                    id,
+                    outcome: JobOutcome::Returned(message),
+                });
+                return;
+            }
+        };
+        let outbound = Outbound {
+            message_id: id,
+            port: self.ch.port,
+            to: number,
+            text: message.text.clone(),
+            reference,
+        };
+        let started = Instant::now();
+        if let Ok(mut g) = self.ch.inner.lock() {
+            g.last_send = Some(started);
+        }
+        let result = self.ch.transport.send(&outbound).await;
+        let latency = started.elapsed();
+        let m = &self.shared.metrics;
+        let outcome_label = match &result {
+            Ok(_) => "sent",
+            Err(e) => e.outcome(),
+        };
+        m.channel_sends
+            .get_or_create(&ChannelOutcomeLabels {
+                channel: self.ch.id.clone(),
+                outcome: outcome_label,
+            })
+            .inc();
+        m.send_latency
+            .get_or_create(&ChannelLabel {
+                channel: self.ch.id.clone(),
+            })
+            .observe(latency.as_secs_f64());
+
+        let max_attempts = dialer.max_attempts as i64;
+        let backoff = backoff_ms(&dialer, message.attempts + 1);
+        let state = match result {
+            Ok(acc) => {
+                self.ch.sent.fetch_add(1, Ordering::Relaxed);
+                let r = acc.gateway_ref.clone();
+                self.record(id, move |tx| {
+                    spool::mark_sent(tx, id, &r).map(|_| State::Sent)
+                })
+                .await
+            }
+            Err(e) => {
+                self.ch.failed.fetch_add(1, Ordering::Relaxed);
+                let outcome = e.outcome();
+                match e {
+                    SendError::Permanent { reason } => {
+                        tracing::warn!(channel = %self.ch.id, message = id, reason = %reason, "the gateway refused the message for good");
+                        self.record(id, move |tx| {
+                            spool::mark_failed(tx, id, outcome, &reason).map(|_| State::Failed)
+                        })
+                        .await
+                    }
+                    SendError::Unknown { reason } => {
+                        tracing::warn!(channel = %self.ch.id, message = id, reason = %reason, "cannot tell whether the message left");
+                        if dialer.resend_unknown {
+                            self.record(id, move |tx| {
+                                spool::mark_retry(tx, id, outcome, &reason, backoff, max_attempts)
+                            })
+                            .await
+                        } else {
+                            self.record(id, move |tx| {
+                                spool::mark_unknown(tx, id, &reason).map(|_| State::Unknown)
+                            })
+                            .await
+                        }
+                    }
+                    SendError::PortUnusable { reason } | SendError::Auth { reason } => {
+                        tracing::warn!(channel = %self.ch.id, message = id, reason = %reason, "channel taken out of use; the message goes to another channel");
+                        self.ch.quarantine(&reason);
+                        self.record(id, move |tx| {
+                            spool::requeue(tx, id, outcome, &reason).map(|_| State::ToProcess)
+                        })
+                        .await
+                    }
+                    SendError::Temporary { reason } => {
+                        tracing::info!(channel = %self.ch.id, message = id, reason = %reason, backoff_ms = backoff, "temporary failure; will retry");
+                        self.record(id, move |tx| {
+                            spool::mark_retry(tx, id, outcome, &reason, backoff, max_attempts)
+                        })
+                        .await
+                    }
+                }
+            }
+        };
+        m.dialer_messages
+            .get_or_create(&DialerStateLabels {
+                dialer: dialer.name.clone(),
+                state: state_label(state),
+            })
+            .inc();
+        let _ = done.send(JobDone {
+            id,
+            outcome: JobOutcome::Finished(state),
+        });
+    }
+
+    async fn record<F>(&self, id: i64, f: F) -> State
+    where
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<State, crate::store::StoreError>
+            + Send
+            + 'static,
+    {
+        match self.shared.store.write(f).await {
+            Ok(s) => s,
+            Err(e) => {
+                // The message stays SENDING on disk; reconciliation at the
+                // next start settles it. Never resend from here.
+                tracing::error!(channel = %self.ch.id, message = id, error = %e, "cannot record the send result");
+                State::Sending
+            }
+        }
+    }
+}
+
+/// Exponential backoff from the dialer's base, capped at one hour.
+pub fn backoff_ms(dialer: &DialerConfig, attempt: i64) -> i64 {
+    let base = dialer.retry_backoff.as_millis() as i64;
+    let factor = 1i64 << (attempt - 1).clamp(0, 10);
+    (base.saturating_mul(factor)).min(3_600_000)
+}
+
+pub fn state_label(s: State) -> &'static str {
+    match s {
+        State::None => "none",
+        State::ToProcess => "retry",
+        State::Sending => "sending",
+        State::Blocked => "blocked",
+        State::Sent => "sent",
+        State::Delivered => "delivered",
+        State::Failed => "failed",
+        State::Invalid => "invalid",
+        State::Cancelled => "cancelled",
+        State::Unknown => "unknown",
+        State::Undelivered => "undelivered",
+    }
+}

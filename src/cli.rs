@@ -1,2 +1,373 @@
+//! The command line. Subcommands that act on a running daemon reach it
+//! through its API, with the address and a token read from the config file
+//! (or given with --api and --token).
+
+use std::path::PathBuf;
 use std::process::ExitCode;
-pub fn main() -> ExitCode { ExitCode::SUCCESS }
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{self, Config, ConfigError, Role};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "smsgate",
+    version,
+    about = "On-premise SMS engine: Dinstar gateways, GSM modems, outbound dialers and a local REST API",
+    long_about = None,
+)]
+pub struct Cli {
+    /// The config file.
+    #[arg(long, global = true, env = "SMSGATE_CONFIG", default_value = config::DEFAULT_PATH, value_name = "PATH")]
+    pub config: PathBuf,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon in the foreground (as systemd does).
+    Run,
+    /// Check a config file: exit 0 when valid, 1 listing every problem.
+    CheckConfig {
+        /// The file to check (default: --config).
+        path: Option<PathBuf>,
+    },
+    /// The daemon at a glance: gateways, channels, dialers, messages.
+    Status {
+        #[command(flatten)]
+        remote: Remote,
+        /// Print the raw JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the running daemon to re-read its config (like systemctl reload).
+    Reload {
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// How to reach a running daemon.
+#[derive(Debug, Clone, Args)]
+pub struct Remote {
+    /// The API's base URL (default: from [api] listen in the config).
+    #[arg(long, value_name = "URL")]
+    pub api: Option<String>,
+    /// A bearer token (default: SMSGATE_TOKEN, else a token from the config).
+    #[arg(
+        long,
+        env = "SMSGATE_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run => crate::daemon::run(cli.config),
+        Command::CheckConfig { path } => check_config(path.unwrap_or(cli.config)),
+        Command::Status { remote, json } => {
+            with_client(&cli.config, &remote, Role::Viewer, |c| status(c, json))
+        }
+        Command::Reload { remote } => with_client(&cli.config, &remote, Role::Admin, reload),
+    }
+}
+
+fn check_config(path: PathBuf) -> ExitCode {
+    match crate::daemon::load_config(&path) {
+        Ok(c) => {
+            println!(
+                "{}: valid ({} gateways, {} dialers, {} campaigns, {} API tokens)",
+                path.display(),
+                c.gateways.len(),
+                c.dialers.len(),
+                c.campaigns.len(),
+                c.api.tokens.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(ConfigError::Invalid(d)) => {
+            eprintln!("{d}");
+            let n = d.problems.len();
+            eprintln!(
+                "{n} problem{} found; the file was not accepted",
+                if n == 1 { "" } else { "s" }
+            );
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A blocking HTTP client for one daemon.
+pub struct Client {
+    base: String,
+    token: String,
+    http: reqwest::blocking::Client,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(
+        "cannot reach smsgate at {base}: {reason} (is the daemon running? `systemctl status smsgate`)"
+    )]
+    Unreachable { base: String, reason: String },
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl Client {
+    pub fn get(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+        self.call(self.http.get(format!("{}{path}", self.base)))
+    }
+
+    pub fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.call(self.http.post(format!("{}{path}", self.base)).json(body))
+    }
+
+    fn call(
+        &self,
+        req: reqwest::blocking::RequestBuilder,
+    ) -> Result<serde_json::Value, ClientError> {
+        let resp = req
+            .bearer_auth(&self.token)
+            .send()
+            .map_err(|e| ClientError::Unreachable {
+                base: self.base.clone(),
+                reason: plain_reqwest_error(&e),
+            })?;
+        let status = resp.status();
+        let body: serde_json::Value = resp.json().unwrap_or(serde_json::Value::Null);
+        if status.is_success() {
+            return Ok(body);
+        }
+        // problem+json: say the detail, then each listed error.
+        let mut msg = format!(
+            "smsgate answered {}: {}",
+            status.as_u16(),
+            body["detail"].as_str().unwrap_or("no detail")
+        );
+        if let Some(errors) = body["errors"].as_array() {
+            for e in errors {
+                let line = e["line"]
+                    .as_u64()
+                    .map(|l| format!("line {l}: "))
+                    .unwrap_or_default();
+                let m = e["message"].as_str().unwrap_or_default();
+                msg.push_str(&format!("\n  {line}{m}"));
+            }
+        }
+        Err(ClientError::Refused(msg))
+    }
+}
+
+fn plain_reqwest_error(e: &reqwest::Error) -> String {
+    use std::error::Error;
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s = format!("{s}: {inner}");
+        src = inner.source();
+    }
+    s
+}
+
+/// Builds a client from --api/--token, or from the config file.
+pub fn client(
+    config_path: &std::path::Path,
+    remote: &Remote,
+    need: Role,
+) -> Result<Client, ClientError> {
+    let config = if remote.api.is_none() || remote.token.is_none() {
+        Some(Config::load(config_path).map_err(|e| {
+            ClientError::Setup(format!(
+                "cannot read the daemon's address and token from {}: {e}\n(give --api and --token, or run with sudo)",
+                config_path.display()
+            ))
+        })?)
+    } else {
+        None
+    };
+    let base = match (&remote.api, &config) {
+        (Some(a), _) => a.trim_end_matches('/').to_string(),
+        (None, Some(c)) => {
+            let scheme = if c.api.tls.is_some() { "https" } else { "http" };
+            let mut addr = c.api.listen;
+            if addr.ip().is_unspecified() {
+                addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+            }
+            format!("{scheme}://{addr}")
+        }
+        (None, None) => unreachable_base(),
+    };
+    let token = match (&remote.token, &config) {
+        (Some(t), _) => t.clone(),
+        (None, Some(c)) => {
+            // The weakest token that suffices, so a viewer command never
+            // travels with the admin token when a viewer one exists.
+            let mut ok: Vec<&config::ApiToken> =
+                c.api.tokens.iter().filter(|t| t.role >= need).collect();
+            ok.sort_by_key(|t| t.role);
+            ok.first()
+                .map(|t| t.secret.expose().to_string())
+                .ok_or_else(|| {
+                    ClientError::Setup(format!(
+                        "no token with the {} role in {}; add one to [[api.tokens]] or give --token",
+                        need.as_str(),
+                        config_path.display()
+                    ))
+                })?
+        }
+        (None, None) => String::new(),
+    };
+    let mut roots = Vec::new();
+    if let Some(tls) = config.as_ref().and_then(|c| c.api.tls.as_ref()) {
+        roots.push(tls.cert.clone());
+    }
+    let http = reqwest::blocking::Client::builder()
+        .use_preconfigured_tls(crate::tls::client_config(&roots).map_err(ClientError::Setup)?)
+        .no_proxy()
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(600))
+        .build()
+        .map_err(|e| ClientError::Setup(e.to_string()))?;
+    Ok(Client { base, token, http })
+}
+
+fn unreachable_base() -> String {
+    "http://127.0.0.1:8080".to_string()
+}
+
+fn with_client(
+    config_path: &std::path::Path,
+    remote: &Remote,
+    need: Role,
+    f: impl FnOnce(&Client) -> Result<(), ClientError>,
+) -> ExitCode {
+    let result = client(config_path, remote, need).and_then(|c| f(&c));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("smsgate: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn status(c: &Client, json: bool) -> Result<(), ClientError> {
+    let s = c.get("/api/v1/status")?;
+    let channels = c.get("/api/v1/channels")?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"status": s, "channels": channels["items"]})
+            )
+            .unwrap_or_default()
+        );
+        return Ok(());
+    }
+    println!(
+        "smsgate {}  up {}  config {}",
+        s["version"].as_str().unwrap_or("?"),
+        human_duration(s["uptime_s"].as_u64().unwrap_or(0)),
+        s["config_path"].as_str().unwrap_or("?")
+    );
+    println!("{}", s["status_line"].as_str().unwrap_or(""));
+    println!();
+    let mut rows = vec![vec![
+        "CHANNEL".to_string(),
+        "USABLE".into(),
+        "SIGNAL".into(),
+        "SENT".into(),
+        "FAILED".into(),
+        "QUEUED".into(),
+        "WHY NOT".into(),
+    ]];
+    for ch in channels["items"].as_array().into_iter().flatten() {
+        rows.push(vec![
+            ch["id"].as_str().unwrap_or("?").to_string(),
+            if ch["usable"].as_bool() == Some(true) {
+                "yes"
+            } else {
+                "NO"
+            }
+            .into(),
+            ch["health"]["signal"]
+                .as_i64()
+                .map_or("-".into(), |v| v.to_string()),
+            ch["sent"].to_string(),
+            ch["failed"].to_string(),
+            ch["queued"].to_string(),
+            ch["reason"].as_str().unwrap_or("").to_string(),
+        ]);
+    }
+    print_table(&rows);
+    if let Some(m) = s["messages"].as_object() {
+        println!();
+        let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!(
+            "messages: {}",
+            if parts.is_empty() {
+                "none".into()
+            } else {
+                parts.join(", ")
+            }
+        );
+    }
+    Ok(())
+}
+
+fn reload(c: &Client) -> Result<(), ClientError> {
+    let r = c.post_json("/api/v1/config/reload", &serde_json::json!({}))?;
+    println!("config reloaded");
+    for s in r["needs_restart"].as_array().into_iter().flatten() {
+        println!(
+            "  changed but needs a restart: {}",
+            s.as_str().unwrap_or("?")
+        );
+    }
+    Ok(())
+}
+
+pub fn print_table(rows: &[Vec<String>]) {
+    let cols = rows.iter().map(|r| r.len()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|i| {
+            rows.iter()
+                .filter_map(|r| r.get(i))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+fn human_duration(s: u64) -> String {
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{}s", s / 60, s % 60),
+        3600..=86_399 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+        _ => format!("{}d{}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}

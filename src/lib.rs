@@ -15,4 +15,5 @@ pub mod metrics;
 pub mod simulator;
 pub mod sms;
 pub mod store;
+pub mod tls;
 pub mod transport;

@@ -1,1 +1,388 @@
-//! placeholder
+//! The local REST/JSON API. Every route is declared once in [`routes`],
+//! with the role it needs and its body limit; the router and the test that
+//! keeps the OpenAPI document true are both built from that one table.
+
+pub(crate) mod error;
+mod extract;
+pub mod openapi;
+mod system;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use error::{ApiError, PROBLEM_JSON, Problem};
+pub use extract::{ApiJson, ApiPath, ApiQuery};
+
+use crate::config::Role;
+use crate::daemon::Shared;
+use crate::dialer::Engine;
+use crate::metrics::RouteLabels;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub shared: Shared,
+    pub engine: Engine,
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token: health probes, metrics, the OpenAPI document.
+    Public,
+    /// A bearer token whose role is at least this one.
+    Role(Role),
+}
+
+/// How large a body a route takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyLimit {
+    /// `[api] max_body_bytes`: JSON requests.
+    Json,
+    /// `[api] max_upload_bytes`: CSV uploads, streamed and not held in memory.
+    Upload,
+}
+
+pub struct RouteSpec {
+    pub method: Method,
+    pub path: &'static str,
+    pub access: Access,
+    pub body: BodyLimit,
+    handler: MethodRouter<AppState>,
+}
+
+fn route(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    handler: MethodRouter<AppState>,
+) -> RouteSpec {
+    RouteSpec {
+        method,
+        path,
+        access,
+        body: BodyLimit::Json,
+        handler,
+    }
+}
+
+/// Every route of the API. Keep docs in src/api/openapi.json in step: a
+/// test compares the two.
+pub fn routes() -> Vec<RouteSpec> {
+    use Access::*;
+    use axum::routing::{get, post};
+    vec![
+        route(Method::GET, "/healthz", Public, get(system::healthz)),
+        route(Method::GET, "/readyz", Public, get(system::readyz)),
+        route(Method::GET, "/metrics", Public, get(system::metrics)),
+        route(
+            Method::GET,
+            "/api/v1/openapi.json",
+            Public,
+            get(system::openapi),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/status",
+            Role(crate::config::Role::Viewer),
+            get(system::status),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/config/reload",
+            Role(crate::config::Role::Admin),
+            post(system::reload),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/channels",
+            Role(crate::config::Role::Viewer),
+            get(system::channels),
+        ),
+    ]
+}
+
+/// The router, with authentication, limits and metrics on every route.
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for spec in routes() {
+        let access = spec.access;
+        let body = spec.body;
+        let handler = spec.handler.route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            move |st: State<AppState>, req: Request, next: Next| guard(st, access, body, req, next),
+        ));
+        router = router.route(spec.path, handler);
+    }
+    router
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        // Limits are enforced per route by `guard`, which knows the route.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+async fn fallback(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no route {}; see /api/v1/openapi.json", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "Method not allowed",
+        format!(
+            "{method} is not allowed on {}; see /api/v1/openapi.json",
+            uri.path()
+        ),
+    )
+}
+
+/// Authentication, role check, body limit, timeout and metrics for one
+/// route.
+async fn guard(
+    State(st): State<AppState>,
+    access: Access,
+    body: BodyLimit,
+    req: Request,
+    next: Next,
+) -> Response {
+    let method = req.method().to_string();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let config = st.shared.config();
+    let response = match check(&config, access, body, req) {
+        Ok(req) => {
+            let timeout = config.api.request_timeout;
+            if body == BodyLimit::Upload {
+                // Uploads may legitimately take long; their handler bounds
+                // the size instead.
+                next.run(req).await
+            } else {
+                match tokio::time::timeout(timeout, next.run(req)).await {
+                    Ok(r) => r,
+                    Err(_) => ApiError::unavailable(
+                        "timeout",
+                        format!(
+                            "the request took longer than {} s and was abandoned",
+                            timeout.as_secs()
+                        ),
+                    )
+                    .into_response(),
+                }
+            }
+        }
+        Err(e) => e.into_response(),
+    };
+    st.shared
+        .metrics
+        .api_requests
+        .get_or_create(&RouteLabels {
+            method,
+            route,
+            status: response.status().as_u16(),
+        })
+        .inc();
+    response
+}
+
+fn check(
+    config: &crate::config::Config,
+    access: Access,
+    body: BodyLimit,
+    req: Request,
+) -> Result<Request, ApiError> {
+    if let Access::Role(need) = access {
+        let presented = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim);
+        let Some(presented) = presented else {
+            return Err(ApiError::unauthorized(
+                "send a token in the header Authorization: Bearer <token> (tokens are configured in [[api.tokens]])",
+            ));
+        };
+        let Some(role) = config.role_for_token(presented) else {
+            return Err(ApiError::unauthorized(
+                "the bearer token is not one of the configured tokens",
+            ));
+        };
+        if role < need {
+            return Err(ApiError::forbidden(format!(
+                "this route needs the {} role; the token has the {} role",
+                need.as_str(),
+                role.as_str()
+            )));
+        }
+    }
+    let limit = match body {
+        BodyLimit::Json => config.api.max_body_bytes as u64,
+        BodyLimit::Upload => config.api.max_upload_bytes,
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(ApiError::too_large(limit));
+    }
+    // Bodies without a length (chunked) are cut at the limit while read.
+    Ok(req.map(|b| Body::new(http_body_util::Limited::new(b, limit as usize))))
+}
+
+/// The API's listening socket, bound before READY=1 is sent.
+pub struct Server {
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    state: AppState,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {addr}: {source} (is another smsgate or service using that port?)")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot load the API's TLS certificate or key: {0}")]
+    Tls(String),
+}
+
+impl Server {
+    pub async fn bind(state: AppState) -> Result<Self, ServeError> {
+        let config = state.shared.config();
+        let addr = config.api.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let tls = match &config.api.tls {
+            Some(files) => Some(load_tls(&files.cert, &files.key)?),
+            None => None,
+        };
+        Ok(Self {
+            listener,
+            tls,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Serves until `stop`, then lets open requests finish.
+    pub async fn serve(self, stop: CancellationToken) {
+        use hyper_util::rt::{TokioIo, TokioTimer};
+        let app = router(self.state.clone());
+        let max = self.state.shared.config().api.max_connections;
+        let permits = Arc::new(tokio::sync::Semaphore::new(max));
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        loop {
+            let permit = tokio::select! {
+                _ = stop.cancelled() => break,
+                p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            };
+            let (stream, peer) = tokio::select! {
+                _ = stop.cancelled() => break,
+                a = self.listener.accept() => match a {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and friends: wait rather than spin or die.
+                        tracing::warn!(error = %e, "API accept failed");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        continue;
+                    }
+                },
+            };
+            let app = app.clone();
+            let service = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    let app = app.clone();
+                    async move {
+                        use tower::ServiceExt;
+                        app.oneshot(req.map(Body::new)).await
+                    }
+                },
+            );
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .keep_alive(true);
+            match &self.tls {
+                None => {
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        let _ = conn.await;
+                        drop(permit);
+                    });
+                }
+                Some(acceptor) => {
+                    let acceptor = acceptor.clone();
+                    let watcher = graceful.watcher();
+                    tokio::spawn(async move {
+                        let tls = match tokio::time::timeout(
+                            Duration::from_secs(10),
+                            acceptor.accept(stream),
+                        )
+                        .await
+                        {
+                            Ok(Ok(s)) => s,
+                            _ => return,
+                        };
+                        let conn = builder.serve_connection(TokioIo::new(tls), service);
+                        let _ = watcher.watch(conn).await;
+                        drop(permit);
+                    });
+                }
+            }
+        }
+        drop(self.listener);
+        let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+    }
+}
+
+fn load_tls(
+    cert: &std::path::Path,
+    key: &std::path::Path,
+) -> Result<tokio_rustls::TlsAcceptor, ServeError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| ServeError::Tls(format!("{}: {e}", cert.display())))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| ServeError::Tls(format!("{}: {e}", cert.display())))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ServeError::Tls(format!("{}: {e}", key.display())))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServeError::Tls(e.to_string()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}

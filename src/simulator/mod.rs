@@ -1,2 +1,4 @@
 //! Simulators of the gateways smsgate drives, runnable on their own
 //! (`smsgate-sim`) and used by the tests.
+
+pub mod dinstar;

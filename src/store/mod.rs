@@ -1,1 +1,460 @@
-//! placeholder
+//! The store: one SQLite file in WAL mode. All SQL lives under this module.
+//!
+//! Writes go through one writer thread that owns the only read-write
+//! connection and commits in groups: every job queued while the previous
+//! commit ran shares the next transaction (and its fsync). Each job runs in
+//! its own savepoint, so one failing job never undoes another. A job's
+//! result is handed back only after the commit succeeded, which is what lets
+//! the API promise that an accepted message is on disk (invariant 1).
+//!
+//! Reads use a small pool of read-only connections on blocking threads; WAL
+//! lets them proceed while the writer commits.
+
+pub mod inbound;
+mod schema;
+pub mod spool;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use crate::daemon::Heartbeat;
+
+pub use rusqlite;
+
+/// How many queued jobs one transaction may take. Bounded so one commit
+/// never holds the write lock for long.
+const MAX_GROUP: usize = 512;
+/// Read-only connections kept open for reuse.
+const MAX_IDLE_READERS: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(
+        "the database {path} has schema version {found}, but this smsgate knows only up to {known}; \
+         it was written by a newer smsgate. Install that version again, or restore a backup"
+    )]
+    SchemaTooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error("cannot create the state directory {path}: {source}")]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the database could not commit: {0}")]
+    CommitFailed(String),
+    #[error("the store is shut down")]
+    Closed,
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+}
+
+impl StoreError {
+    /// A failure that says something about the data the caller gave, as
+    /// opposed to the database itself being unwell.
+    pub fn is_client_error(&self) -> bool {
+        matches!(self, Self::NotFound(_) | Self::Conflict(_))
+    }
+}
+
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Job = Box<dyn FnOnce(&Transaction<'_>) -> Completion + Send>;
+
+enum Command {
+    Job(Job),
+    Shutdown,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    tx: mpsc::Sender<Command>,
+    readers: Mutex<Vec<Connection>>,
+    open: AtomicBool,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) `dir/smsgate.db`, applies migrations and
+    /// starts the writer thread. Blocking: call it from `spawn_blocking` or
+    /// before the runtime starts.
+    pub fn open(dir: &Path, heartbeat: Heartbeat) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::StateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join("smsgate.db");
+        let mut conn = Connection::open(&path)?;
+        configure_writer(&conn)?;
+        migrate(&mut conn, &path)?;
+        let (tx, rx) = mpsc::channel();
+        let writer = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || writer_loop(conn, rx, heartbeat))
+            .map_err(|e| StoreError::StateDir {
+                path: path.clone(),
+                source: e,
+            })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                tx,
+                readers: Mutex::new(Vec::new()),
+                open: AtomicBool::new(true),
+                writer: Mutex::new(Some(writer)),
+            }),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.inner.open.load(Ordering::Relaxed)
+    }
+
+    /// Runs `f` inside the writer's transaction; resolves once committed.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (done, wait) = oneshot::channel();
+        self.submit(f, done)?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// The blocking twin of [`Store::write`], for threads outside the runtime.
+    pub fn write_blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (done, wait) = oneshot::channel();
+        self.submit(f, done)?;
+        wait.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    fn submit<T, F>(
+        &self,
+        f: F,
+        done: oneshot::Sender<Result<T, StoreError>>,
+    ) -> Result<(), StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let job: Job = Box::new(move |tx| {
+            let outcome = run_in_savepoint(tx, f);
+            Box::new(move |commit: Result<(), StoreError>| {
+                let result = match (commit, outcome) {
+                    (Ok(()), outcome) => outcome,
+                    (Err(e), _) => Err(e),
+                };
+                let _ = done.send(result);
+            })
+        });
+        self.inner
+            .tx
+            .send(Command::Job(job))
+            .map_err(|_| StoreError::Closed)
+    }
+
+    /// Runs a read on a pooled read-only connection, off the async workers.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read_blocking(f))
+            .await
+            .map_err(|_| StoreError::Closed)?
+    }
+
+    pub fn read_blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Connection) -> Result<T, StoreError>,
+    {
+        let conn = self.inner.readers.lock().ok().and_then(|mut v| v.pop());
+        let conn = match conn {
+            Some(c) => c,
+            None => open_reader(&self.inner.path)?,
+        };
+        let result = f(&conn);
+        if let Ok(mut idle) = self.inner.readers.lock() {
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+        }
+        result
+    }
+
+    /// Finishes queued writes, then stops the writer thread.
+    pub fn close(&self) {
+        self.inner.open.store(false, Ordering::Relaxed);
+        let _ = self.inner.tx.send(Command::Shutdown);
+        let handle = self.inner.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+        if let Ok(mut idle) = self.inner.readers.lock() {
+            idle.clear();
+        }
+    }
+}
+
+fn run_in_savepoint<T, F>(tx: &Transaction<'_>, f: F) -> Result<T, StoreError>
+where
+    F: FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
+{
+    tx.execute_batch("SAVEPOINT job")?;
+    match f(tx) {
+        Ok(v) => {
+            tx.execute_batch("RELEASE job")?;
+            Ok(v)
+        }
+        Err(e) => {
+            tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            Err(e)
+        }
+    }
+}
+
+fn configure_writer(conn: &Connection) -> Result<(), StoreError> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // FULL: an acknowledged message must survive a power cut. Group commit
+    // pays for the extra fsync.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(())
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+    let known = schema::MIGRATIONS.len() as i64;
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > known {
+        return Err(StoreError::SchemaTooNew {
+            path: path.to_path_buf(),
+            found,
+            known,
+        });
+    }
+    for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(found as usize) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+        tracing::info!(version = i + 1, "store schema migrated");
+    }
+    Ok(())
+}
+
+fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Command>, heartbeat: Heartbeat) {
+    let mut shutting_down = false;
+    while !shutting_down {
+        heartbeat.beat();
+        let first = match rx.recv_timeout(heartbeat.period()) {
+            Ok(Command::Job(j)) => j,
+            Ok(Command::Shutdown) | Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+        };
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match rx.try_recv() {
+                Ok(Command::Job(j)) => group.push(j),
+                Ok(Command::Shutdown) => {
+                    shutting_down = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        commit_group(&mut conn, group);
+    }
+    // Drain what was queued before the shutdown request.
+    let rest: Vec<Job> = rx
+        .try_iter()
+        .filter_map(|c| match c {
+            Command::Job(j) => Some(j),
+            Command::Shutdown => None,
+        })
+        .collect();
+    if !rest.is_empty() {
+        commit_group(&mut conn, rest);
+    }
+    let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
+}
+
+fn commit_group(conn: &mut Connection, group: Vec<Job>) {
+    let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => {
+            let msg = e.to_string();
+            tracing::error!(error = %msg, "store: cannot begin a transaction");
+            for job in group {
+                fail_job(job, &msg);
+            }
+            return;
+        }
+    };
+    let completions: Vec<Completion> = group.into_iter().map(|job| job(&tx)).collect();
+    let commit = tx.commit().map_err(StoreError::from);
+    if let Err(e) = &commit {
+        tracing::error!(error = %e, "store: commit failed");
+    }
+    for c in completions {
+        c(match &commit {
+            Ok(()) => Ok(()),
+            Err(e) => Err(StoreError::CommitFailed(e.to_string())),
+        });
+    }
+}
+
+/// A job whose transaction never started still owes its caller an answer;
+/// run it against a throwaway in-memory transaction and report the failure.
+fn fail_job(job: Job, msg: &str) {
+    if let Ok(mut mem) = Connection::open_in_memory() {
+        if let Ok(tx) = mem.transaction() {
+            let completion = job(&tx);
+            completion(Err(StoreError::CommitFailed(msg.to_string())));
+        }
+    }
+}
+
+/// Current time in unix milliseconds, the unit of every timestamp column.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open(dir: &Path) -> Store {
+        Store::open(dir, Heartbeat::detached()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn writes_are_visible_to_readers_after_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        store
+            .write(|tx| {
+                tx.execute("INSERT INTO kv(key, value) VALUES ('a', 1)", [])?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let v: i64 = store
+            .read(|c| Ok(c.query_row("SELECT value FROM kv WHERE key='a'", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(v, 1);
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn a_failing_job_does_not_undo_its_neighbours() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        let mut waits = Vec::new();
+        for i in 0..50 {
+            let s = store.clone();
+            waits.push(tokio::spawn(async move {
+                s.write(move |tx| {
+                    tx.execute(
+                        "INSERT INTO kv(key, value) VALUES (?1, ?2)",
+                        (format!("k{i}"), i),
+                    )?;
+                    if i % 5 == 0 {
+                        return Err(StoreError::Conflict("refused".into()));
+                    }
+                    Ok(())
+                })
+                .await
+            }));
+        }
+        let mut failed = 0;
+        for w in waits {
+            if w.await.unwrap().is_err() {
+                failed += 1;
+            }
+        }
+        assert_eq!(failed, 10);
+        let n: i64 = store
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM kv", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(n, 40);
+        store.close();
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_with_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(dir.path().join("smsgate.db")).unwrap();
+            c.pragma_update(None, "user_version", 999).unwrap();
+        }
+        let err = Store::open(dir.path(), Heartbeat::detached())
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, StoreError::SchemaTooNew { found: 999, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("newer smsgate"));
+    }
+
+    #[test]
+    fn reopening_keeps_data_and_does_not_migrate_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        s.write_blocking(|tx| {
+            tx.execute("INSERT INTO kv(key, value) VALUES ('x', 7)", [])?;
+            Ok(())
+        })
+        .unwrap();
+        s.close();
+        let s = open(dir.path());
+        let v: i64 = s
+            .read_blocking(|c| Ok(c.query_row("SELECT value FROM kv", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(v, 7);
+        let wal: String = s
+            .read_blocking(|c| Ok(c.query_row("PRAGMA journal_mode", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(wal, "wal");
+        s.close();
+    }
+}

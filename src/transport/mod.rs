@@ -1,1 +1,158 @@
-//! placeholder
+//! Transports: the only code that speaks to gateways. Each provider kind
+//! implements [`Transport`]; the engine sees nothing else of it.
+
+pub mod dinstar;
+pub mod sim;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use crate::config::{GatewayConfig, GatewaySettings};
+
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One message handed to a transport for one port.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    pub message_id: i64,
+    pub port: u32,
+    /// E.164 destination.
+    pub to: String,
+    pub text: String,
+    /// The reference recorded with the attempt before the call, so a
+    /// transport that can be asked later (Dinstar's user_id) can be
+    /// reconciled after a crash.
+    pub reference: i64,
+}
+
+/// The transport took the message: it has a reference for it.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub gateway_ref: String,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SendError {
+    /// Try again later, on this or another channel.
+    #[error("temporary failure: {reason}")]
+    Temporary { reason: String },
+    /// The port cannot send now (no SIM, not registered, Dinstar 550): the
+    /// message goes to another channel and this one is taken out of use.
+    #[error("port unusable: {reason}")]
+    PortUnusable { reason: String },
+    /// The gateway refused us (bad credentials, locked out). Every port of
+    /// the gateway is unusable until the backoff ends.
+    #[error("gateway refused authentication: {reason}")]
+    Auth { reason: String },
+    /// The message itself cannot be sent, anywhere.
+    #[error("permanent failure: {reason}")]
+    Permanent { reason: String },
+    /// The request may have left: we cannot tell whether the message went.
+    #[error("outcome unknown: {reason}")]
+    Unknown { reason: String },
+}
+
+impl SendError {
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Self::Temporary { .. } => "temporary",
+            Self::PortUnusable { .. } => "port_unusable",
+            Self::Auth { .. } => "auth",
+            Self::Permanent { .. } => "permanent",
+            Self::Unknown { .. } => "unknown",
+        }
+    }
+}
+
+/// What a transport knows of a message left in SENDING by a crash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reconciled {
+    /// It left: here is the gateway's reference.
+    Sent { gateway_ref: String },
+    /// It provably never left: safe to send again.
+    NotSent,
+    /// Nobody can tell.
+    Unknown,
+}
+
+/// Health of one port as the transport sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PortHealth {
+    pub usable: bool,
+    /// Why the port cannot be used, in plain words; empty when usable.
+    pub reason: String,
+    pub sim: Option<bool>,
+    pub imsi: Option<String>,
+    pub number: Option<String>,
+    pub registered: Option<bool>,
+    pub signal: Option<i32>,
+}
+
+/// What a transport reports on its own, outside a send call.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Delivered {
+        gateway: String,
+        gateway_ref: String,
+        delivered: bool,
+        detail: String,
+    },
+    PortHealth {
+        gateway: String,
+        port: u32,
+        health: PortHealth,
+    },
+    /// The gateway's final word on a message it accepted (Dinstar's
+    /// sms_result): `ok` false means it did not leave, and the engine
+    /// retries it elsewhere or fails it.
+    Result {
+        gateway: String,
+        gateway_ref: String,
+        ok: bool,
+        detail: String,
+    },
+    /// A received message. The engine stores it once per `source_key`.
+    Inbound(crate::store::inbound::NewInbound),
+}
+
+pub trait Transport: Send + Sync {
+    fn name(&self) -> &str;
+    fn ports(&self) -> u32;
+    fn send<'a>(&'a self, msg: &'a Outbound) -> BoxFuture<'a, Result<Accepted, SendError>>;
+    /// Asks the gateway what became of a message left in SENDING.
+    fn reconcile<'a>(&'a self, port: u32, reference: i64) -> BoxFuture<'a, Reconciled>;
+    fn health(&self, port: u32) -> PortHealth;
+}
+
+pub type Events = tokio::sync::mpsc::UnboundedSender<Event>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("gateway {gateway:?}: {reason}")]
+    Setup { gateway: String, reason: String },
+}
+
+/// Builds the transport a gateway's config describes.
+pub fn build(gw: &GatewayConfig, events: Events) -> Result<Arc<dyn Transport>, TransportError> {
+    match &gw.settings {
+        GatewaySettings::Sim(s) => Ok(Arc::new(sim::SimTransport::new(
+            &gw.name,
+            gw.ports,
+            s.clone(),
+            events,
+        ))),
+        other => Err(TransportError::Setup {
+            gateway: gw.name.clone(),
+            reason: format!(
+                "the {} transport is not built into this version",
+                match other {
+                    GatewaySettings::Dinstar(_) => "dinstar",
+                    GatewaySettings::DinstarDwg(_) => "dinstar-dwg",
+                    GatewaySettings::At(_) => "at",
+                    GatewaySettings::Sim(_) => "sim",
+                }
+            ),
+        }),
+    }
+}

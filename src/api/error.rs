@@ -1,0 +1,243 @@
+//! Errors as RFC 9457 problem+json, each with a stable machine `code` that
+//! the portal can branch on and a `detail` that tells a person what to fix.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::store::StoreError;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Every machine code the API answers with, and what it means. The OpenAPI
+/// document lists the same set (a test checks).
+pub const CODES: &[(&str, &str)] = &[
+    ("unauthorized", "no bearer token, or not a configured one"),
+    ("forbidden", "the token's role may not call this route"),
+    ("not_found", "no such route or resource"),
+    (
+        "method_not_allowed",
+        "the route exists but not with this method",
+    ),
+    ("unsupported_media_type", "the body must be JSON"),
+    ("invalid_json", "the body is not valid JSON"),
+    (
+        "invalid_body",
+        "the JSON does not have the expected fields or types",
+    ),
+    ("invalid_query", "a query parameter is not valid"),
+    ("invalid_path", "a path parameter is not valid"),
+    (
+        "body_too_large",
+        "the body is larger than the route accepts",
+    ),
+    (
+        "timeout",
+        "the request took longer than [api] request_timeout_s",
+    ),
+    (
+        "not_ready",
+        "the store is not readable or smsgate is stopping",
+    ),
+    ("shutting_down", "smsgate is stopping"),
+    ("conflict", "the request conflicts with the current state"),
+    (
+        "config_invalid",
+        "the config file has problems; the running config stays",
+    ),
+    (
+        "config_unreadable",
+        "the config file cannot be read; the running config stays",
+    ),
+    ("internal", "an internal error; the journal has the details"),
+];
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub code: &'static str,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+    pub errors: Option<serde_json::Value>,
+}
+
+impl ApiError {
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        debug_assert!(
+            CODES.iter().any(|(c, _)| *c == code),
+            "problem code {code:?} is not listed in CODES (and the OpenAPI document)"
+        );
+        Self {
+            status,
+            code,
+            title,
+            detail: detail.into(),
+            errors: None,
+        }
+    }
+
+    pub fn with_errors(mut self, errors: serde_json::Value) -> Self {
+        self.errors = Some(errors);
+        self
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Authentication required",
+            detail,
+        )
+    }
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "Not allowed for this token's role",
+            detail,
+        )
+    }
+    pub fn not_found(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", "Not found", detail)
+    }
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, "Bad request", detail)
+    }
+    pub fn unprocessable(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            code,
+            "Request refused",
+            detail,
+        )
+    }
+    pub fn conflict(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, "Conflict", detail)
+    }
+    pub fn too_large(limit: u64) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "Request body too large",
+            format!("the request body is larger than the {limit} bytes this route accepts"),
+        )
+    }
+    pub fn unavailable(code: &'static str, detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code,
+            "Service unavailable",
+            detail,
+        )
+    }
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Internal error",
+            detail,
+        )
+    }
+
+    pub fn problem(&self) -> Problem {
+        Problem {
+            kind: format!("urn:smsgate:problem:{}", self.code),
+            title: self.title,
+            status: self.status.as_u16(),
+            code: self.code,
+            detail: self.detail.clone(),
+            errors: self.errors.clone(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::to_vec(&self.problem()).unwrap_or_default();
+        let mut resp = (self.status, body).into_response();
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"smsgate\""),
+            );
+        }
+        resp
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => ApiError::not_found(format!("{what} not found")),
+            StoreError::Conflict(detail) => ApiError::conflict("conflict", detail),
+            StoreError::Closed => ApiError::unavailable(
+                "shutting_down",
+                "smsgate is shutting down; try again shortly",
+            ),
+            other => {
+                tracing::error!(error = %other, "store error while answering an API request");
+                ApiError::internal(
+                    "the database could not complete the request; see the journal for details",
+                )
+            }
+        }
+    }
+}
+
+/// Turns axum's JSON rejections into problems that say what to fix.
+impl From<axum::extract::rejection::JsonRejection> for ApiError {
+    fn from(r: axum::extract::rejection::JsonRejection) -> Self {
+        use axum::extract::rejection::JsonRejection as J;
+        match &r {
+            J::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "JSON expected",
+                "send the body as JSON with the header Content-Type: application/json",
+            ),
+            J::JsonSyntaxError(_) => ApiError::bad_request(
+                "invalid_json",
+                format!("the body is not valid JSON: {}", r.body_text()),
+            ),
+            J::JsonDataError(_) => ApiError::unprocessable("invalid_body", r.body_text()),
+            _ if r.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "Request body too large",
+                "the request body is larger than this route accepts",
+            ),
+            _ => ApiError::bad_request("invalid_body", r.body_text()),
+        }
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(r: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::bad_request("invalid_query", r.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(r: axum::extract::rejection::PathRejection) -> Self {
+        ApiError::bad_request("invalid_path", r.body_text())
+    }
+}

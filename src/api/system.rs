@@ -1,0 +1,129 @@
+//! Health, readiness, metrics, the OpenAPI document, status and reload.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{ApiError, AppState};
+use crate::config::ConfigError;
+use crate::metrics::LoopLabel;
+use crate::store::spool;
+
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+pub async fn readyz(State(st): State<AppState>) -> Response {
+    let store_ok = st.shared.store.is_open()
+        && st
+            .shared
+            .store
+            .read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+            .await
+            .is_ok();
+    let stopping = st.shared.shutdown.is_cancelled();
+    if store_ok && !stopping {
+        Json(json!({"ready": true, "store": "open", "config": "loaded"})).into_response()
+    } else {
+        let why = if stopping {
+            "smsgate is stopping"
+        } else {
+            "the store cannot be read"
+        };
+        ApiError::unavailable("not_ready", why).into_response()
+    }
+}
+
+pub async fn metrics(State(st): State<AppState>) -> Response {
+    for (task, age) in st.shared.heartbeats.all() {
+        st.shared
+            .metrics
+            .loop_age
+            .get_or_create(&LoopLabel { task })
+            .set(age.as_secs_f64());
+    }
+    let body = st.shared.metrics.encode();
+    let mut resp = body.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    resp
+}
+
+pub async fn openapi() -> Response {
+    let mut resp = super::openapi::DOCUMENT.into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+pub async fn status(State(st): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    let config = st.shared.config();
+    let counts = st.shared.store.read(spool::count_by_state).await?;
+    let messages: serde_json::Map<String, serde_json::Value> = counts
+        .into_iter()
+        .map(|(s, n)| (s.name().to_string(), json!(n)))
+        .collect();
+    let channels = st.engine.channels();
+    let usable = channels.iter().filter(|c| c.usable).count();
+    let loops: Vec<serde_json::Value> = st
+        .shared
+        .heartbeats
+        .all()
+        .into_iter()
+        .map(|(name, age)| json!({"task": name, "last_turn_ms_ago": age.as_millis() as u64}))
+        .collect();
+    Ok(Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_s": st.shared.started.elapsed().as_secs(),
+        "config_path": config.path.display().to_string(),
+        "state_dir": config.daemon.state_dir.display().to_string(),
+        "listen": config.api.listen.to_string(),
+        "status_line": st.engine.status_line().await,
+        "gateways": config.gateways.iter().map(|g| json!({
+            "name": g.name, "kind": g.kind.as_str(), "enabled": g.enabled, "ports": g.ports,
+        })).collect::<Vec<_>>(),
+        "dialers": config.dialers.iter().map(|d| json!({
+            "name": d.name, "provider": d.provider, "enabled": d.enabled,
+        })).collect::<Vec<_>>(),
+        "channels": {"total": channels.len(), "usable": usable},
+        "messages": messages,
+        "loops": loops,
+    })))
+}
+
+pub async fn reload(State(st): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    match st.shared.reload().await {
+        Ok(outcome) => Ok(Json(json!(outcome))),
+        Err(ConfigError::Invalid(d)) => {
+            let errors: Vec<serde_json::Value> = d
+                .problems
+                .iter()
+                .map(|p| json!({"line": p.line, "column": p.column, "message": p.message}))
+                .collect();
+            Err(ApiError::unprocessable(
+                "config_invalid",
+                format!(
+                    "{} is not valid; the running config stays",
+                    d.path.display()
+                ),
+            )
+            .with_errors(json!(errors)))
+        }
+        Err(e @ ConfigError::Read { .. }) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "config_unreadable",
+            "Request refused",
+            format!("{e}; the running config stays"),
+        )),
+    }
+}
+
+pub async fn channels(State(st): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({"items": st.engine.channels(), "next": null}))
+}

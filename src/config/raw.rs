@@ -1,0 +1,200 @@
+//! The file's shape, exactly as an admin writes it. Every struct refuses
+//! unknown keys so a typo is an error, not a silently ignored setting.
+//! Defaults live here and are documented, with the same values, in
+//! config/smsgate.toml.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDaemon {
+    #[serde(default = "default_state_dir")]
+    pub state_dir: Spanned<String>,
+    #[serde(default = "default_country")]
+    pub default_country: Spanned<String>,
+    #[serde(default = "default_log_level")]
+    pub log_level: Spanned<String>,
+    #[serde(default = "default_drain_timeout_s")]
+    pub drain_timeout_s: Spanned<u64>,
+}
+
+impl Default for RawDaemon {
+    fn default() -> Self {
+        Self {
+            state_dir: default_state_dir(),
+            default_country: default_country(),
+            log_level: default_log_level(),
+            drain_timeout_s: default_drain_timeout_s(),
+        }
+    }
+}
+
+fn unspanned<T>(value: T) -> Spanned<T> {
+    Spanned::new(0..0, value)
+}
+
+fn default_state_dir() -> Spanned<String> {
+    unspanned("/var/lib/smsgate".to_string())
+}
+fn default_country() -> Spanned<String> {
+    unspanned("UY".to_string())
+}
+fn default_log_level() -> Spanned<String> {
+    unspanned("info".to_string())
+}
+fn default_drain_timeout_s() -> Spanned<u64> {
+    unspanned(20)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApi {
+    #[serde(default = "default_listen")]
+    pub listen: Spanned<String>,
+    #[serde(default)]
+    pub tokens: Vec<RawToken>,
+    pub tls_cert: Option<Spanned<String>>,
+    pub tls_key: Option<Spanned<String>>,
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: Spanned<u64>,
+    #[serde(default = "default_max_upload_bytes")]
+    pub max_upload_bytes: Spanned<u64>,
+    #[serde(default = "default_request_timeout_s")]
+    pub request_timeout_s: Spanned<u64>,
+    #[serde(default = "default_max_connections")]
+    pub max_connections: Spanned<u64>,
+}
+
+impl Default for RawApi {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            tokens: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            max_body_bytes: default_max_body_bytes(),
+            max_upload_bytes: default_max_upload_bytes(),
+            request_timeout_s: default_request_timeout_s(),
+            max_connections: default_max_connections(),
+        }
+    }
+}
+
+fn default_listen() -> Spanned<String> {
+    unspanned("127.0.0.1:8080".to_string())
+}
+fn default_max_body_bytes() -> Spanned<u64> {
+    unspanned(64 * 1024)
+}
+fn default_max_upload_bytes() -> Spanned<u64> {
+    unspanned(512 * 1024 * 1024)
+}
+fn default_request_timeout_s() -> Spanned<u64> {
+    unspanned(30)
+}
+fn default_max_connections() -> Spanned<u64> {
+    unspanned(256)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToken {
+    pub name: Spanned<String>,
+    pub token: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
+    pub role: Spanned<String>,
+}
+
+/// One `[[gateway]]`. All kinds share one flat table; which keys a kind
+/// takes is checked after parsing, so the error can say "`device` is a key
+/// of kind `at`, not of kind `dinstar`".
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGateway {
+    pub name: Spanned<String>,
+    pub kind: Spanned<String>,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    pub ports: Option<Spanned<i64>>,
+    // dinstar
+    pub url: Option<Spanned<String>>,
+    pub user: Option<Spanned<String>>,
+    pub password: Option<Spanned<String>>,
+    pub password_file: Option<Spanned<String>>,
+    pub auth: Option<Spanned<String>>,
+    pub tls_accept_invalid: Option<Spanned<bool>>,
+    pub tls_fingerprint: Option<Spanned<String>>,
+    pub timeout_ms: Option<Spanned<u64>>,
+    pub result_poll_ms: Option<Spanned<u64>>,
+    pub port_poll_s: Option<Spanned<u64>>,
+    pub incoming_poll_s: Option<Spanned<u64>>,
+    pub push_allow: Option<Spanned<Vec<String>>>,
+    // dinstar-dwg
+    pub listen: Option<Spanned<String>>,
+    // at
+    pub device: Option<Spanned<String>>,
+    pub baud: Option<Spanned<u64>>,
+    pub pin: Option<Spanned<String>>,
+    pub pin_file: Option<Spanned<String>>,
+    pub smsc: Option<Spanned<String>>,
+    // sim
+    pub latency_ms: Option<Spanned<u64>>,
+    pub failure_rate: Option<Spanned<f64>>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDialer {
+    pub name: Spanned<String>,
+    pub provider: Spanned<String>,
+    pub schedule: Option<Spanned<String>>,
+    #[serde(default)]
+    pub dial: Option<Spanned<String>>,
+    pub interval_ms: Option<Spanned<u64>>,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_true")]
+    pub dncr: bool,
+    pub priority: Option<Spanned<i64>>,
+    pub max_attempts: Option<Spanned<u64>>,
+    pub retry_backoff_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub resend_unknown: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCampaign {
+    pub name: Spanned<String>,
+    pub provider: Spanned<String>,
+    #[serde(default)]
+    pub did: Vec<Spanned<String>>,
+    pub schedule: Option<Spanned<String>>,
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    pub out_of_hours_message: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawImports {
+    #[serde(default = "default_forbidden")]
+    pub forbidden_characters: String,
+}
+
+impl Default for RawImports {
+    fn default() -> Self {
+        Self {
+            forbidden_characters: default_forbidden(),
+        }
+    }
+}
+
+fn default_forbidden() -> String {
+    "'\"@".to_string()
+}

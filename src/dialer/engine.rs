@@ -1,0 +1,772 @@
+//! The engine: builds transports and channels from the config, runs one
+//! loader loop per dialer, applies transport events, and reconciles what a
+//! crash left in SENDING.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::channel::{Channel, ChannelView, Job, JobDone, JobOutcome, state_label};
+use crate::config::{Config, DialerConfig, GatewayConfig};
+use crate::daemon::Shared;
+use crate::metrics::{DialerLabel, DialerStateLabels};
+use crate::store::now_ms;
+use crate::store::spool::{self, State};
+use crate::transport::{self, Event, Reconciled, Transport};
+
+/// The seed's loader: at most this many messages of one dialer in memory.
+pub const IN_MEMORY: usize = 50;
+
+struct Gateway {
+    config_key: String,
+    transport: Arc<dyn Transport>,
+    channels: Vec<Arc<Channel>>,
+    stop: CancellationToken,
+}
+
+#[derive(Default)]
+struct Rate {
+    /// Sends per second over the last minute, in one-second buckets.
+    buckets: VecDeque<(i64, u64)>,
+}
+
+impl Rate {
+    fn add(&mut self, now_s: i64) {
+        match self.buckets.back_mut() {
+            Some((s, n)) if *s == now_s => *n += 1,
+            _ => self.buckets.push_back((now_s, 1)),
+        }
+        while self.buckets.front().is_some_and(|(s, _)| *s < now_s - 60) {
+            self.buckets.pop_front();
+        }
+    }
+    fn per_minute(&self, now_s: i64) -> u64 {
+        self.buckets
+            .iter()
+            .filter(|(s, _)| *s >= now_s - 60)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+struct DialerRuntime {
+    wake: Arc<Notify>,
+    in_memory: Arc<Mutex<usize>>,
+    rate: Arc<Mutex<Rate>>,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Shared,
+    gateways: Mutex<HashMap<String, Arc<Gateway>>>,
+    dialers: Mutex<HashMap<String, DialerRuntime>>,
+    events: mpsc::UnboundedSender<Event>,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DialerLive {
+    pub in_memory: usize,
+    pub rate_per_minute: u64,
+}
+
+impl Engine {
+    /// Builds everything the config describes, reconciles the spool, and
+    /// starts the loops.
+    pub async fn start(shared: Shared) -> Self {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let engine = Self {
+            inner: Arc::new(Inner {
+                shared: shared.clone(),
+                gateways: Mutex::new(HashMap::new()),
+                dialers: Mutex::new(HashMap::new()),
+                events: events_tx,
+                tracker: TaskTracker::new(),
+                stop: CancellationToken::new(),
+            }),
+        };
+        let config = shared.config();
+        engine.sync_gateways(&config);
+        engine.reconcile_in_flight().await;
+        engine.sync_dialers(&config);
+        engine
+            .inner
+            .tracker
+            .spawn(engine.clone().event_loop(events_rx));
+        engine.inner.tracker.spawn(engine.clone().config_loop());
+        engine
+    }
+
+    /// Stops taking new work, lets in-flight sends finish within `budget`.
+    pub async fn stop(&self, budget: Duration) {
+        self.inner.stop.cancel();
+        self.inner.tracker.close();
+        if tokio::time::timeout(budget, self.inner.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                budget_s = budget.as_secs_f32(),
+                "drain timeout: some sends were still in flight; they stay SENDING and are reconciled at the next start"
+            );
+        }
+    }
+
+    /// Wakes a dialer's loader (new messages, start, stop).
+    pub fn wake(&self, dialer: &str) {
+        if let Ok(d) = self.inner.dialers.lock() {
+            if let Some(rt) = d.get(dialer) {
+                rt.wake.notify_one();
+            }
+        }
+    }
+
+    pub fn channels(&self) -> Vec<ChannelView> {
+        let gws: Vec<Arc<Gateway>> = self
+            .inner
+            .gateways
+            .lock()
+            .map(|g| g.values().cloned().collect())
+            .unwrap_or_default();
+        let mut out: Vec<ChannelView> = gws
+            .iter()
+            .flat_map(|g| g.channels.iter().map(|c| c.view()))
+            .collect();
+        out.sort_by(|a, b| (&a.gateway, a.port).cmp(&(&b.gateway, b.port)));
+        out
+    }
+
+    pub fn dialer_live(&self, name: &str) -> DialerLive {
+        let now_s = now_ms() / 1000;
+        self.inner
+            .dialers
+            .lock()
+            .ok()
+            .and_then(|d| {
+                d.get(name).map(|rt| DialerLive {
+                    in_memory: rt.in_memory.lock().map(|n| *n).unwrap_or(0),
+                    rate_per_minute: rt.rate.lock().map(|r| r.per_minute(now_s)).unwrap_or(0),
+                })
+            })
+            .unwrap_or(DialerLive {
+                in_memory: 0,
+                rate_per_minute: 0,
+            })
+    }
+
+    /// One line for `systemctl status`.
+    pub async fn status_line(&self) -> String {
+        let config = self.inner.shared.config();
+        let channels = self.channels();
+        let usable = channels.iter().filter(|c| c.usable).count();
+        let sent: u64 = channels.iter().map(|c| c.sent).sum();
+        let enabled = config.dialers.iter().filter(|d| d.enabled).count();
+        let mut line = format!(
+            "{enabled}/{} dialers enabled; {usable}/{} channels usable; {sent} sent since start",
+            config.dialers.len(),
+            channels.len()
+        );
+        let down: Vec<String> = channels
+            .iter()
+            .filter(|c| !c.usable)
+            .take(3)
+            .map(|c| format!("{} ({})", c.id, c.reason))
+            .collect();
+        if !down.is_empty() {
+            line.push_str(&format!("; down: {}", down.join(", ")));
+        }
+        line
+    }
+
+    fn sync_gateways(&self, config: &Config) {
+        let mut gws = match self.inner.gateways.lock() {
+            Ok(g) => g,
+            Err(_) => return,
+        };
+        let wanted: HashSet<&str> = config
+            .gateways
+            .iter()
+            .filter(|g| g.enabled)
+            .map(|g| g.name.as_str())
+            .collect();
+        gws.retain(|name, gw| {
+            let keep = wanted.contains(name.as_str());
+            if !keep {
+                tracing::info!(gateway = %name, "gateway removed or disabled; its channels stop");
+                gw.stop.cancel();
+            }
+            keep
+        });
+        for gc in config.gateways.iter().filter(|g| g.enabled) {
+            let key = gateway_key(gc);
+            if gws.get(&gc.name).is_some_and(|g| g.config_key == key) {
+                continue;
+            }
+            if let Some(old) = gws.remove(&gc.name) {
+                tracing::info!(gateway = %gc.name, "gateway settings changed; restarting its channels");
+                old.stop.cancel();
+            }
+            match transport::build(gc, self.inner.events.clone()) {
+                Ok(t) => {
+                    let stop = self.inner.stop.child_token();
+                    let channels = (0..t.ports())
+                        .map(|port| {
+                            let hb = self
+                                .inner
+                                .shared
+                                .heartbeats
+                                .register(format!("channel {}:{port}", gc.name));
+                            Channel::start(
+                                &self.inner.shared,
+                                t.clone(),
+                                port,
+                                hb,
+                                stop.clone(),
+                                &self.inner.tracker,
+                            )
+                        })
+                        .collect();
+                    tracing::info!(gateway = %gc.name, kind = gc.kind.as_str(), ports = t.ports(), "gateway started");
+                    gws.insert(
+                        gc.name.clone(),
+                        Arc::new(Gateway {
+                            config_key: key,
+                            transport: t,
+                            channels,
+                            stop,
+                        }),
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(gateway = %gc.name, error = %e, "cannot start the gateway")
+                }
+            }
+        }
+    }
+
+    fn sync_dialers(&self, config: &Config) {
+        let Ok(mut dialers) = self.inner.dialers.lock() else {
+            return;
+        };
+        for d in &config.dialers {
+            if dialers.contains_key(&d.name) {
+                dialers[&d.name].wake.notify_one();
+                continue;
+            }
+            let rt = DialerRuntime {
+                wake: Arc::new(Notify::new()),
+                in_memory: Arc::new(Mutex::new(0)),
+                rate: Arc::new(Mutex::new(Rate::default())),
+            };
+            let looper = DialerLoop {
+                name: d.name.clone(),
+                engine: self.clone(),
+                wake: rt.wake.clone(),
+                in_memory: rt.in_memory.clone(),
+                rate: rt.rate.clone(),
+                heartbeat: self
+                    .inner
+                    .shared
+                    .heartbeats
+                    .register(format!("dialer {}", d.name)),
+            };
+            self.inner.tracker.spawn(looper.run());
+            dialers.insert(d.name.clone(), rt);
+        }
+        // Loops of removed dialers notice on their own and end.
+        dialers.retain(|name, _| config.dialers.iter().any(|d| &d.name == name));
+    }
+
+    fn gateway(&self, name: &str) -> Option<Arc<Gateway>> {
+        self.inner
+            .gateways
+            .lock()
+            .ok()
+            .and_then(|g| g.get(name).cloned())
+    }
+
+    async fn config_loop(self) {
+        let mut rx = self.inner.shared.config.clone();
+        loop {
+            tokio::select! {
+                _ = self.inner.stop.cancelled() => return,
+                changed = rx.changed() => {
+                    if changed.is_err() { return; }
+                    let config = rx.borrow_and_update().clone();
+                    self.sync_gateways(&config);
+                    self.sync_dialers(&config);
+                }
+            }
+        }
+    }
+
+    /// Settles messages a crash left in SENDING (invariant 2): ask the
+    /// transport where it can; otherwise UNKNOWN, or back to the queue when
+    /// the dialer allows resending.
+    async fn reconcile_in_flight(&self) {
+        let store = self.inner.shared.store.clone();
+        let in_flight = match store.read(spool::in_flight).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot list messages left in SENDING");
+                return;
+            }
+        };
+        if in_flight.is_empty() {
+            return;
+        }
+        tracing::info!(
+            count = in_flight.len(),
+            "reconciling messages left in SENDING by the last run"
+        );
+        let config = self.inner.shared.config();
+        let mut counts: HashMap<&'static str, usize> = HashMap::new();
+        for m in in_flight {
+            let port = m
+                .channel
+                .as_deref()
+                .and_then(|c| c.rsplit_once(':'))
+                .and_then(|(_, p)| p.parse::<u32>().ok());
+            let answer = match (
+                m.gateway.as_deref().and_then(|g| self.gateway(g)),
+                port,
+                m.reference,
+            ) {
+                (Some(gw), Some(port), Some(reference)) => {
+                    gw.transport.reconcile(port, reference).await
+                }
+                _ => Reconciled::Unknown,
+            };
+            let resend = config.dialer(&m.dialer).is_some_and(|d| d.resend_unknown);
+            let id = m.id;
+            let result = match answer {
+                Reconciled::Sent { gateway_ref } => {
+                    *counts.entry("sent").or_default() += 1;
+                    store
+                        .write(move |tx| spool::mark_sent(tx, id, &gateway_ref).map(|_| ()))
+                        .await
+                }
+                Reconciled::NotSent => {
+                    *counts.entry("requeued").or_default() += 1;
+                    store
+                        .write(move |tx| {
+                            spool::requeue(
+                                tx,
+                                id,
+                                "not_sent",
+                                "the gateway never received it (checked after a restart)",
+                            )
+                        })
+                        .await
+                }
+                Reconciled::Unknown if resend => {
+                    *counts.entry("resent").or_default() += 1;
+                    store
+                        .write(move |tx| {
+                            spool::requeue(
+                                tx,
+                                id,
+                                "unknown",
+                                "in flight at a crash; resending as configured (resend_unknown)",
+                            )
+                        })
+                        .await
+                }
+                Reconciled::Unknown => {
+                    *counts.entry("unknown").or_default() += 1;
+                    store
+                        .write(move |tx| {
+                            spool::mark_unknown(tx, id, "in flight when smsgate stopped; the gateway cannot tell whether it left").map(|_| ())
+                        })
+                        .await
+                }
+            };
+            if let Err(e) = result {
+                tracing::error!(message = id, error = %e, "cannot record the reconciliation");
+            }
+        }
+        tracing::info!(?counts, "reconciliation done");
+    }
+
+    async fn event_loop(self, mut rx: mpsc::UnboundedReceiver<Event>) {
+        loop {
+            let ev = tokio::select! {
+                _ = self.inner.stop.cancelled() => return,
+                ev = rx.recv() => match ev { Some(e) => e, None => return },
+            };
+            match ev {
+                Event::PortHealth {
+                    gateway,
+                    port,
+                    health,
+                } => {
+                    if let Some(ch) = self
+                        .gateway(&gateway)
+                        .and_then(|g| g.channels.get(port as usize).cloned())
+                    {
+                        if !health.usable {
+                            tracing::warn!(channel = %ch.id, reason = %health.reason, "port unusable");
+                        }
+                        ch.set_health(health);
+                    }
+                }
+                Event::Inbound(msg) => {
+                    let (gateway, port, len) =
+                        (msg.gateway.clone(), msg.port, msg.text.chars().count());
+                    let stored = self
+                        .inner
+                        .shared
+                        .store
+                        .write(move |tx| crate::store::inbound::insert(tx, &msg))
+                        .await;
+                    match stored {
+                        Ok(Some(id)) => {
+                            tracing::info!(gateway = %gateway, port = ?port, inbound = id, chars = len, "message received")
+                        }
+                        Ok(None) => {
+                            tracing::debug!(gateway = %gateway, port = ?port, "message received again (push and poll); kept once")
+                        }
+                        Err(e) => {
+                            tracing::error!(gateway = %gateway, error = %e, "cannot store a received message; the gateway keeps it and it is fetched again")
+                        }
+                    }
+                }
+                Event::Result {
+                    gateway,
+                    gateway_ref,
+                    ok,
+                    detail,
+                } => {
+                    if !ok {
+                        self.result_failed(gateway, gateway_ref, detail).await;
+                    }
+                }
+                Event::Delivered {
+                    gateway,
+                    gateway_ref,
+                    delivered,
+                    detail,
+                } => {
+                    let this = self.clone();
+                    // A report can overtake the SENT record of its message;
+                    // try again for a while before giving up on it.
+                    tokio::spawn(async move {
+                        for attempt in 0..30u32 {
+                            let (g, r, d) = (gateway.clone(), gateway_ref.clone(), detail.clone());
+                            match this
+                                .inner
+                                .shared
+                                .store
+                                .write(move |tx| spool::apply_report(tx, &g, &r, delivered, &d))
+                                .await
+                            {
+                                Ok(true) => return,
+                                Ok(false) => {}
+                                Err(e) => {
+                                    tracing::error!(gateway = %gateway, error = %e, "cannot record a delivery report");
+                                    return;
+                                }
+                            }
+                            tokio::time::sleep(Duration::from_millis(50 * (1 << attempt.min(5))))
+                                .await;
+                        }
+                        tracing::warn!(gateway = %gateway, reference = %gateway_ref, "delivery report for a message we do not know; ignored");
+                    });
+                }
+            }
+        }
+    }
+}
+
+impl Engine {
+    async fn result_failed(&self, gateway: String, gateway_ref: String, detail: String) {
+        let store = self.inner.shared.store.clone();
+        let (g, r) = (gateway.clone(), gateway_ref.clone());
+        let found = store.read(move |c| spool::find_sent(c, &g, &r)).await;
+        let Ok(Some((id, dialer_name, attempts))) = found else {
+            tracing::warn!(gateway = %gateway, reference = %gateway_ref, "send result for a message we do not hold as SENT; ignored");
+            return;
+        };
+        let config = self.inner.shared.config();
+        let (backoff, max) = config
+            .dialer(&dialer_name)
+            .map(|d| {
+                (
+                    crate::channel::backoff_ms(d, attempts),
+                    d.max_attempts as i64,
+                )
+            })
+            .unwrap_or((30_000, 1));
+        tracing::warn!(gateway = %gateway, message = id, reason = %detail, "the gateway could not send a message it had accepted");
+        match store
+            .write(move |tx| spool::sent_but_failed(tx, id, &detail, backoff, max))
+            .await
+        {
+            Ok(State::ToProcess) => self.wake(&dialer_name),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(message = id, error = %e, "cannot record a failed send result")
+            }
+        }
+    }
+}
+
+/// What identifies a gateway's settings, secrets included, so a reload
+/// restarts a gateway only when something about it changed.
+fn gateway_key(gc: &GatewayConfig) -> String {
+    use crate::config::GatewaySettings as S;
+    let secret = match &gc.settings {
+        S::Dinstar(d) => d.password.expose().to_string(),
+        S::DinstarDwg(d) => d.password.expose().to_string(),
+        S::At(a) => a
+            .pin
+            .as_ref()
+            .map(|p| p.expose().to_string())
+            .unwrap_or_default(),
+        S::Sim(_) => String::new(),
+    };
+    format!("{:?}|{}|{secret}", gc.settings, gc.ports)
+}
+
+struct DialerLoop {
+    name: String,
+    engine: Engine,
+    wake: Arc<Notify>,
+    in_memory: Arc<Mutex<usize>>,
+    rate: Arc<Mutex<Rate>>,
+    heartbeat: crate::daemon::Heartbeat,
+}
+
+impl DialerLoop {
+    async fn run(self) {
+        let shared = self.engine.inner.shared.clone();
+        let stop = self.engine.inner.stop.clone();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<JobDone>();
+        let mut pending: VecDeque<spool::Queued> = VecDeque::new();
+        let mut held: HashSet<i64> = HashSet::new();
+        let mut cursor = 0usize;
+        let mut last_reason = String::new();
+        let label = DialerLabel {
+            dialer: self.name.clone(),
+        };
+        loop {
+            self.heartbeat.beat();
+            if stop.is_cancelled() {
+                break;
+            }
+            let config = shared.config();
+            let Some(dialer) = config.dialer(&self.name).cloned() else {
+                tracing::info!(dialer = %self.name, "dialer removed from the config; its loader stops");
+                break;
+            };
+            let dialer = Arc::new(dialer);
+            let inactive = self.inactive_reason(&dialer).await;
+            if let Some(reason) = &inactive {
+                if *reason != last_reason {
+                    tracing::info!(dialer = %self.name, reason = %reason, "dialer not sending");
+                    last_reason = reason.clone();
+                }
+                // Messages already loaded stay loaded; none are handed out.
+            } else {
+                if !last_reason.is_empty() {
+                    tracing::info!(dialer = %self.name, "dialer sending");
+                    last_reason.clear();
+                }
+                if held.len() < IN_MEMORY {
+                    self.load(&dialer, &mut pending, &mut held).await;
+                }
+                self.dispatch(&config, &dialer, &mut pending, &mut cursor, &done_tx);
+            }
+            if let Ok(mut n) = self.in_memory.lock() {
+                *n = held.len();
+            }
+            shared
+                .metrics
+                .dialer_in_memory
+                .get_or_create(&label)
+                .set(held.len() as i64);
+
+            // Sleep until something happens: a channel finished, a wake-up
+            // (new messages, start/stop), a retry falls due, or a beat.
+            let idle = if pending.is_empty() && inactive.is_none() {
+                self.next_retry_wait(&dialer).await
+            } else {
+                self.heartbeat.period()
+            };
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                d = done_rx.recv() => {
+                    if let Some(d) = d { self.finished(d, &mut pending, &mut held); }
+                    while let Ok(d) = done_rx.try_recv() { self.finished(d, &mut pending, &mut held); }
+                }
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(idle) => {}
+            }
+        }
+    }
+
+    fn finished(&self, d: JobDone, pending: &mut VecDeque<spool::Queued>, held: &mut HashSet<i64>) {
+        match d.outcome {
+            JobOutcome::Returned(q) => pending.push_front(q),
+            JobOutcome::Finished(state) => {
+                held.remove(&d.id);
+                if state == State::Sent {
+                    if let Ok(mut r) = self.rate.lock() {
+                        r.add(now_ms() / 1000);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn inactive_reason(&self, dialer: &DialerConfig) -> Option<String> {
+        if !dialer.enabled {
+            return Some("disabled in the config".into());
+        }
+        let name = dialer.name.clone();
+        match self
+            .engine
+            .inner
+            .shared
+            .store
+            .read(move |c| spool::dialer_stopped(c, &name))
+            .await
+        {
+            Ok(true) => return Some("stopped by an operator".into()),
+            Ok(false) => {}
+            Err(e) => return Some(format!("cannot read the dialer's state: {e}")),
+        }
+        if !crate::dialer::in_schedule(
+            &self.engine.inner.shared.config(),
+            dialer,
+            jiff::Timestamp::now(),
+        ) {
+            return Some("outside its schedule".into());
+        }
+        None
+    }
+
+    async fn load(
+        &self,
+        dialer: &Arc<DialerConfig>,
+        pending: &mut VecDeque<spool::Queued>,
+        held: &mut HashSet<i64>,
+    ) {
+        let store = self.engine.inner.shared.store.clone();
+        let name = dialer.name.clone();
+        let skip = held.clone();
+        let want = IN_MEMORY - held.len();
+        let batch = match store
+            .read(move |c| spool::next_to_process(c, &name, now_ms(), want, &skip))
+            .await
+        {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(dialer = %dialer.name, error = %e, "cannot load messages");
+                return;
+            }
+        };
+        let metrics = &self.engine.inner.shared.metrics;
+        for q in batch {
+            // DNCR is checked when the message is taken, not only at upload:
+            // a number added to the list after the upload is still blocked.
+            if dialer.dncr {
+                if let Some(number) = q.number.clone() {
+                    let name = dialer.name.clone();
+                    let blocked = store
+                        .read(move |c| spool::is_blocked(c, &number, &name))
+                        .await;
+                    if matches!(blocked, Ok(true)) {
+                        let id = q.id;
+                        if let Err(e) = store.write(move |tx| spool::mark_blocked(tx, id)).await {
+                            tracing::error!(dialer = %dialer.name, message = id, error = %e, "cannot mark a message blocked");
+                        }
+                        metrics
+                            .dialer_messages
+                            .get_or_create(&DialerStateLabels {
+                                dialer: dialer.name.clone(),
+                                state: state_label(State::Blocked),
+                            })
+                            .inc();
+                        continue;
+                    }
+                }
+            }
+            held.insert(q.id);
+            pending.push_back(q);
+        }
+    }
+
+    /// Hands pending messages to the dialer's channels, round-robin in dial
+    /// string order, skipping channels that are unusable or busy.
+    fn dispatch(
+        &self,
+        config: &Config,
+        dialer: &Arc<DialerConfig>,
+        pending: &mut VecDeque<spool::Queued>,
+        cursor: &mut usize,
+        done: &mpsc::UnboundedSender<JobDone>,
+    ) {
+        let Some(gw) = self.engine.gateway(&dialer.provider) else {
+            return;
+        };
+        let ports = config
+            .gateway(&dialer.provider)
+            .and_then(|g| crate::dialer::parse_dial(&dialer.dial, g.ports).ok())
+            .unwrap_or_default();
+        let channels: Vec<&Arc<Channel>> = ports
+            .iter()
+            .filter_map(|p| gw.channels.get(*p as usize))
+            .collect();
+        if channels.is_empty() {
+            return;
+        }
+        'messages: while let Some(q) = pending.pop_front() {
+            let mut job = Job {
+                message: q,
+                dialer: dialer.clone(),
+                done: done.clone(),
+            };
+            for _ in 0..channels.len() {
+                let ch = channels[*cursor % channels.len()];
+                *cursor = (*cursor + 1) % channels.len();
+                if ch.usable().is_err() {
+                    continue;
+                }
+                match ch.offer(job) {
+                    Ok(()) => continue 'messages,
+                    Err(j) => job = j,
+                }
+            }
+            pending.push_front(job.message);
+            break;
+        }
+    }
+
+    async fn next_retry_wait(&self, dialer: &DialerConfig) -> Duration {
+        let name = dialer.name.clone();
+        let now = now_ms();
+        let next = self
+            .engine
+            .inner
+            .shared
+            .store
+            .read(move |c| spool::next_retry_at(c, &name, now))
+            .await
+            .ok()
+            .flatten();
+        match next {
+            Some(at) => Duration::from_millis((at - now).clamp(1, 1000) as u64),
+            None => self.heartbeat.period(),
+        }
+    }
+}

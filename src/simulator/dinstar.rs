@@ -1,0 +1,1215 @@
+//! A simulated Dinstar GSM gateway speaking the JSON HTTP API on a real
+//! socket, for tests and for technicians without hardware.
+//!
+//! Faithful to `shared/reference/dinstar-api.md`: Digest (or Basic) auth with
+//! an IP lock-out after repeated bad logins, HTTP 200 with the outcome in
+//! `error_code`, 0-based ports, `"<NULL>"` in register pushes, results and
+//! delivery reports that appear after delays, a POST with an empty body
+//! makes it drop the connection, and the reason phrase `200 Data follows`.
+//! Every request is recorded (monotonic and wall time, method, path, body,
+//! ports, user ids, auth outcome) so tests can check pacing and ports.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use smsgate::simulator::dinstar::DinstarSim;
+//! let sim = DinstarSim::builder().ports(4).credentials("admin", "admin").start().await?;
+//! let base = sim.base_url(); // http://127.0.0.1:PORT
+//! sim.set_port_sim(2, false);
+//! sim.script_next_send(3, 550);
+//! # Ok(()) }
+//! ```
+
+mod state;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Json, State};
+use axum::http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::transport::dinstar::digest::{self, DigestCredentials};
+use crate::transport::dinstar::wire;
+
+use state::{Behaviour, Params, SimState};
+pub use state::{SentSms, SimPort};
+
+/// Which authentication the simulated gateway asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SimAuth {
+    /// Digest MD5 with qop=auth (what real boxes answer).
+    #[default]
+    Digest,
+    /// Basic only.
+    Basic,
+    /// Either (challenges with both schemes).
+    Any,
+}
+
+/// How an authenticated request fared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// No credentials: answered 401 with a challenge.
+    Challenged,
+    /// Right credentials.
+    Ok,
+    /// Wrong user, password, or Digest response (a bad login).
+    Bad,
+    /// Right credentials on an expired nonce: answered 401 `stale=true`.
+    Stale,
+    /// The client's IP is locked out: answered 403.
+    LockedOut,
+    /// Not checked (the connection was dropped before).
+    NotChecked,
+}
+
+/// One request as the simulator saw it.
+#[derive(Debug, Clone)]
+pub struct RecordedRequest {
+    /// Arrival order, from 0.
+    pub seq: u64,
+    /// Arrival, monotonic.
+    pub at: Instant,
+    /// Arrival, wall clock.
+    pub wall: SystemTime,
+    pub peer: IpAddr,
+    pub method: String,
+    pub path: String,
+    /// Raw query string, as sent.
+    pub query: Option<String>,
+    /// Body length in bytes.
+    pub body_len: usize,
+    /// Parsed JSON body, if any.
+    pub body: Option<Value>,
+    /// Ports named by the request (`port` in the body or the query).
+    pub ports: Vec<u8>,
+    /// User ids named by the request (`param[].user_id` or `user_id`).
+    pub user_ids: Vec<u64>,
+    pub auth: AuthOutcome,
+    /// HTTP status answered; `None` when the connection was dropped or hung.
+    pub status: Option<u16>,
+    /// `error_code` of the JSON reply.
+    pub error_code: Option<u16>,
+}
+
+/// One push the simulator made (or tried).
+#[derive(Debug, Clone)]
+pub struct RecordedPush {
+    pub at: Instant,
+    pub body: Value,
+    /// HTTP status of the receiver, or the error text.
+    pub outcome: Result<u16, String>,
+}
+
+/// Authentication counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AuthCounts {
+    /// 401 answers to requests without credentials.
+    pub challenges: u64,
+    /// Requests that carried credentials.
+    pub attempts: u64,
+    pub ok: u64,
+    /// Bad logins (wrong user, password, Digest response or uri).
+    pub bad: u64,
+    /// Right credentials on a stale nonce.
+    pub stale: u64,
+    /// 403 answers to a locked-out IP.
+    pub locked_refusals: u64,
+}
+
+/// A scripted HTTP-level misbehaviour for the next `/api/*` request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpFault {
+    /// Close the connection without answering.
+    Drop,
+    /// Never answer (the client's timeout fires).
+    Hang,
+    /// Answer HTTP 200 with a body that is not JSON.
+    Garbage,
+    /// Answer HTTP 500 with an HTML page.
+    Http500,
+}
+
+/// Entry point: `DinstarSim::builder()`.
+pub struct DinstarSim;
+
+impl DinstarSim {
+    pub fn builder() -> DinstarSimBuilder {
+        DinstarSimBuilder::default()
+    }
+}
+
+/// Settings of a simulated gateway.
+#[derive(Debug, Clone)]
+pub struct DinstarSimBuilder {
+    listen: SocketAddr,
+    ports: u8,
+    user: String,
+    password: String,
+    auth: SimAuth,
+    sn: String,
+    latency: Duration,
+    fail_rate: f64,
+    seed: u64,
+    result_delay: Duration,
+    deliver_delay: Option<Duration>,
+    ussd_delay: Duration,
+    lockout_after: u32,
+    lockout_for: Option<Duration>,
+    nonce_lifetime: Option<Duration>,
+    push_url: Option<String>,
+    push_user_id: bool,
+    manual_typos: bool,
+    control: bool,
+    tls: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Default for DinstarSimBuilder {
+    fn default() -> Self {
+        DinstarSimBuilder {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            ports: 8,
+            user: "admin".into(),
+            password: "admin".into(),
+            auth: SimAuth::Digest,
+            sn: "da00-0030-1901-2817".into(),
+            latency: Duration::ZERO,
+            fail_rate: 0.0,
+            seed: 0x5EED,
+            result_delay: Duration::from_millis(50),
+            deliver_delay: Some(Duration::from_millis(100)),
+            ussd_delay: Duration::from_millis(50),
+            lockout_after: 5,
+            lockout_for: None,
+            nonce_lifetime: None,
+            push_url: None,
+            push_user_id: false,
+            manual_typos: false,
+            control: true,
+            tls: None,
+        }
+    }
+}
+
+impl DinstarSimBuilder {
+    /// Address to listen on (default 127.0.0.1:0, a free port).
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+    /// Number of GSM ports, 1 to 32 (default 8).
+    pub fn ports(mut self, n: u8) -> Self {
+        self.ports = n.clamp(1, 32);
+        self
+    }
+    /// The web user (default admin/admin).
+    pub fn credentials(mut self, user: &str, password: &str) -> Self {
+        self.user = user.into();
+        self.password = password.into();
+        self
+    }
+    pub fn auth(mut self, auth: SimAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+    /// Serial number in every reply.
+    pub fn sn(mut self, sn: &str) -> Self {
+        self.sn = sn.into();
+        self
+    }
+    /// Delay before every `/api/*` answer.
+    pub fn latency(mut self, d: Duration) -> Self {
+        self.latency = d;
+        self
+    }
+    /// Share of `send_sms` requests answered `error_code 500` (0.0-1.0).
+    pub fn fail_rate(mut self, rate: f64) -> Self {
+        self.fail_rate = rate.clamp(0.0, 1.0);
+        self
+    }
+    /// Seed of the fail-rate dice.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// Time from acceptance to `SENT_OK` (default 50 ms).
+    pub fn result_delay(mut self, d: Duration) -> Self {
+        self.result_delay = d;
+        self
+    }
+    /// Time from `SENT_OK` to an automatic delivery report with status 0;
+    /// `None`: reports come only from [`SimHandle::deliver`] (default 100 ms).
+    pub fn deliver_delay(mut self, d: Option<Duration>) -> Self {
+        self.deliver_delay = d;
+        self
+    }
+    /// Time until a USSD reply is available.
+    pub fn ussd_delay(mut self, d: Duration) -> Self {
+        self.ussd_delay = d;
+        self
+    }
+    /// Bad logins from one IP before it is locked out (default 5; 0 = never).
+    pub fn lockout_after(mut self, n: u32) -> Self {
+        self.lockout_after = n;
+        self
+    }
+    /// How long a lock-out lasts (default: until [`SimHandle::clear_lockouts`]).
+    pub fn lockout_for(mut self, d: Option<Duration>) -> Self {
+        self.lockout_for = d;
+        self
+    }
+    /// Nonces go stale after this long (default: only by [`SimHandle::expire_nonces`]).
+    pub fn nonce_lifetime(mut self, d: Option<Duration>) -> Self {
+        self.nonce_lifetime = d;
+        self
+    }
+    /// Push events (sms, sms_result, sms_deliver_status, ussd, register) to this URL.
+    pub fn push_url(mut self, url: Option<String>) -> Self {
+        self.push_url = url;
+        self
+    }
+    /// Put `user_id` in pushed `sms_result` items (the manual's example has none).
+    pub fn push_user_id(mut self, yes: bool) -> Self {
+        self.push_user_id = yes;
+        self
+    }
+    /// Write pushed times and numbers with the manual's typos.
+    pub fn manual_typos(mut self, yes: bool) -> Self {
+        self.manual_typos = yes;
+        self
+    }
+    /// Serve the `/sim/*` control endpoints (default on).
+    pub fn control(mut self, yes: bool) -> Self {
+        self.control = yes;
+        self
+    }
+
+    /// Serve HTTPS with this certificate chain and private key (PEM), like
+    /// a real box with its self-signed certificate.
+    pub fn tls(mut self, cert_pem: &[u8], key_pem: &[u8]) -> Self {
+        self.tls = Some((cert_pem.to_vec(), key_pem.to_vec()));
+        self
+    }
+
+    /// Binds the socket and starts serving.
+    pub async fn start(self) -> std::io::Result<SimHandle> {
+        let acceptor = match &self.tls {
+            Some((cert, key)) => Some(tls_acceptor(cert, key)?),
+            None => None,
+        };
+        let listener = TcpListener::bind(self.listen).await?;
+        let addr = listener.local_addr()?;
+        let mut st = SimState::new(
+            self.ports,
+            Behaviour {
+                sn: self.sn.clone(),
+                fail_rate: self.fail_rate,
+                result_delay: self.result_delay,
+                deliver_delay: self.deliver_delay,
+                ussd_delay: self.ussd_delay,
+                push_user_id: self.push_user_id,
+                manual_typos: self.manual_typos,
+            },
+            self.seed,
+        );
+        st.push_enabled = self.push_url.is_some();
+        let shared = Arc::new(Shared {
+            cfg: self.clone(),
+            state: Mutex::new(st),
+            auth: Mutex::new(AuthState::default()),
+            log: Mutex::new(Log::default()),
+            push_wake: tokio::sync::Notify::new(),
+        });
+        let shutdown = CancellationToken::new();
+        let tasks = tokio_util::task::TaskTracker::new();
+        tasks.spawn(accept_loop(
+            listener,
+            acceptor,
+            shared.clone(),
+            shutdown.clone(),
+        ));
+        tasks.spawn(ticker(shared.clone(), shutdown.clone()));
+        if let Some(url) = self.push_url.clone() {
+            tasks.spawn(pusher(url, shared.clone(), shutdown.clone()));
+        }
+        tasks.close();
+        tracing::info!(%addr, ports = self.ports, tls = self.tls.is_some(), "Dinstar simulator listening");
+        Ok(SimHandle {
+            https: self.tls.is_some(),
+            addr,
+            shared,
+            shutdown,
+            tasks,
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+struct AuthState {
+    /// Active nonces and when they were issued.
+    nonces: HashMap<String, Instant>,
+    /// Nonces that went stale (right credentials get `stale=true`).
+    expired: HashSet<String>,
+    next: u64,
+    bad_by_ip: HashMap<IpAddr, u32>,
+    /// Locked IPs and until when (`None`: until cleared).
+    locked: HashMap<IpAddr, Option<Instant>>,
+    counts: AuthCounts,
+}
+
+#[derive(Debug, Default)]
+struct Log {
+    requests: Vec<RecordedRequest>,
+    pushes: Vec<RecordedPush>,
+    dropped: u64,
+    faults: VecDeque<HttpFault>,
+}
+
+struct Shared {
+    cfg: DinstarSimBuilder,
+    state: Mutex<SimState>,
+    auth: Mutex<AuthState>,
+    log: Mutex<Log>,
+    push_wake: tokio::sync::Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A running simulated gateway. Clones share it; it stops on
+/// [`shutdown`](Self::shutdown) (or when the runtime ends).
+#[derive(Clone)]
+pub struct SimHandle {
+    addr: SocketAddr,
+    https: bool,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+    tasks: tokio_util::task::TaskTracker,
+}
+
+impl SimHandle {
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    /// `http://127.0.0.1:PORT` (`https://` when serving TLS).
+    pub fn base_url(&self) -> String {
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+    /// The gateway's serial number.
+    pub fn sn(&self) -> String {
+        self.shared.cfg.sn.clone()
+    }
+    /// Every request so far, in arrival order (control endpoints excluded).
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        lock(&self.shared.log).requests.clone()
+    }
+    /// Requests to one path (e.g. `/api/send_sms`).
+    pub fn requests_to(&self, path: &str) -> Vec<RecordedRequest> {
+        lock(&self.shared.log)
+            .requests
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+    /// Every SMS accepted, one per recipient, in order.
+    pub fn sends(&self) -> Vec<SentSms> {
+        lock(&self.shared.state)
+            .out
+            .iter()
+            .map(|o| o.sent.clone())
+            .collect()
+    }
+    /// Pushes made so far.
+    pub fn pushes(&self) -> Vec<RecordedPush> {
+        lock(&self.shared.log).pushes.clone()
+    }
+    /// Connections dropped on purpose (empty-body POST, scripted drop).
+    pub fn dropped_connections(&self) -> u64 {
+        lock(&self.shared.log).dropped
+    }
+    /// Authentication counters.
+    pub fn auth_counts(&self) -> AuthCounts {
+        lock(&self.shared.auth).counts
+    }
+    /// Bad logins so far.
+    pub fn bad_auth_count(&self) -> u64 {
+        self.auth_counts().bad
+    }
+    /// Whether an IP is locked out now.
+    pub fn is_locked_out(&self, ip: IpAddr) -> bool {
+        let a = lock(&self.shared.auth);
+        matches!(a.locked.get(&ip), Some(None))
+            || matches!(a.locked.get(&ip), Some(Some(t)) if *t > Instant::now())
+    }
+    /// Lifts every lock-out and forgets bad-login counts.
+    pub fn clear_lockouts(&self) {
+        let mut a = lock(&self.shared.auth);
+        a.locked.clear();
+        a.bad_by_ip.clear();
+    }
+    /// Makes every nonce issued so far stale: the next request with one
+    /// gets `401` with `stale=true` (if its credentials are right).
+    pub fn expire_nonces(&self) {
+        let mut a = lock(&self.shared.auth);
+        let old: Vec<String> = a.nonces.drain().map(|(n, _)| n).collect();
+        a.expired.extend(old);
+    }
+    /// Current state of a port.
+    pub fn port(&self, port: u8) -> Option<SimPort> {
+        lock(&self.shared.state).ports.get(port as usize).cloned()
+    }
+    /// Inserts or removes the SIM of a port (pushes a `register` event).
+    pub fn set_port_sim(&self, port: u8, present: bool) {
+        lock(&self.shared.state).set_port_sim(port, present);
+        self.shared.push_wake.notify_one();
+    }
+    /// Sets a port's registration (`REGISTER_OK`, `UNREGISTER`, ...).
+    pub fn set_port_reg(&self, port: u8, reg: &str) {
+        if let Some(p) = lock(&self.shared.state).ports.get_mut(port as usize) {
+            p.reg = reg.to_string();
+        }
+    }
+    /// Sets a port's signal (0-31).
+    pub fn set_port_signal(&self, port: u8, signal: u8) {
+        if let Some(p) = lock(&self.shared.state).ports.get_mut(port as usize) {
+            p.signal = signal.min(31);
+        }
+    }
+    /// Sets a port's own number.
+    pub fn set_port_number(&self, port: u8, number: &str) {
+        if let Some(p) = lock(&self.shared.state).ports.get_mut(port as usize) {
+            p.number = number.to_string();
+        }
+    }
+    /// A customer's SMS arrives on `port`; returns its `incoming_sms_id`.
+    pub fn inject_incoming(&self, port: u8, from: &str, text: &str) -> u64 {
+        let id = lock(&self.shared.state).inject_incoming(port, from, text);
+        self.shared.push_wake.notify_one();
+        id
+    }
+    /// The next `send_sms` whose first port is `port` answers `error_code`
+    /// `code` (e.g. 550, 500, 400) and sends nothing. Calls queue up.
+    pub fn script_next_send(&self, port: u8, code: u16) {
+        lock(&self.shared.state)
+            .script
+            .entry(port)
+            .or_default()
+            .push_back(code);
+    }
+    /// The next `send_sms` (any port) answers `code`.
+    pub fn script_next_send_any(&self, code: u16) {
+        lock(&self.shared.state).script_any.push_back(code);
+    }
+    /// The next SMS accepted on `port` ends `FAILED` instead of `SENT_OK`.
+    pub fn fail_next_on_network(&self, port: u8) {
+        *lock(&self.shared.state)
+            .fail_next_on_network
+            .entry(port)
+            .or_default() += 1;
+    }
+    /// The next `/api/*` request meets this HTTP-level fault.
+    pub fn script_http_fault(&self, fault: HttpFault) {
+        lock(&self.shared.log).faults.push_back(fault);
+    }
+    /// A delivery report with `status_code` for the SMS with `user_id`
+    /// (0 = delivered). False if there is none.
+    pub fn deliver(&self, user_id: u64, status_code: u8) -> bool {
+        let ok = lock(&self.shared.state).deliver(user_id, status_code);
+        self.shared.push_wake.notify_one();
+        ok
+    }
+    /// Asks the simulator to stop and waits for its tasks.
+    pub async fn shutdown(&self) {
+        self.shutdown.cancel();
+        self.tasks.wait().await;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Serving
+// ---------------------------------------------------------------------------
+
+#[derive(Clone)]
+struct Conn {
+    peer: SocketAddr,
+    drop: CancellationToken,
+}
+
+fn tls_acceptor(cert_pem: &[u8], key_pem: &[u8]) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+    let bad = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    let certs: Vec<_> = rustls_pemfile::certs(&mut &cert_pem[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(format!("certificate PEM: {e}")))?;
+    let key = rustls_pemfile::private_key(&mut &key_pem[..])
+        .map_err(|e| bad(format!("key PEM: {e}")))?
+        .ok_or_else(|| bad("no private key in the key PEM".into()))?;
+    let cfg =
+        rustls::ServerConfig::builder_with_provider(crate::transport::dinstar::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| bad(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| bad(e.to_string()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+) {
+    let router = router(shared.clone());
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "simulator accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let conn = Conn {
+            peer,
+            drop: CancellationToken::new(),
+        };
+        let router = router.clone();
+        let shutdown = shutdown.clone();
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            match acceptor {
+                None => serve_conn(stream, conn, router, shutdown).await,
+                Some(a) => match a.accept(stream).await {
+                    Ok(tls) => serve_conn(tls, conn, router, shutdown).await,
+                    Err(e) => tracing::debug!(error = %e, "simulator TLS handshake failed"),
+                },
+            }
+        });
+    }
+}
+
+async fn serve_conn<S>(stream: S, conn: Conn, router: Router, shutdown: CancellationToken)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let c2 = conn.clone();
+    let svc = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
+        req.extensions_mut().insert(c2.clone());
+        let router = router.clone();
+        async move {
+            let req = req.map(Body::new);
+            tower::ServiceExt::oneshot(router, req).await
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10));
+    let serve = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::select! {
+        r = serve => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "simulator connection ended");
+            }
+        }
+        _ = conn.drop.cancelled() => {
+            tracing::debug!(peer = %conn.peer, "simulator dropped a connection");
+        }
+        _ = shutdown.cancelled() => {}
+    }
+}
+
+fn router(shared: Arc<Shared>) -> Router {
+    let mut r = Router::new();
+    if shared.cfg.control {
+        r = r
+            .route("/sim/incoming", post(ctl_incoming))
+            .route("/sim/port", post(ctl_port))
+            .route("/sim/script", post(ctl_script))
+            .route("/sim/deliver", post(ctl_deliver))
+            .route("/sim/unlock", post(ctl_unlock))
+            .route("/sim/requests", get(ctl_requests))
+            .route("/sim/sends", get(ctl_sends));
+    }
+    r.fallback(api).with_state(shared)
+}
+
+async fn ticker(shared: Arc<Shared>, shutdown: CancellationToken) {
+    let mut iv = tokio::time::interval(Duration::from_millis(10));
+    iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = iv.tick() => {}
+        }
+        let has_pushes = {
+            let mut st = lock(&shared.state);
+            st.tick(Instant::now());
+            !st.pushes.is_empty()
+        };
+        if has_pushes {
+            shared.push_wake.notify_one();
+        }
+    }
+}
+
+async fn pusher(url: String, shared: Arc<Shared>, shutdown: CancellationToken) {
+    let client = crate::transport::dinstar::tls::client_config(
+        &crate::transport::dinstar::TlsVerify::AcceptInvalid,
+    )
+    .map_err(|e| e.to_string())
+    .and_then(|tls| {
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .no_proxy()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| e.to_string())
+    });
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "simulator cannot push");
+            return;
+        }
+    };
+    loop {
+        let batch: Vec<Value> = std::mem::take(&mut lock(&shared.state).pushes);
+        for body in batch {
+            let outcome = client
+                .post(&url)
+                .json(&body)
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .map_err(|e| e.to_string());
+            if let Err(e) = &outcome {
+                tracing::warn!(error = %e, url = %url, "simulator push failed");
+            }
+            lock(&shared.log).pushes.push(RecordedPush {
+                at: Instant::now(),
+                body,
+                outcome,
+            });
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = shared.push_wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let h = (b[i + 1] as char).to_digit(16);
+                let l = (b[i + 2] as char).to_digit(16);
+                if let (Some(h), Some(l)) = (h, l) {
+                    out.push((h * 16 + l) as u8);
+                    i += 3;
+                    continue;
+                }
+                out.push(b'%');
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_query(q: Option<&str>) -> HashMap<String, String> {
+    q.unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+    let mut r = Response::new(Body::from(v.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if status == StatusCode::OK {
+        // A real box's status line: "HTTP/1.1 200 Data follows".
+        r.extensions_mut()
+            .insert(hyper::ext::ReasonPhrase::from_static(b"Data follows"));
+    }
+    r
+}
+
+fn text_response(status: StatusCode, body: &'static str) -> Response<Body> {
+    let mut r = Response::new(Body::from(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+    r
+}
+
+impl Shared {
+    fn challenge(&self, stale: bool) -> Vec<HeaderValue> {
+        let mut out = Vec::new();
+        if self.cfg.auth != SimAuth::Basic {
+            let mut a = lock(&self.auth);
+            a.next += 1;
+            let nonce = digest::hex(&{
+                let mut x = [0u8; 16];
+                x[..8].copy_from_slice(&a.next.to_be_bytes());
+                let t = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos() as u64;
+                x[8..].copy_from_slice(&t.to_be_bytes());
+                x
+            });
+            a.nonces.insert(nonce.clone(), Instant::now());
+            let h = format!(
+                "Digest realm=\"Web Server\", domain=\"\", qop=\"auth\", nonce=\"{nonce}\", opaque=\"5ccc069c403ebaf9f0171e9517f40e41\", algorithm=\"MD5\", stale=\"{}\"",
+                if stale { "TRUE" } else { "FALSE" }
+            );
+            if let Ok(v) = HeaderValue::from_str(&h) {
+                out.push(v);
+            }
+        }
+        if self.cfg.auth != SimAuth::Digest {
+            out.push(HeaderValue::from_static("Basic realm=\"Web Server\""));
+        }
+        out
+    }
+
+    /// Checks credentials; `Err` is the response to send.
+    fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        method: &str,
+        target: &str,
+        ip: IpAddr,
+    ) -> (AuthOutcome, Option<Response<Body>>) {
+        {
+            let mut a = lock(&self.auth);
+            let locked = match a.locked.get(&ip) {
+                Some(None) => true,
+                Some(Some(t)) => *t > Instant::now(),
+                None => false,
+            };
+            if locked {
+                a.counts.locked_refusals += 1;
+                return (
+                    AuthOutcome::LockedOut,
+                    Some(text_response(
+                        StatusCode::FORBIDDEN,
+                        "forbid to try again, please contact the administrator",
+                    )),
+                );
+            }
+        }
+        let unauthorized = |stale: bool| {
+            let mut r = text_response(StatusCode::UNAUTHORIZED, "401 Unauthorized");
+            for v in self.challenge(stale) {
+                r.headers_mut().append(header::WWW_AUTHENTICATE, v);
+            }
+            r
+        };
+        let Some(h) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            lock(&self.auth).counts.challenges += 1;
+            return (AuthOutcome::Challenged, Some(unauthorized(false)));
+        };
+        lock(&self.auth).counts.attempts += 1;
+        let cfg = &self.cfg;
+        let mut verdict = AuthOutcome::Bad;
+        if cfg.auth != SimAuth::Basic
+            && let Some(c) = DigestCredentials::parse(h)
+        {
+            let good = c.username == cfg.user
+                && c.uri == target
+                && c.realm == "Web Server"
+                && c.verify(&cfg.password, method);
+            if good {
+                let a = lock(&self.auth);
+                let fresh = a
+                    .nonces
+                    .get(&c.nonce)
+                    .is_some_and(|t| cfg.nonce_lifetime.is_none_or(|life| t.elapsed() < life));
+                verdict = if fresh {
+                    AuthOutcome::Ok
+                } else {
+                    AuthOutcome::Stale
+                };
+            }
+        } else if cfg.auth != SimAuth::Digest
+            && let Some((u, p)) = digest::parse_basic(h)
+            && u == cfg.user
+            && p == cfg.password
+        {
+            verdict = AuthOutcome::Ok;
+        }
+        let mut a = lock(&self.auth);
+        match verdict {
+            AuthOutcome::Ok => {
+                a.counts.ok += 1;
+                a.bad_by_ip.remove(&ip);
+                (AuthOutcome::Ok, None)
+            }
+            AuthOutcome::Stale => {
+                a.counts.stale += 1;
+                drop(a);
+                (AuthOutcome::Stale, Some(unauthorized(true)))
+            }
+            _ => {
+                a.counts.bad += 1;
+                let n = a.bad_by_ip.entry(ip).or_default();
+                *n += 1;
+                let n = *n;
+                if cfg.lockout_after > 0 && n >= cfg.lockout_after {
+                    let until = cfg.lockout_for.map(|d| Instant::now() + d);
+                    a.locked.insert(ip, until);
+                    tracing::warn!(%ip, bad = n, "simulator locks out an IP after bad logins");
+                }
+                drop(a);
+                (AuthOutcome::Bad, Some(unauthorized(false)))
+            }
+        }
+    }
+
+    fn record(&self, mut r: RecordedRequest) {
+        let mut log = lock(&self.log);
+        r.seq = log.requests.len() as u64;
+        log.requests.push(r);
+    }
+}
+
+fn request_ports_and_ids(params: &Params) -> (Vec<u8>, Vec<u64>) {
+    let mut ports: Vec<u8> = params
+        .json
+        .get("port")
+        .map(|v| wire::int_list(Some(v)))
+        .or_else(|| params.query.get("port").map(|s| wire::parse_int_list(s)))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|p| u8::try_from(p).ok())
+        .collect();
+    ports.dedup();
+    let mut ids = wire::int_list(params.json.get("user_id"));
+    if let Some(Value::Array(a)) = params.json.get("param") {
+        ids.extend(
+            a.iter()
+                .filter_map(Value::as_object)
+                .filter_map(|o| wire::field_u64(o, "user_id")),
+        );
+    }
+    (ports, ids)
+}
+
+/// Every `/api/*` request (and anything else not under `/sim/`).
+async fn api(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Response<Body> {
+    let at = Instant::now();
+    let wall = SystemTime::now();
+    let conn = req.extensions().get::<Conn>().cloned();
+    let peer = conn
+        .as_ref()
+        .map(|c| c.peer.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let (parts, body) = req.into_parts();
+    let method = parts.method.clone();
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().map(str::to_string);
+    let target = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| path.clone());
+    let bytes = match axum::body::to_bytes(body, 1024 * 1024).await {
+        Ok(b) => b,
+        Err(_) => return text_response(StatusCode::PAYLOAD_TOO_LARGE, "too large"),
+    };
+    let json_body: Option<Value> = serde_json::from_slice(&bytes).ok();
+    let mut params = Params {
+        json: match &json_body {
+            Some(Value::Object(m)) => m.clone(),
+            _ => Map::new(),
+        },
+        query: parse_query(query.as_deref()),
+    };
+    if let Some(Value::Array(a)) = &json_body {
+        // get_status takes a bare array; keep it reachable.
+        params.json.insert("_array".into(), Value::Array(a.clone()));
+    }
+    let (ports, user_ids) = request_ports_and_ids(&params);
+    let mut rec = RecordedRequest {
+        seq: 0,
+        at,
+        wall,
+        peer,
+        method: method.to_string(),
+        path: path.clone(),
+        query: query.clone(),
+        body_len: bytes.len(),
+        body: json_body.clone(),
+        ports,
+        user_ids,
+        auth: AuthOutcome::NotChecked,
+        status: None,
+        error_code: None,
+    };
+
+    // A real gateway drops a POST with an empty body without answering.
+    let fault = if method == Method::POST && bytes.is_empty() {
+        Some(HttpFault::Drop)
+    } else {
+        lock(&shared.log).faults.pop_front()
+    };
+    match fault {
+        Some(HttpFault::Drop) => {
+            tracing::debug!(%path, "simulator drops the connection");
+            shared.record(rec);
+            lock(&shared.log).dropped += 1;
+            if let Some(c) = conn {
+                c.drop.cancel();
+            }
+            std::future::pending::<()>().await;
+            unreachable!("pending never completes");
+        }
+        Some(HttpFault::Hang) => {
+            shared.record(rec);
+            std::future::pending::<()>().await;
+            unreachable!("pending never completes");
+        }
+        _ => {}
+    }
+
+    if !shared.cfg.latency.is_zero() {
+        tokio::time::sleep(shared.cfg.latency).await;
+    }
+
+    let (outcome, refusal) = shared.authenticate(&parts.headers, method.as_str(), &target, peer);
+    rec.auth = outcome;
+    if let Some(resp) = refusal {
+        rec.status = Some(resp.status().as_u16());
+        shared.record(rec);
+        return resp;
+    }
+
+    match fault {
+        Some(HttpFault::Garbage) => {
+            rec.status = Some(200);
+            shared.record(rec);
+            return text_response(StatusCode::OK, "<html><body>Data follows</body></html>");
+        }
+        Some(HttpFault::Http500) => {
+            rec.status = Some(500);
+            shared.record(rec);
+            return text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "<html>500 Internal Server Error</html>",
+            );
+        }
+        _ => {}
+    }
+
+    let sn = shared.cfg.sn.clone();
+    let reply: Option<Value> = if !bytes.is_empty() && json_body.is_none() {
+        Some(json!({"error_code": 400, "sn": sn}))
+    } else {
+        let now = Instant::now();
+        let mut st = lock(&shared.state);
+        st.tick(now);
+        match path.trim_end_matches('/') {
+            "/api/send_sms" => Some(st.send_sms(&params, now)),
+            "/api/query_sms_result" => Some(st.query_sms_result(&params)),
+            "/api/query_sms_deliver_status" => Some(st.query_deliver_status(&params)),
+            "/api/query_incoming_sms" => Some(st.query_incoming(&params)),
+            "/api/get_port_info" => Some(st.get_port_info(&params)),
+            "/api/send_ussd" => Some(st.send_ussd(&params, now)),
+            "/api/query_ussd_reply" => Some(st.query_ussd_reply(&params)),
+            "/api/stop_sms" => Some(st.stop_sms(&params)),
+            "/api/query_sms_in_queue" | "/api/query_sms_queue" => Some(st.in_queue()),
+            "/api/get_status" => Some(json!({
+                "performance": {"cpu_used": "12", "memory_free": "51200", "flash_free": "1024"}
+            })),
+            _ => None,
+        }
+    };
+    shared.push_wake.notify_one();
+    match reply {
+        Some(v) => {
+            rec.status = Some(200);
+            rec.error_code = v
+                .get("error_code")
+                .and_then(Value::as_u64)
+                .and_then(|c| u16::try_from(c).ok());
+            shared.record(rec);
+            json_response(StatusCode::OK, &v)
+        }
+        None => {
+            rec.status = Some(404);
+            shared.record(rec);
+            text_response(StatusCode::NOT_FOUND, "<html>404 Not Found</html>")
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Control surface (/sim/*), no auth, for technicians and scripts
+// ---------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+struct CtlIncoming {
+    port: u8,
+    from: String,
+    text: String,
+}
+
+async fn ctl_incoming(
+    State(shared): State<Arc<Shared>>,
+    Json(b): Json<CtlIncoming>,
+) -> Json<Value> {
+    let id = lock(&shared.state).inject_incoming(b.port, &b.from, &b.text);
+    shared.push_wake.notify_one();
+    Json(json!({"incoming_sms_id": id}))
+}
+
+#[derive(Deserialize)]
+struct CtlPort {
+    port: u8,
+    sim: Option<bool>,
+    reg: Option<String>,
+    signal: Option<u8>,
+    number: Option<String>,
+}
+
+async fn ctl_port(State(shared): State<Arc<Shared>>, Json(b): Json<CtlPort>) -> Json<Value> {
+    let mut st = lock(&shared.state);
+    if let Some(s) = b.sim {
+        st.set_port_sim(b.port, s);
+    }
+    let port = st.ports.get_mut(b.port as usize).map(|p| {
+        if let Some(r) = b.reg {
+            p.reg = r;
+        }
+        if let Some(s) = b.signal {
+            p.signal = s.min(31);
+        }
+        if let Some(n) = b.number {
+            p.number = n;
+        }
+        json!({"port": b.port, "sim": p.sim_present, "reg": p.reg, "signal": p.signal,
+               "imsi": p.imsi, "number": p.number})
+    });
+    drop(st);
+    shared.push_wake.notify_one();
+    Json(port.unwrap_or_else(|| json!({"error": "no such port"})))
+}
+
+#[derive(Deserialize)]
+struct CtlScript {
+    port: Option<u8>,
+    code: u16,
+}
+
+async fn ctl_script(State(shared): State<Arc<Shared>>, Json(b): Json<CtlScript>) -> Json<Value> {
+    let mut st = lock(&shared.state);
+    match b.port {
+        Some(p) => st.script.entry(p).or_default().push_back(b.code),
+        None => st.script_any.push_back(b.code),
+    }
+    Json(json!({"ok": true}))
+}
+
+#[derive(Deserialize)]
+struct CtlDeliver {
+    user_id: u64,
+    #[serde(default)]
+    status_code: u8,
+}
+
+async fn ctl_deliver(State(shared): State<Arc<Shared>>, Json(b): Json<CtlDeliver>) -> Json<Value> {
+    let ok = lock(&shared.state).deliver(b.user_id, b.status_code);
+    shared.push_wake.notify_one();
+    Json(json!({"ok": ok}))
+}
+
+async fn ctl_unlock(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let mut a = lock(&shared.auth);
+    a.locked.clear();
+    a.bad_by_ip.clear();
+    Json(json!({"ok": true}))
+}
+
+async fn ctl_requests(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let log = lock(&shared.log);
+    let v: Vec<Value> = log
+        .requests
+        .iter()
+        .map(|r| {
+            json!({
+                "seq": r.seq,
+                "wall_ms": r.wall.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+                "method": r.method, "path": r.path, "query": r.query, "body": r.body,
+                "ports": r.ports, "user_ids": r.user_ids, "auth": format!("{:?}", r.auth),
+                "status": r.status, "error_code": r.error_code,
+            })
+        })
+        .collect();
+    Json(Value::Array(v))
+}
+
+async fn ctl_sends(State(shared): State<Arc<Shared>>) -> Json<Value> {
+    let st = lock(&shared.state);
+    let v: Vec<Value> = st
+        .out
+        .iter()
+        .map(|o| {
+            json!({
+                "task_id": o.sent.task_id, "user_id": o.sent.user_id, "port": o.sent.port,
+                "number": o.sent.number, "text": o.sent.text, "encoding": o.sent.encoding.as_wire(),
+                "handset_text": o.sent.handset_text, "count": o.sent.count,
+            })
+        })
+        .collect();
+    Json(Value::Array(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        let q = parse_query(Some("port=0%2C1&info_type=type%2Cimsi&x=a+b&bad=%zz&t=%4"));
+        assert_eq!(q["port"], "0,1");
+        assert_eq!(q["info_type"], "type,imsi");
+        assert_eq!(q["x"], "a b");
+        assert_eq!(q["bad"], "%zz");
+        assert_eq!(q["t"], "%4");
+    }
+}

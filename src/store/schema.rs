@@ -1,0 +1,103 @@
+//! Versioned schema. Each entry moves the database from version `i` to
+//! `i + 1` inside one transaction; `PRAGMA user_version` records where a
+//! database stands. Never edit a released entry: append a new one.
+
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the spool (the seed's sms_spool), its attempts, DNCR, imports.
+    r#"
+    CREATE TABLE message (
+        id            INTEGER PRIMARY KEY,
+        dialer        TEXT    NOT NULL,
+        destination   TEXT    NOT NULL,          -- as the client wrote it
+        number        TEXT,                      -- E.164, NULL when it cannot be a number
+        text          TEXT    NOT NULL,
+        priority      INTEGER NOT NULL,
+        state         INTEGER NOT NULL,          -- codes of docs/architecture.md
+        client_id     TEXT,
+        import_id     INTEGER REFERENCES import(id),
+        encoding      TEXT    NOT NULL,
+        segments      INTEGER NOT NULL,
+        attempts      INTEGER NOT NULL DEFAULT 0,
+        gateway       TEXT,                      -- gateway of the last attempt
+        channel       TEXT,                      -- last channel used, "gateway:port"
+        reference     INTEGER,                   -- our reference of the last attempt (Dinstar user_id)
+        gateway_ref   TEXT,                      -- the transport's reference (Dinstar user_id, modem TP-MR)
+        error         TEXT,                      -- last failure, in the gateway's words
+        not_before    INTEGER NOT NULL DEFAULT 0,-- retry backoff, unix ms
+        created_at    INTEGER NOT NULL,          -- unix ms
+        updated_at    INTEGER NOT NULL,
+        sent_at       INTEGER,
+        final_at      INTEGER
+    );
+    CREATE UNIQUE INDEX message_client_id ON message(client_id) WHERE client_id IS NOT NULL;
+    -- The dialer loader's query: state 1 of one dialer, by priority then load order.
+    CREATE INDEX message_queue ON message(dialer, state, priority, id);
+    CREATE INDEX message_state ON message(state);
+    CREATE INDEX message_number ON message(number);
+    CREATE INDEX message_gateway_ref ON message(gateway, gateway_ref) WHERE gateway_ref IS NOT NULL;
+    CREATE INDEX message_reference ON message(gateway, reference) WHERE reference IS NOT NULL;
+
+    CREATE TABLE attempt (
+        id          INTEGER PRIMARY KEY,
+        message_id  INTEGER NOT NULL REFERENCES message(id),
+        channel     TEXT    NOT NULL,
+        reference   INTEGER,
+        gateway_ref TEXT,
+        started_at  INTEGER NOT NULL,
+        finished_at INTEGER,
+        outcome     TEXT,                        -- sent | temporary | permanent | port_unusable | unknown
+        detail      TEXT
+    );
+    CREATE INDEX attempt_message ON attempt(message_id);
+
+    CREATE TABLE import (
+        id          INTEGER PRIMARY KEY,
+        kind        TEXT    NOT NULL,            -- messages | dncr
+        filename    TEXT    NOT NULL,
+        lines       INTEGER NOT NULL,
+        accepted    INTEGER NOT NULL,
+        created_at  INTEGER NOT NULL
+    );
+
+    CREATE TABLE dncr (
+        key         TEXT    NOT NULL,            -- E.164, or the bare digits when not normalisable
+        dialer      TEXT    NOT NULL DEFAULT '', -- '' means every dialer
+        written     TEXT    NOT NULL,            -- as uploaded
+        source      TEXT    NOT NULL,            -- file name, "api", "opt-out"
+        added_at    INTEGER NOT NULL,
+        PRIMARY KEY (key, dialer)
+    ) WITHOUT ROWID;
+
+    -- What an operator decided at run time and must survive a restart.
+    CREATE TABLE dialer_state (
+        name        TEXT PRIMARY KEY,
+        stopped     INTEGER NOT NULL DEFAULT 0,
+        changed_at  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    -- Small persistent values: counters and high-water marks.
+    CREATE TABLE kv (
+        key   TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
+    // 2: received messages, deduplicated on the gateway's own id.
+    r#"
+    CREATE TABLE inbound (
+        id          INTEGER PRIMARY KEY,
+        gateway     TEXT    NOT NULL,
+        port        INTEGER,
+        source_key  TEXT    NOT NULL,            -- the gateway's id of the message, e.g. "<serial>:<incoming_sms_id>"
+        sender      TEXT    NOT NULL,            -- as received
+        number      TEXT,                        -- E.164 when the sender is a phone number
+        recipient   TEXT,                        -- our number (DID) when the gateway says it
+        text        TEXT    NOT NULL,
+        sent_at     TEXT,                        -- the network's timestamp, as given
+        received_at INTEGER NOT NULL,            -- unix ms, our clock
+        campaign    TEXT,                        -- routing result (a later step)
+        UNIQUE (gateway, source_key)
+    );
+    CREATE INDEX inbound_number ON inbound(number, received_at);
+    CREATE INDEX inbound_received ON inbound(received_at);
+    "#,
+];

@@ -1,0 +1,677 @@
+//! The spool: outbound messages and their states.
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use serde::Serialize;
+
+use super::{StoreError, now_ms};
+
+/// Message states. The numbers are part of the API and the database; 0, 1
+/// and 3 are the seed's and never change meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum State {
+    None = 0,
+    ToProcess = 1,
+    Sending = 2,
+    Blocked = 3,
+    Sent = 4,
+    Delivered = 5,
+    Failed = 6,
+    Invalid = 7,
+    Cancelled = 8,
+    Unknown = 9,
+    Undelivered = 10,
+}
+
+impl State {
+    pub const ALL: [State; 11] = [
+        State::None,
+        State::ToProcess,
+        State::Sending,
+        State::Blocked,
+        State::Sent,
+        State::Delivered,
+        State::Failed,
+        State::Invalid,
+        State::Cancelled,
+        State::Unknown,
+        State::Undelivered,
+    ];
+
+    pub fn code(self) -> i64 {
+        self as i64
+    }
+
+    pub fn from_code(code: i64) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.code() == code)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            State::None => "NONE",
+            State::ToProcess => "TO_PROCESS",
+            State::Sending => "SENDING",
+            State::Blocked => "BLOCKED",
+            State::Sent => "SENT",
+            State::Delivered => "DELIVERED",
+            State::Failed => "FAILED",
+            State::Invalid => "INVALID",
+            State::Cancelled => "CANCELLED",
+            State::Unknown => "UNKNOWN",
+            State::Undelivered => "UNDELIVERED",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.name().eq_ignore_ascii_case(name))
+    }
+
+    /// No further transition is expected from a final state.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            State::Blocked
+                | State::Delivered
+                | State::Failed
+                | State::Invalid
+                | State::Cancelled
+                | State::Unknown
+                | State::Undelivered
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Message {
+    pub id: i64,
+    pub dialer: String,
+    pub to: String,
+    pub number: Option<String>,
+    pub text: String,
+    pub priority: i64,
+    pub state: i64,
+    pub state_name: &'static str,
+    pub client_id: Option<String>,
+    pub import_id: Option<i64>,
+    pub encoding: String,
+    pub segments: i64,
+    pub attempts: i64,
+    pub channel: Option<String>,
+    pub gateway_ref: Option<String>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub sent_at: Option<i64>,
+    pub final_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, dialer, destination, number, text, priority, state, client_id, import_id, \
+    encoding, segments, attempts, channel, gateway_ref, error, created_at, updated_at, sent_at, final_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
+    let state: i64 = r.get(6)?;
+    Ok(Message {
+        id: r.get(0)?,
+        dialer: r.get(1)?,
+        to: r.get(2)?,
+        number: r.get(3)?,
+        text: r.get(4)?,
+        priority: r.get(5)?,
+        state,
+        state_name: State::from_code(state).map_or("UNRECOGNISED", State::name),
+        client_id: r.get(7)?,
+        import_id: r.get(8)?,
+        encoding: r.get(9)?,
+        segments: r.get(10)?,
+        attempts: r.get(11)?,
+        channel: r.get(12)?,
+        gateway_ref: r.get(13)?,
+        error: r.get(14)?,
+        created_at: r.get(15)?,
+        updated_at: r.get(16)?,
+        sent_at: r.get(17)?,
+        final_at: r.get(18)?,
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub dialer: String,
+    pub destination: String,
+    pub number: Option<String>,
+    pub text: String,
+    pub priority: i64,
+    pub client_id: Option<String>,
+    pub import_id: Option<i64>,
+    pub encoding: &'static str,
+    pub segments: u32,
+    pub state: State,
+}
+
+#[derive(Debug)]
+pub enum Inserted {
+    New(Message),
+    /// The client id was seen before with the same content: the first
+    /// message, unchanged. Nothing new will be sent.
+    Replayed(Message),
+}
+
+/// Inserts a message, idempotently on `client_id`.
+pub fn insert(tx: &Transaction<'_>, m: &NewMessage) -> Result<Inserted, StoreError> {
+    if let Some(cid) = &m.client_id {
+        let existing = tx
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM message WHERE client_id = ?1"
+            ))?
+            .query_row([cid], from_row)
+            .optional()?;
+        if let Some(first) = existing {
+            if first.dialer == m.dialer && first.to == m.destination && first.text == m.text {
+                return Ok(Inserted::Replayed(first));
+            }
+            return Err(StoreError::Conflict(format!(
+                "client_id {cid:?} was already used for message {} with a different dialer, number or text",
+                first.id
+            )));
+        }
+    }
+    let id = insert_fast(tx, m, now_ms())?;
+    let msg = tx
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM message WHERE id = ?1"))?
+        .query_row([id], from_row)?;
+    Ok(Inserted::New(msg))
+}
+
+/// Inserts without reading back: the bulk import path.
+pub fn insert_fast(tx: &Transaction<'_>, m: &NewMessage, now: i64) -> Result<i64, StoreError> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT INTO message (dialer, destination, number, text, priority, state, client_id, \
+         import_id, encoding, segments, created_at, updated_at, final_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
+    )?;
+    let final_at = m.state.is_final().then_some(now);
+    stmt.execute(params![
+        m.dialer,
+        m.destination,
+        m.number,
+        m.text,
+        m.priority,
+        m.state.code(),
+        m.client_id,
+        m.import_id,
+        m.encoding,
+        m.segments,
+        now,
+        final_at,
+    ])?;
+    Ok(tx.last_insert_rowid())
+}
+
+pub fn get(conn: &Connection, id: i64) -> Result<Option<Message>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM message WHERE id = ?1"))?
+        .query_row([id], from_row)
+        .optional()?)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub dialer: Option<String>,
+    pub state: Option<State>,
+    pub number: Option<String>,
+    /// Cursor: list ids strictly below this one (newest first).
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}
+
+/// Newest first. Returns the page and the cursor of the next one.
+pub fn list(conn: &Connection, f: &ListFilter) -> Result<(Vec<Message>, Option<i64>), StoreError> {
+    let limit = f.limit.clamp(1, 1000) as i64;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM message \
+         WHERE (?1 IS NULL OR dialer = ?1) AND (?2 IS NULL OR state = ?2) \
+           AND (?3 IS NULL OR number = ?3 OR destination = ?3) AND (?4 IS NULL OR id < ?4) \
+         ORDER BY id DESC LIMIT ?5"
+    ))?;
+    let rows = stmt.query_map(
+        params![
+            f.dialer,
+            f.state.map(State::code),
+            f.number,
+            f.before_id,
+            limit + 1
+        ],
+        from_row,
+    )?;
+    let mut items = rows.collect::<Result<Vec<_>, _>>()?;
+    let next = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(|m| m.id)
+    } else {
+        None
+    };
+    Ok((items, next))
+}
+
+/// Messages per state, for the status line and the metrics.
+pub fn count_by_state(conn: &Connection) -> Result<Vec<(State, i64)>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT state, count(*) FROM message GROUP BY state")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (code, n) = row?;
+        if let Some(s) = State::from_code(code) {
+            out.push((s, n));
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_codes_are_the_documented_ones() {
+        assert_eq!(State::None.code(), 0);
+        assert_eq!(State::ToProcess.code(), 1);
+        assert_eq!(State::Blocked.code(), 3);
+        assert_eq!(State::Undelivered.code(), 10);
+        for s in State::ALL {
+            assert_eq!(State::from_code(s.code()), Some(s));
+            assert_eq!(State::from_name(s.name()), Some(s));
+        }
+        assert_eq!(State::from_code(11), None);
+    }
+}
+
+// ---- the engine's side of the spool ------------------------------------
+
+/// A message a dialer may take, as the loader sees it.
+#[derive(Debug, Clone)]
+pub struct Queued {
+    pub id: i64,
+    pub number: Option<String>,
+    pub text: String,
+    pub priority: i64,
+    pub attempts: i64,
+}
+
+/// The next messages in state TO_PROCESS of one dialer, lower priority
+/// number first, then load order; `skip` are those already in memory.
+pub fn next_to_process(
+    conn: &Connection,
+    dialer: &str,
+    now: i64,
+    limit: usize,
+    skip: &std::collections::HashSet<i64>,
+) -> Result<Vec<Queued>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, number, text, priority, attempts FROM message \
+         WHERE dialer = ?1 AND state = 1 AND not_before <= ?2 \
+         ORDER BY priority, id LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![dialer, now, (limit + skip.len()) as i64], |r| {
+        Ok(Queued {
+            id: r.get(0)?,
+            number: r.get(1)?,
+            text: r.get(2)?,
+            priority: r.get(3)?,
+            attempts: r.get(4)?,
+        })
+    })?;
+    let mut out = Vec::with_capacity(limit);
+    for row in rows {
+        let q = row?;
+        if !skip.contains(&q.id) {
+            out.push(q);
+            if out.len() == limit {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// When the earliest retry of a dialer becomes due, if any is waiting.
+pub fn next_retry_at(conn: &Connection, dialer: &str, now: i64) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT min(not_before) FROM message WHERE dialer = ?1 AND state = 1 AND not_before > ?2",
+        )?
+        .query_row(params![dialer, now], |r| r.get(0))?)
+}
+
+/// A number is blocked when the DNCR list holds it for every dialer ('') or
+/// for this one.
+pub fn is_blocked(conn: &Connection, key: &str, dialer: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM dncr WHERE key = ?1 AND dialer IN ('', ?2) LIMIT 1")?
+        .query_row(params![key, dialer], |_| Ok(()))
+        .optional()?
+        .is_some())
+}
+
+fn set_final(
+    tx: &Transaction<'_>,
+    id: i64,
+    from: State,
+    to: State,
+    error: Option<&str>,
+) -> Result<bool, StoreError> {
+    let now = now_ms();
+    let n = tx
+        .prepare_cached(
+            "UPDATE message SET state = ?3, error = coalesce(?4, error), updated_at = ?5, \
+             final_at = CASE WHEN ?6 THEN ?5 ELSE final_at END \
+             WHERE id = ?1 AND state = ?2",
+        )?
+        .execute(params![
+            id,
+            from.code(),
+            to.code(),
+            error,
+            now,
+            to.is_final()
+        ])?;
+    Ok(n == 1)
+}
+
+pub fn mark_blocked(tx: &Transaction<'_>, id: i64) -> Result<bool, StoreError> {
+    set_final(
+        tx,
+        id,
+        State::ToProcess,
+        State::Blocked,
+        Some("the number is on the DNCR list"),
+    )
+}
+
+/// Records an attempt before the transport is called (invariant 1 and 2):
+/// the message moves to SENDING with the channel and a fresh reference.
+/// Returns the reference, or None when the message left TO_PROCESS meanwhile
+/// (cancelled by an operator).
+pub fn begin_attempt(
+    tx: &Transaction<'_>,
+    id: i64,
+    gateway: &str,
+    channel: &str,
+) -> Result<Option<i64>, StoreError> {
+    let now = now_ms();
+    let reference = next_reference(tx)?;
+    let n = tx
+        .prepare_cached(
+            "UPDATE message SET state = 2, attempts = attempts + 1, gateway = ?2, channel = ?3, \
+             reference = ?4, gateway_ref = NULL, updated_at = ?5 WHERE id = ?1 AND state = 1",
+        )?
+        .execute(params![id, gateway, channel, reference, now])?;
+    if n == 0 {
+        return Ok(None);
+    }
+    tx.prepare_cached(
+        "INSERT INTO attempt (message_id, channel, reference, started_at) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![id, channel, reference, now])?;
+    Ok(Some(reference))
+}
+
+/// A persistent counter from 1 to 2^31-1 (Dinstar's user_id range), then
+/// around again. Old references are long final by the time it wraps.
+fn next_reference(tx: &Transaction<'_>) -> Result<i64, StoreError> {
+    const MAX: i64 = (1 << 31) - 1;
+    let current: Option<i64> = tx
+        .prepare_cached("SELECT value FROM kv WHERE key = 'reference'")?
+        .query_row([], |r| r.get(0))
+        .optional()?;
+    let next = match current {
+        Some(v) if v < MAX => v + 1,
+        _ => 1,
+    };
+    tx.prepare_cached("INSERT INTO kv(key, value) VALUES ('reference', ?1) ON CONFLICT(key) DO UPDATE SET value = ?1")?
+        .execute([next])?;
+    Ok(next)
+}
+
+fn finish_attempt(
+    tx: &Transaction<'_>,
+    id: i64,
+    outcome: &str,
+    gateway_ref: Option<&str>,
+    detail: Option<&str>,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "UPDATE attempt SET finished_at = ?2, outcome = ?3, gateway_ref = ?4, detail = ?5 \
+         WHERE id = (SELECT max(id) FROM attempt WHERE message_id = ?1)",
+    )?
+    .execute(params![id, now_ms(), outcome, gateway_ref, detail])?;
+    Ok(())
+}
+
+pub fn mark_sent(tx: &Transaction<'_>, id: i64, gateway_ref: &str) -> Result<bool, StoreError> {
+    let now = now_ms();
+    let n = tx
+        .prepare_cached(
+            "UPDATE message SET state = 4, gateway_ref = ?2, sent_at = ?3, updated_at = ?3, error = NULL \
+             WHERE id = ?1 AND state = 2",
+        )?
+        .execute(params![id, gateway_ref, now])?;
+    finish_attempt(tx, id, "sent", Some(gateway_ref), None)?;
+    Ok(n == 1)
+}
+
+/// A failed attempt: back to the queue after `backoff_ms`, or FAILED when
+/// the attempts are used up.
+pub fn mark_retry(
+    tx: &Transaction<'_>,
+    id: i64,
+    outcome: &str,
+    reason: &str,
+    backoff_ms: i64,
+    max_attempts: i64,
+) -> Result<State, StoreError> {
+    finish_attempt(tx, id, outcome, None, Some(reason))?;
+    let attempts: i64 = tx
+        .prepare_cached("SELECT attempts FROM message WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))?;
+    if attempts >= max_attempts {
+        set_final(
+            tx,
+            id,
+            State::Sending,
+            State::Failed,
+            Some(&format!("{reason} (after {attempts} attempts)")),
+        )?;
+        return Ok(State::Failed);
+    }
+    let now = now_ms();
+    tx.prepare_cached(
+        "UPDATE message SET state = 1, not_before = ?2, error = ?3, updated_at = ?4 WHERE id = ?1 AND state = 2",
+    )?
+    .execute(params![id, now + backoff_ms, reason, now])?;
+    Ok(State::ToProcess)
+}
+
+/// Back to the queue at once, without spending an attempt: the channel was
+/// at fault (port unusable), not the message.
+pub fn requeue(
+    tx: &Transaction<'_>,
+    id: i64,
+    outcome: &str,
+    reason: &str,
+) -> Result<(), StoreError> {
+    finish_attempt(tx, id, outcome, None, Some(reason))?;
+    tx.prepare_cached(
+        "UPDATE message SET state = 1, attempts = max(attempts - 1, 0), error = ?2, updated_at = ?3 \
+         WHERE id = ?1 AND state = 2",
+    )?
+    .execute(params![id, reason, now_ms()])?;
+    Ok(())
+}
+
+pub fn mark_failed(
+    tx: &Transaction<'_>,
+    id: i64,
+    outcome: &str,
+    reason: &str,
+) -> Result<bool, StoreError> {
+    finish_attempt(tx, id, outcome, None, Some(reason))?;
+    set_final(tx, id, State::Sending, State::Failed, Some(reason))
+}
+
+pub fn mark_unknown(tx: &Transaction<'_>, id: i64, reason: &str) -> Result<bool, StoreError> {
+    finish_attempt(tx, id, "unknown", None, Some(reason))?;
+    set_final(tx, id, State::Sending, State::Unknown, Some(reason))
+}
+
+/// Applies a delivery report. False when no sent message carries that
+/// reference (yet): the caller may try again shortly.
+pub fn apply_report(
+    tx: &Transaction<'_>,
+    gateway: &str,
+    gateway_ref: &str,
+    delivered: bool,
+    detail: &str,
+) -> Result<bool, StoreError> {
+    let to = if delivered {
+        State::Delivered
+    } else {
+        State::Undelivered
+    };
+    let now = now_ms();
+    let n = tx
+        .prepare_cached(
+            "UPDATE message SET state = ?3, updated_at = ?4, final_at = ?4, \
+             error = CASE WHEN ?5 THEN error ELSE ?6 END \
+             WHERE gateway = ?1 AND gateway_ref = ?2 AND state = 4",
+        )?
+        .execute(params![
+            gateway,
+            gateway_ref,
+            to.code(),
+            now,
+            delivered,
+            detail
+        ])?;
+    Ok(n > 0)
+}
+
+/// A message left in SENDING, for crash reconciliation.
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    pub id: i64,
+    pub dialer: String,
+    pub gateway: Option<String>,
+    pub channel: Option<String>,
+    pub reference: Option<i64>,
+}
+
+pub fn in_flight(conn: &Connection) -> Result<Vec<InFlight>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, dialer, gateway, channel, reference FROM message WHERE state = 2 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(InFlight {
+            id: r.get(0)?,
+            dialer: r.get(1)?,
+            gateway: r.get(2)?,
+            channel: r.get(3)?,
+            reference: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Counts per state of one dialer (the dashboard).
+pub fn dialer_counts(conn: &Connection, dialer: &str) -> Result<Vec<(State, i64)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT state, count(*) FROM message WHERE dialer = ?1 GROUP BY state")?;
+    let rows = stmt.query_map([dialer], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (code, n) = row?;
+        if let Some(s) = State::from_code(code) {
+            out.push((s, n));
+        }
+    }
+    Ok(out)
+}
+
+/// Cancels what a dialer has not processed yet (state 0 and 1).
+pub fn cancel_pending(tx: &Transaction<'_>, dialer: &str) -> Result<usize, StoreError> {
+    let now = now_ms();
+    Ok(tx
+        .prepare_cached(
+            "UPDATE message SET state = 8, updated_at = ?2, final_at = ?2, error = 'cancelled by an operator' \
+             WHERE dialer = ?1 AND state IN (0, 1)",
+        )?
+        .execute(params![dialer, now])?)
+}
+
+pub fn dialer_stopped(conn: &Connection, dialer: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT stopped FROM dialer_state WHERE name = ?1")?
+        .query_row([dialer], |r| r.get::<_, bool>(0))
+        .optional()?
+        .unwrap_or(false))
+}
+
+pub fn set_dialer_stopped(
+    tx: &Transaction<'_>,
+    dialer: &str,
+    stopped: bool,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO dialer_state(name, stopped, changed_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT(name) DO UPDATE SET stopped = ?2, changed_at = ?3",
+    )?
+    .execute(params![dialer, stopped, now_ms()])?;
+    Ok(())
+}
+
+/// The message a gateway reference belongs to: (id, dialer, attempts).
+pub fn find_sent(
+    conn: &Connection,
+    gateway: &str,
+    gateway_ref: &str,
+) -> Result<Option<(i64, String, i64)>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT id, dialer, attempts FROM message WHERE gateway = ?1 AND gateway_ref = ?2 AND state = 4")?
+        .query_row(params![gateway, gateway_ref], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?)
+}
+
+/// The gateway accepted a message but then reports it did not leave: back
+/// to the queue after `backoff_ms`, or FAILED when the attempts are spent.
+pub fn sent_but_failed(
+    tx: &Transaction<'_>,
+    id: i64,
+    reason: &str,
+    backoff_ms: i64,
+    max_attempts: i64,
+) -> Result<State, StoreError> {
+    let attempts: i64 = tx
+        .prepare_cached("SELECT attempts FROM message WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))?;
+    tx.prepare_cached(
+        "UPDATE attempt SET outcome = 'failed_after_accept', detail = ?2 \
+         WHERE id = (SELECT max(id) FROM attempt WHERE message_id = ?1)",
+    )?
+    .execute(params![id, reason])?;
+    if attempts >= max_attempts {
+        set_final(
+            tx,
+            id,
+            State::Sent,
+            State::Failed,
+            Some(&format!("{reason} (after {attempts} attempts)")),
+        )?;
+        return Ok(State::Failed);
+    }
+    let now = now_ms();
+    tx.prepare_cached(
+        "UPDATE message SET state = 1, not_before = ?2, error = ?3, updated_at = ?4, sent_at = NULL WHERE id = ?1 AND state = 4",
+    )?
+    .execute(params![id, now + backoff_ms, reason, now])?;
+    Ok(State::ToProcess)
+}

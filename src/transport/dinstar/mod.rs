@@ -1,0 +1,25 @@
+//! Dinstar GSM gateways (UC2000 / DWG2000 class) over their JSON HTTP API,
+//! the "new-version API" under `/api/`.
+//!
+//! - [`client`]: [`DinstarClient`], one per gateway: Digest or Basic auth,
+//!   TLS with pinning, timeouts, error classification, auth backoff.
+//! - [`wire`]: request bodies and lenient, pure reply and push parsers.
+//! - [`digest`]: HTTP Digest (MD5, qop=auth) and Basic.
+//! - [`tls`]: rustls configuration (system roots, pinned fingerprint, or
+//!   accept-invalid), with the ring provider passed explicitly.
+//!
+//! Sources and quirks: `shared/reference/dinstar-api.md`.
+
+pub mod client;
+pub mod digest;
+pub mod tls;
+pub mod wire;
+
+pub use client::{AuthScheme, BackoffState, DinstarClient, DinstarClientConfig, DinstarError};
+pub use tls::{TlsVerify, parse_fingerprint};
+pub use wire::{
+    DeliverStatus, DeliverStatusQuery, DeliveryOutcome, DeviceEvent, Encoding, ExceptionInfo,
+    IncomingBatch, IncomingSms, PortInfo, PortInfoType, PushError, PushEvent, PushEventKind,
+    RegStatus, RegisterEvent, RegisterState, SendAccepted, SmsResult, SmsStatus, UssdPortStatus,
+    UssdReply, parse_push,
+};

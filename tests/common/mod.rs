@@ -1,0 +1,196 @@
+//! Helpers for tests that drive the real `smsgate` binary as a process.
+#![allow(dead_code)]
+
+use std::io::Read;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const ADMIN: &str = "test-admin-token-0123456789";
+pub const OPERATOR: &str = "test-operator-token-0123456789";
+pub const VIEWER: &str = "test-viewer-token-0123456789";
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_smsgate")
+}
+
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A config with a sim gateway and the three test tokens; `extra` is
+/// appended as is.
+pub fn config_text(port: u16, state_dir: &Path, extra: &str) -> String {
+    format!(
+        r#"
+[daemon]
+state_dir = "{state}"
+drain_timeout_s = 5
+
+[api]
+listen = "127.0.0.1:{port}"
+
+[[api.tokens]]
+name = "admin"
+token = "{ADMIN}"
+role = "admin"
+
+[[api.tokens]]
+name = "operator"
+token = "{OPERATOR}"
+role = "operator"
+
+[[api.tokens]]
+name = "viewer"
+token = "{VIEWER}"
+role = "viewer"
+
+[[gateway]]
+name = "sim1"
+kind = "sim"
+ports = 4
+latency_ms = 0
+
+[[dialer]]
+name = "campsms"
+provider = "sim1"
+dial = "0.3"
+interval_ms = 10
+{extra}
+"#,
+        state = state_dir.display()
+    )
+}
+
+pub struct Daemon {
+    pub child: Child,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub notify: Option<UnixDatagram>,
+    pub started: Instant,
+}
+
+impl Daemon {
+    /// Starts `smsgate run` on a fresh state dir, with a notify socket of
+    /// our own standing in for systemd.
+    pub fn start(extra_config: &str, env: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let config = dir.path().join("smsgate.toml");
+        std::fs::write(&config, config_text(port, &dir.path().join("state"), extra_config)).unwrap();
+        Self::start_with(dir, config, port, env)
+    }
+
+    pub fn start_with(dir: tempfile::TempDir, config: PathBuf, port: u16, env: &[(&str, &str)]) -> Self {
+        let sock_path = dir.path().join("notify.sock");
+        let notify = UnixDatagram::bind(&sock_path).unwrap();
+        notify.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.arg("run")
+            .arg("--config")
+            .arg(&config)
+            .env("NOTIFY_SOCKET", &sock_path)
+            .env_remove("JOURNAL_STREAM")
+            .env_remove("WATCHDOG_USEC")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let started = Instant::now();
+        let child = cmd.spawn().unwrap();
+        Self {
+            child,
+            port,
+            dir,
+            config,
+            notify: Some(notify),
+            started,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// Waits for a notify message containing `needle`; returns all seen.
+    pub fn wait_notify(&self, needle: &str, within: Duration) -> Vec<String> {
+        let sock = self.notify.as_ref().unwrap();
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while Instant::now() < deadline {
+            if let Ok(n) = sock.recv(&mut buf) {
+                let msg = String::from_utf8_lossy(&buf[..n]).to_string();
+                let hit = msg.lines().any(|l| l == needle || l.starts_with(needle));
+                seen.push(msg);
+                if hit {
+                    return seen;
+                }
+            }
+        }
+        panic!("no notify message {needle:?} within {within:?}; saw {seen:?}; stderr: {}", self.stderr_so_far());
+    }
+
+    pub fn wait_ready(&self) {
+        self.wait_notify("READY=1", Duration::from_secs(10));
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let st = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+
+    /// Waits for the process to exit; returns its code and how long it took.
+    pub fn wait_exit(&mut self, within: Duration) -> (Option<i32>, Duration) {
+        let t = Instant::now();
+        while t.elapsed() < within {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return (st.code(), t.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        panic!("smsgate did not exit within {within:?}; stderr: {}", self.stderr_so_far());
+    }
+
+    pub fn stderr_so_far(&self) -> String {
+        String::new()
+    }
+
+    pub fn take_stderr(&mut self) -> String {
+        let mut s = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut s);
+        }
+        s
+    }
+
+    pub fn http(&self) -> reqwest::blocking::Client {
+        reqwest::blocking::Client::builder()
+            .use_preconfigured_tls(smsgate::tls::client_config(&[]).unwrap())
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
