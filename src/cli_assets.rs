@@ -131,7 +131,10 @@ mod tests {
         write_assets(sample(), &dir).unwrap();
 
         let main = fs::read_to_string(dir.join("smsgate.1")).unwrap();
-        assert!(main.starts_with(".ie") || main.contains(".TH smsgate 1"), "{main}");
+        assert!(
+            main.starts_with(".ie") || main.contains(".TH smsgate 1"),
+            "{main}"
+        );
         assert!(main.contains("/etc/smsgate/smsgate.toml"));
         assert!(main.contains("run"));
         assert!(dir.join("smsgate-run.1").is_file());
