@@ -91,7 +91,7 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION"),
             })
             .set(1);
-        registry.register("build", "Build information (always 1)", build_info);
+        registry.register("build_info", "Build information (always 1)", build_info);
 
         let config_reloads = Family::<ResultLabel, Counter>::default();
         registry.register(
@@ -167,11 +167,80 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn encode(&self) -> String {
+    /// The OpenMetrics text exposition.
+    pub fn encode_openmetrics(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// The classic Prometheus text format (0.0.4), which promtool and older
+    /// scrapers read: counter families carry their `_total` name, and there
+    /// are no UNIT or EOF lines.
+    pub fn encode_prometheus(&self) -> String {
+        to_prometheus_text(&self.encode_openmetrics())
+    }
+}
+
+fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_names_counters_with_total_and_drops_openmetrics_lines() {
+        let m = Metrics::new();
+        m.config_reloads.get_or_create(&ResultLabel::ok()).inc();
+        m.loop_age
+            .get_or_create(&LoopLabel { task: "x".into() })
+            .set(1.5);
+        let text = m.encode_prometheus();
+        assert!(
+            text.contains("# TYPE smsgate_config_reloads_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP smsgate_config_reloads_total "),
+            "{text}"
+        );
+        assert!(
+            text.contains("smsgate_config_reloads_total{result=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE smsgate_loop_heartbeat_age_seconds gauge"),
+            "{text}"
+        );
     }
 }
