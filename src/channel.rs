@@ -452,7 +452,7 @@ pub fn backoff_ms(dialer: &DialerConfig, attempt: i64) -> i64 {
 pub fn state_label(s: State) -> &'static str {
     match s {
         State::None => "none",
-        State::ToProcess => "retry",
+        State::ToProcess => "to_process",
         State::Sending => "sending",
         State::Blocked => "blocked",
         State::Sent => "sent",

@@ -78,6 +78,9 @@ pub enum Command {
         #[command(subcommand)]
         command: DncrCommand,
     },
+    /// Write the man pages and shell completions into DIR (packaging).
+    #[command(hide = true)]
+    GenerateAssets { dir: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,6 +173,15 @@ pub fn main() -> ExitCode {
                 );
                 Ok(())
             })
+        }
+        Command::GenerateAssets { dir } => {
+            match crate::cli_assets::write_assets(<Cli as clap::CommandFactory>::command(), &dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("smsgate: cannot write the assets into {}: {e}", dir.display());
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Dncr { command } => match command {
             DncrCommand::Import { remote, file } => {

@@ -69,6 +69,8 @@ pub struct Metrics {
     pub dialer_messages: Family<DialerStateLabels, Counter>,
     /// Messages held in memory by a dialer, waiting for a channel.
     pub dialer_in_memory: Family<DialerLabel, Gauge>,
+    /// Messages of each dialer per current state (refreshed at scrape).
+    pub dialer_state_messages: Family<DialerStateLabels, Gauge>,
     pub channel_sends: Family<ChannelOutcomeLabels, Counter>,
     pub channel_queued: Family<ChannelLabel, Gauge>,
     pub channel_healthy: Family<ChannelLabel, Gauge>,
@@ -117,6 +119,12 @@ impl Metrics {
             "Messages a dialer holds in memory (at most 50)",
             dialer_in_memory.clone(),
         );
+        let dialer_state_messages = Family::<DialerStateLabels, Gauge>::default();
+        registry.register(
+            "dialer_state_messages",
+            "Messages of each dialer now in each state (to_process is the queue)",
+            dialer_state_messages.clone(),
+        );
         let channel_sends = Family::<ChannelOutcomeLabels, Counter>::default();
         registry.register(
             "channel_sends",
@@ -159,6 +167,7 @@ impl Metrics {
             api_requests,
             dialer_messages,
             dialer_in_memory,
+            dialer_state_messages,
             channel_sends,
             channel_queued,
             channel_healthy,

@@ -518,3 +518,33 @@ fn the_cli_sends_imports_and_shows_the_dashboard() {
     );
     assert!(out.contains("sim1:0"), "{out}");
 }
+
+#[test]
+fn metrics_per_dialer_and_channel_exist() {
+    let d = Daemon::start("", &[]);
+    d.wait_ready();
+    let (s, _) = send(
+        &d,
+        json!({"dialer": "campsms", "to": "098344384", "text": "hola"}),
+    );
+    assert_eq!(s, 202);
+    settle(&d, "campsms", Duration::from_secs(10));
+    let text = d
+        .http()
+        .get(d.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    for needle in [
+        "smsgate_channel_sends_total{channel=\"sim1:0\",outcome=\"sent\"} 1",
+        "smsgate_send_latency_seconds_bucket{le=",
+        "smsgate_dialer_state_messages{dialer=\"campsms\",state=\"delivered\"} 1",
+        "smsgate_dialer_state_messages{dialer=\"campsms\",state=\"blocked\"} 0",
+        "smsgate_dialer_messages_total{dialer=\"campsms\",state=\"sent\"} 1",
+        "smsgate_channel_healthy{channel=\"sim1:3\"} 1",
+        "smsgate_channel_queued_messages{channel=\"sim1:0\"} 0",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+}

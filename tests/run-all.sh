@@ -22,3 +22,11 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 cargo test --all-targets --locked
+
+# The Debian package: build, lintian, systemd-analyze, install test in a
+# bookworm chroot (it installs lintian and debootstrap itself).
+if [ "$(id -u)" -eq 0 ]; then
+  packaging/check.sh
+else
+  sudo packaging/check.sh
+fi

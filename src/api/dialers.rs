@@ -140,7 +140,7 @@ async fn set_stopped(
         .write(move |tx| spool::set_dialer_stopped(tx, &n, stopped))
         .await?;
     tracing::info!(dialer = %name, stopped, "dialer {} by an operator", if stopped { "stopped" } else { "started" });
-    st.engine.wake(&name);
+    st.engine.set_stopped(&name, stopped);
     Ok(Json(dashboard(st, &config, d).await?))
 }
 

@@ -46,6 +46,44 @@ pub async fn metrics(State(st): State<AppState>, headers: axum::http::HeaderMap)
             .get_or_create(&LoopLabel { task })
             .set(age.as_secs_f64());
     }
+    // Current queue sizes come from the store; a failed read leaves the
+    // last values rather than failing the scrape.
+    let config = st.shared.config();
+    let names: Vec<String> = config.dialers.iter().map(|d| d.name.clone()).collect();
+    if let Ok(all) = st
+        .shared
+        .store
+        .read(move |c| {
+            names
+                .into_iter()
+                .map(|n| spool::dialer_counts(c, &n).map(|counts| (n, counts)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+    {
+        for (dialer, counts) in all {
+            for s in spool::State::ALL {
+                let n = counts.iter().find(|(k, _)| *k == s).map_or(0, |(_, v)| *v);
+                st.shared
+                    .metrics
+                    .dialer_state_messages
+                    .get_or_create(&crate::metrics::DialerStateLabels {
+                        dialer: dialer.clone(),
+                        state: crate::channel::state_label(s),
+                    })
+                    .set(n);
+            }
+        }
+    }
+    for ch in st.engine.channels() {
+        st.shared
+            .metrics
+            .channel_healthy
+            .get_or_create(&crate::metrics::ChannelLabel {
+                channel: ch.id.clone(),
+            })
+            .set(i64::from(ch.usable));
+    }
     let openmetrics = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

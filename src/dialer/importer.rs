@@ -22,7 +22,7 @@ use crate::store::{Store, StoreError, dncr, now_ms, spool};
 /// At most this many refused lines are listed; the count covers them all.
 pub const MAX_REPORTED_ERRORS: usize = 1000;
 /// Rows in flight between the parser and the writer.
-const PIPE: usize = 4096;
+const PIPE: usize = 8;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ImportSummary {
@@ -61,8 +61,12 @@ pub enum ImportFailure {
     Store(#[from] StoreError),
 }
 
+/// Rows travel in batches: one hand-over between threads per batch, not
+/// per row.
+const BATCH: usize = 1024;
+
 enum Pipe<T> {
-    Row(T),
+    Rows(Vec<T>),
     Done(u64),
     Abort,
 }
@@ -109,15 +113,22 @@ pub fn import_messages(
         };
         loop {
             match rx.recv() {
-                Ok(Pipe::Row(mut m)) => {
-                    m.import_id = Some(import_id);
-                    spool::insert_fast(t, &m, now)?;
-                    if m.state == State::Invalid {
-                        summary.invalid += 1;
-                    } else {
-                        summary.queued += 1;
+                Ok(Pipe::Rows(rows)) => {
+                    for mut m in rows {
+                        m.import_id = Some(import_id);
+                        spool::insert_fast(t, &m, now)?;
+                        if m.state == State::Invalid {
+                            summary.invalid += 1;
+                        } else {
+                            summary.queued += 1;
+                        }
+                        match summary.dialers.get_mut(&m.dialer) {
+                            Some(n) => *n += 1,
+                            None => {
+                                summary.dialers.insert(m.dialer, 1);
+                            }
+                        }
                     }
-                    *summary.dialers.entry(m.dialer).or_default() += 1;
                 }
                 Ok(Pipe::Done(lines)) => {
                     summary.lines = lines;
@@ -135,6 +146,7 @@ pub fn import_messages(
     let mut lines = 0u64;
     let mut piping = true;
     let mut read_error = None;
+    let mut batch = Vec::with_capacity(BATCH);
     for item in bulk_import(reader, &rules, |d| config.dialer(d).is_some()) {
         match item {
             Ok(row) => {
@@ -160,7 +172,9 @@ pub fn import_messages(
                     encoding: plan.encoding.as_str(),
                     segments: plan.segments as u32,
                 };
-                if tx.send(Pipe::Row(m)).is_err() {
+                batch.push(m);
+                if batch.len() == BATCH && tx.send(Pipe::Rows(std::mem::take(&mut batch))).is_err()
+                {
                     piping = false;
                 }
             }
@@ -177,7 +191,7 @@ pub fn import_messages(
             }
         }
     }
-    finish(tx, writer, piping, lines, refused, read_error)
+    finish(tx, writer, piping, batch, lines, refused, read_error)
 }
 
 /// Imports a DNCR list (`phone;dialer;`, an empty dialer meaning all).
@@ -197,9 +211,11 @@ pub fn import_dncr(
         let mut entries = 0u64;
         loop {
             match rx.recv() {
-                Ok(Pipe::Row(r)) => {
-                    dncr::upsert(t, &r.key, r.dialer.as_deref(), &r.phone, &name)?;
-                    entries += 1;
+                Ok(Pipe::Rows(rows)) => {
+                    for r in rows {
+                        dncr::upsert(t, &r.key, r.dialer.as_deref(), &r.phone, &name)?;
+                        entries += 1;
+                    }
                 }
                 Ok(Pipe::Done(lines)) => {
                     dncr::finish_import(t, import_id, lines, entries)?;
@@ -220,13 +236,19 @@ pub fn import_dncr(
     let mut lines = 0u64;
     let mut piping = true;
     let mut read_error = None;
+    let mut batch = Vec::with_capacity(BATCH);
     let country = config.daemon.default_country.clone();
     for item in dncr_import(reader, &rules, &country, |d| config.dialer(d).is_some()) {
         match item {
             Ok(row) => {
                 lines = row.line;
-                if piping && tx.send(Pipe::Row(row)).is_err() {
-                    piping = false;
+                if piping {
+                    batch.push(row);
+                    if batch.len() == BATCH
+                        && tx.send(Pipe::Rows(std::mem::take(&mut batch))).is_err()
+                    {
+                        piping = false;
+                    }
                 }
             }
             Err(e) => {
@@ -242,7 +264,7 @@ pub fn import_dncr(
             }
         }
     }
-    finish(tx, writer, piping, lines, refused, read_error)
+    finish(tx, writer, piping, batch, lines, refused, read_error)
 }
 
 fn rules(config: &Config) -> ImportRules {
@@ -252,14 +274,19 @@ fn rules(config: &Config) -> ImportRules {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn finish<T, S>(
     tx: mpsc::SyncSender<Pipe<T>>,
     writer: tokio::sync::oneshot::Receiver<Result<S, StoreError>>,
     piping: bool,
+    batch: Vec<T>,
     lines: u64,
     refused: Refused,
     read_error: Option<String>,
 ) -> Result<S, ImportFailure> {
+    if piping && !batch.is_empty() {
+        let _ = tx.send(Pipe::Rows(batch));
+    }
     if piping {
         let message = if lines == 0 {
             Pipe::Abort
