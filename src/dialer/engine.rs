@@ -229,9 +229,9 @@ impl Engine {
                 tracing::info!(gateway = %gc.name, "gateway settings changed; restarting its channels");
                 old.stop.cancel();
             }
-            match transport::build(gc, self.inner.events.clone()) {
+            let stop = self.inner.stop.child_token();
+            match transport::build(gc, self.inner.events.clone(), &stop) {
                 Ok(t) => {
-                    let stop = self.inner.stop.child_token();
                     let channels = (0..t.ports())
                         .map(|port| {
                             let hb = self

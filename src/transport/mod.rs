@@ -2,6 +2,7 @@
 //! implements [`Transport`]; the engine sees nothing else of it.
 
 pub mod dinstar;
+pub mod dwg;
 pub mod sim;
 
 use std::future::Future;
@@ -133,9 +134,23 @@ pub enum TransportError {
     Setup { gateway: String, reason: String },
 }
 
-/// Builds the transport a gateway's config describes.
-pub fn build(gw: &GatewayConfig, events: Events) -> Result<Arc<dyn Transport>, TransportError> {
+/// Builds the transport a gateway's config describes. Background tasks of
+/// the transport (a listener, polls) end when `stop` fires or the
+/// transport is dropped.
+pub fn build(
+    gw: &GatewayConfig,
+    events: Events,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<Arc<dyn Transport>, TransportError> {
     match &gw.settings {
+        GatewaySettings::DinstarDwg(s) => Ok(Arc::new(dwg::DwgTransport::start(
+            &gw.name,
+            gw.ports,
+            s,
+            dwg::DwgOptions::default(),
+            events,
+            stop.clone(),
+        )?)),
         GatewaySettings::Sim(s) => Ok(Arc::new(sim::SimTransport::new(
             &gw.name,
             gw.ports,
