@@ -10,6 +10,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::breaker::Breaker;
 use crate::channel::{Channel, ChannelView, Job, JobDone, JobOutcome, state_label};
 use crate::config::{Config, DialerConfig, GatewayConfig};
 use crate::daemon::Shared;
@@ -234,6 +235,25 @@ impl Engine {
             let stop = self.inner.stop.child_token();
             match transport::build(gc, self.inner.events.clone(), &stop) {
                 Ok(t) => {
+                    let breaker = Arc::new(Breaker::new(
+                        &gc.name,
+                        gc.breaker_failures,
+                        gc.breaker_probe,
+                    ));
+                    self.inner
+                        .shared
+                        .metrics
+                        .breaker_open
+                        .get_or_create(&crate::metrics::GatewayLabel {
+                            gateway: gc.name.clone(),
+                        })
+                        .set(0);
+                    self.inner.tracker.spawn(probe_loop(
+                        self.inner.shared.clone(),
+                        t.clone(),
+                        breaker.clone(),
+                        stop.clone(),
+                    ));
                     let channels = (0..t.ports())
                         .map(|port| {
                             let hb = self
@@ -244,6 +264,7 @@ impl Engine {
                             Channel::start(
                                 &self.inner.shared,
                                 t.clone(),
+                                breaker.clone(),
                                 port,
                                 hb,
                                 stop.clone(),
@@ -286,6 +307,7 @@ impl Engine {
             };
             let looper = DialerLoop {
                 name: d.name.clone(),
+                on_fallback: Mutex::new(false),
                 engine: self.clone(),
                 wake: rt.wake.clone(),
                 stopped: rt.stopped.clone(),
@@ -538,6 +560,35 @@ impl Engine {
     }
 }
 
+/// While the gateway's breaker is open, asks the transport every probe
+/// interval whether the gateway is back.
+async fn probe_loop(
+    shared: Shared,
+    transport: Arc<dyn Transport>,
+    breaker: Arc<Breaker>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if !breaker.probe_due() {
+            continue;
+        }
+        match transport.probe().await {
+            Ok(()) => {
+                if let Some(t) = breaker.probe_passed() {
+                    crate::channel::breaker_switched(&shared, &breaker, &t);
+                }
+            }
+            Err(why) => {
+                tracing::info!(gateway = %breaker.gateway(), reason = %why, "breaker probe: gateway still failing")
+            }
+        }
+    }
+}
+
 /// What identifies a gateway's settings, secrets included, so a reload
 /// restarts a gateway only when something about it changed.
 fn gateway_key(gc: &GatewayConfig) -> String {
@@ -552,11 +603,16 @@ fn gateway_key(gc: &GatewayConfig) -> String {
             .unwrap_or_default(),
         S::Sim(_) => String::new(),
     };
-    format!("{:?}|{}|{secret}", gc.settings, gc.ports)
+    format!(
+        "{:?}|{}|{}|{:?}|{secret}",
+        gc.settings, gc.ports, gc.breaker_failures, gc.breaker_probe
+    )
 }
 
 struct DialerLoop {
     name: String,
+    /// Whether the dialer's channel group sends through its fallback now.
+    on_fallback: Mutex<bool>,
     engine: Engine,
     wake: Arc<Notify>,
     stopped: Arc<std::sync::atomic::AtomicBool>,
@@ -770,17 +826,7 @@ impl DialerLoop {
         cursor: &mut usize,
         done: &mpsc::UnboundedSender<JobDone>,
     ) {
-        let Some(gw) = self.engine.gateway(&dialer.provider) else {
-            return;
-        };
-        let ports = config
-            .gateway(&dialer.provider)
-            .and_then(|g| crate::dialer::parse_dial(&dialer.dial, g.ports).ok())
-            .unwrap_or_default();
-        let channels: Vec<&Arc<Channel>> = ports
-            .iter()
-            .filter_map(|p| gw.channels.get(*p as usize))
-            .collect();
+        let channels = self.channels_for(config, dialer);
         if channels.is_empty() {
             return;
         }
@@ -791,7 +837,7 @@ impl DialerLoop {
                 done: done.clone(),
             };
             for _ in 0..channels.len() {
-                let ch = channels[*cursor % channels.len()];
+                let ch = &channels[*cursor % channels.len()];
                 *cursor = (*cursor + 1) % channels.len();
                 if ch.usable().is_err() {
                     continue;
@@ -804,6 +850,69 @@ impl DialerLoop {
             pending.push_front(job.message);
             break;
         }
+    }
+
+    /// The channels a dialer sends through now, in round-robin order. For a
+    /// channel group: its primary channels while one of them can send,
+    /// otherwise its fallback channels (each switch logged and counted).
+    fn channels_for(&self, config: &Config, dialer: &DialerConfig) -> Vec<Arc<Channel>> {
+        let set = |gateway: &str, ports: &[u32]| -> Vec<Arc<Channel>> {
+            self.engine
+                .gateway(gateway)
+                .map(|gw| {
+                    ports
+                        .iter()
+                        .filter_map(|p| gw.channels.get(*p as usize).cloned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        if let Some(group) = config.channel_group(&dialer.provider) {
+            let collect = |sets: &[crate::config::ChannelSet]| -> Vec<Arc<Channel>> {
+                sets.iter()
+                    .flat_map(|s| set(&s.gateway, &s.ports))
+                    .collect()
+            };
+            let primary = collect(&group.primary);
+            let reasons: Vec<String> = primary
+                .iter()
+                .filter_map(|c| c.usable().err().map(|why| format!("{}: {why}", c.id)))
+                .collect();
+            let primary_ok = reasons.len() < primary.len();
+            let mut on_fallback = self.on_fallback.lock().map(|g| *g).unwrap_or(false);
+            if primary_ok == on_fallback {
+                on_fallback = !primary_ok;
+                if let Ok(mut g) = self.on_fallback.lock() {
+                    *g = on_fallback;
+                }
+                let to = if on_fallback { "fallback" } else { "primary" };
+                if on_fallback {
+                    tracing::warn!(dialer = %dialer.name, group = %group.name, reason = %reasons.join("; "), "no primary channel can send: traffic moves to the fallback channels");
+                } else {
+                    tracing::info!(dialer = %dialer.name, group = %group.name, "a primary channel can send again: traffic moves back from the fallback channels");
+                }
+                self.engine
+                    .inner
+                    .shared
+                    .metrics
+                    .failovers
+                    .get_or_create(&crate::metrics::FailoverLabels {
+                        dialer: dialer.name.clone(),
+                        to,
+                    })
+                    .inc();
+            }
+            return if on_fallback {
+                collect(&group.fallback)
+            } else {
+                primary
+            };
+        }
+        let ports = config
+            .gateway(&dialer.provider)
+            .and_then(|g| crate::dialer::parse_dial(&dialer.dial, g.ports).ok())
+            .unwrap_or_default();
+        set(&dialer.provider, &ports)
     }
 
     async fn next_retry_wait(&self, dialer: &DialerConfig) -> Duration {

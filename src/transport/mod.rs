@@ -124,6 +124,17 @@ pub trait Transport: Send + Sync {
     /// Asks the gateway what became of a message left in SENDING.
     fn reconcile<'a>(&'a self, port: u32, reference: i64) -> BoxFuture<'a, Reconciled>;
     fn health(&self, port: u32) -> PortHealth;
+    /// Whether the gateway answers healthily now; an open breaker calls
+    /// this to decide to close. By default: some port reports usable.
+    fn probe<'a>(&'a self) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            if (0..self.ports()).any(|p| self.health(p).usable) {
+                Ok(())
+            } else {
+                Err("no port of the gateway is usable".into())
+            }
+        })
+    }
 }
 
 pub type Events = tokio::sync::mpsc::UnboundedSender<Event>;
