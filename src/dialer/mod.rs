@@ -45,7 +45,7 @@ pub fn parse_dial(dial: &str, ports: u32) -> Result<Vec<u32>, String> {
 
 pub mod engine;
 
-pub use engine::Engine;
+pub use engine::{Engine, PushRefused};
 
 /// Whether a dialer may send at `now`. A dialer without a schedule is
 /// always in schedule.

@@ -8,7 +8,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::{GatewayConfig, GatewaySettings};
+use crate::store::Store;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -123,6 +126,12 @@ pub trait Transport: Send + Sync {
     /// Asks the gateway what became of a message left in SENDING.
     fn reconcile<'a>(&'a self, port: u32, reference: i64) -> BoxFuture<'a, Reconciled>;
     fn health(&self, port: u32) -> PortHealth;
+    /// Events the gateway pushed to our API (Dinstar's push URL). Only
+    /// transports whose gateway pushes take them; the others refuse.
+    fn accept_push(&self, events: Vec<dinstar::PushEvent>) -> Result<usize, String> {
+        let _ = events;
+        Err(format!("gateway {} does not take pushes", self.name()))
+    }
 }
 
 pub type Events = tokio::sync::mpsc::UnboundedSender<Event>;
@@ -133,15 +142,33 @@ pub enum TransportError {
     Setup { gateway: String, reason: String },
 }
 
+/// What [`build`] gives a transport besides its config.
+#[derive(Clone)]
+pub struct BuildContext {
+    pub events: Events,
+    /// Cancelled when the gateway stops (removed or changed on reload, or
+    /// the daemon stopping): a transport's background tasks end with it.
+    pub stop: CancellationToken,
+    /// For a transport's own persistent marks (Dinstar's inbound high-water
+    /// mark). `None` in tools that keep nothing.
+    pub store: Option<Store>,
+}
+
 /// Builds the transport a gateway's config describes.
-pub fn build(gw: &GatewayConfig, events: Events) -> Result<Arc<dyn Transport>, TransportError> {
+pub fn build(gw: &GatewayConfig, ctx: BuildContext) -> Result<Arc<dyn Transport>, TransportError> {
     match &gw.settings {
         GatewaySettings::Sim(s) => Ok(Arc::new(sim::SimTransport::new(
             &gw.name,
             gw.ports,
             s.clone(),
-            events,
+            ctx.events,
         ))),
+        GatewaySettings::Dinstar(s) => dinstar::DinstarTransport::start(&gw.name, gw.ports, s, ctx)
+            .map(|t| Arc::new(t) as Arc<dyn Transport>)
+            .map_err(|e| TransportError::Setup {
+                gateway: gw.name.clone(),
+                reason: e.to_string(),
+            }),
         other => Err(TransportError::Setup {
             gateway: gw.name.clone(),
             reason: format!(
