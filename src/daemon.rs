@@ -149,6 +149,23 @@ pub struct ReloadOutcome {
 }
 
 impl Shared {
+    /// A `Shared` outside the daemon (tests, tools): the given config and
+    /// store, fresh metrics, no log filter to reload.
+    pub fn new(config: Config, store: Store) -> Self {
+        let (config_tx, config_rx) = watch::channel(Arc::new(config));
+        Shared {
+            config: config_rx,
+            config_tx: Arc::new(config_tx),
+            store,
+            metrics: Arc::new(Metrics::new()),
+            heartbeats: Heartbeats::default(),
+            started: Instant::now(),
+            shutdown: CancellationToken::new(),
+            log_filter: None,
+            reload_lock: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
     pub fn config(&self) -> Arc<Config> {
         self.config.borrow().clone()
     }

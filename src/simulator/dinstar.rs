@@ -158,6 +158,7 @@ pub struct DinstarSimBuilder {
     auth: SimAuth,
     sn: String,
     latency: Duration,
+    reply_delay: Duration,
     fail_rate: f64,
     seed: u64,
     result_delay: Duration,
@@ -183,6 +184,7 @@ impl Default for DinstarSimBuilder {
             auth: SimAuth::Digest,
             sn: "da00-0030-1901-2817".into(),
             latency: Duration::ZERO,
+            reply_delay: Duration::ZERO,
             fail_rate: 0.0,
             seed: 0x5EED,
             result_delay: Duration::from_millis(50),
@@ -229,6 +231,13 @@ impl DinstarSimBuilder {
     /// Delay before every `/api/*` answer.
     pub fn latency(mut self, d: Duration) -> Self {
         self.latency = d;
+        self
+    }
+    /// Delay after a request has been processed and before its answer is
+    /// written: the gateway has acted but the client does not know yet (a
+    /// crash in this window is what reconciliation is for).
+    pub fn reply_delay(mut self, d: Duration) -> Self {
+        self.reply_delay = d;
         self
     }
     /// Share of `send_sms` requests answered `error_code 500` (0.0-1.0).
@@ -1060,6 +1069,9 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Response<
         }
     };
     shared.push_wake.notify_one();
+    if !shared.cfg.reply_delay.is_zero() {
+        tokio::time::sleep(shared.cfg.reply_delay).await;
+    }
     match reply {
         Some(v) => {
             rec.status = Some(200);

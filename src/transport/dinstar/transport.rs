@@ -207,6 +207,10 @@ struct Inner {
     state: Mutex<State>,
     wake_results: Notify,
     wake_ports: Notify,
+    /// True once the first port poll has ended. The other loops wait for
+    /// it so that a wrong password costs one refused login, not one per
+    /// loop racing at start (the gateway locks out an IP after a few).
+    first_poll: tokio::sync::watch::Sender<bool>,
 }
 
 /// The `dinstar` transport of one gateway.
@@ -244,6 +248,7 @@ impl DinstarTransport {
             state: Mutex::new(State::default()),
             wake_results: Notify::new(),
             wake_ports: Notify::new(),
+            first_poll: tokio::sync::watch::Sender::new(false),
         });
         let stop = ctx.stop.child_token();
         tokio::spawn(inner.clone().result_loop(stop.clone()));
@@ -434,9 +439,25 @@ impl Inner {
         }
     }
 
+    /// Waits for the first port poll; false when stopping.
+    async fn after_first_poll(&self, stop: &CancellationToken) -> bool {
+        let mut rx = self.first_poll.subscribe();
+        tokio::select! {
+            _ = stop.cancelled() => false,
+            r = rx.wait_for(|done| *done) => r.is_ok(),
+        }
+    }
+
+    /// Whether the other loops should leave the gateway alone: while our
+    /// credentials are refused only the port poller tries them again.
+    fn auth_blocked(&self) -> bool {
+        lock(&self.state).auth_failed || self.client.backoff().is_some()
+    }
+
     async fn port_loop(self: Arc<Self>, stop: CancellationToken) {
         loop {
             self.poll_ports().await;
+            self.first_poll.send_replace(true);
             let wait = if lock(&self.state).down.is_some() {
                 self.port_poll.min(DOWN_REPOLL)
             } else {
@@ -723,11 +744,17 @@ impl Inner {
     }
 
     async fn result_loop(self: Arc<Self>, stop: CancellationToken) {
+        if !self.after_first_poll(&stop).await {
+            return;
+        }
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(self.result_poll) => {}
                 _ = self.wake_results.notified() => {}
+            }
+            if self.auth_blocked() {
+                continue;
             }
             self.poll_results().await;
             self.poll_reports().await;
@@ -816,7 +843,17 @@ impl Inner {
             None => 0,
         };
         let mut last_error = String::new();
+        if !self.after_first_poll(&stop).await {
+            return;
+        }
         loop {
+            if self.auth_blocked() {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(self.incoming_poll) => {}
+                }
+                continue;
+            }
             match self.client.query_incoming_sms(hwm, &[]).await {
                 Ok(batch) => {
                     last_error.clear();
