@@ -287,14 +287,31 @@ impl Worker {
             return;
         };
         let (gw, chan) = (self.ch.gateway.clone(), self.ch.id.clone());
+        let dncr = dialer.dncr.then(|| dialer.name.clone());
         let begun = self
             .shared
             .store
-            .write(move |tx| spool::begin_attempt(tx, id, &gw, &chan))
+            .write(move |tx| spool::begin_attempt(tx, id, &gw, &chan, dncr.as_deref()))
             .await;
         let reference = match begun {
-            Ok(Some(r)) => r,
-            Ok(None) => {
+            Ok(spool::Begun::Attempt(r)) => r,
+            Ok(spool::Begun::Blocked) => {
+                tracing::info!(channel = %self.ch.id, message = id, "number listed on the DNCR while the message waited; blocked");
+                self.shared
+                    .metrics
+                    .dialer_messages
+                    .get_or_create(&DialerStateLabels {
+                        dialer: dialer.name.clone(),
+                        state: state_label(State::Blocked),
+                    })
+                    .inc();
+                let _ = done.send(JobDone {
+                    id,
+                    outcome: JobOutcome::Finished(State::Blocked),
+                });
+                return;
+            }
+            Ok(spool::Begun::Gone) => {
                 // Cancelled while it waited in memory.
                 let _ = done.send(JobDone {
                     id,
@@ -435,7 +452,7 @@ pub fn backoff_ms(dialer: &DialerConfig, attempt: i64) -> i64 {
 pub fn state_label(s: State) -> &'static str {
     match s {
         State::None => "none",
-        State::ToProcess => "retry",
+        State::ToProcess => "to_process",
         State::Sending => "sending",
         State::Blocked => "blocked",
         State::Sent => "sent",

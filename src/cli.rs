@@ -46,6 +46,66 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Send one message through a dialer.
+    Send {
+        #[command(flatten)]
+        remote: Remote,
+        /// The dialer that sends it.
+        #[arg(long)]
+        dialer: String,
+        /// The destination number, in any written form.
+        #[arg(long)]
+        to: String,
+        /// The text.
+        #[arg(long)]
+        text: String,
+        /// 1 (urgent) to 9999 (routine); default: the dialer's.
+        #[arg(long)]
+        priority: Option<i64>,
+        /// An idempotency key: sending again with it sends nothing new.
+        #[arg(long)]
+        client_id: Option<String>,
+    },
+    /// Import a bulk CSV file (dialer;destination;message;priority).
+    Import {
+        #[command(flatten)]
+        remote: Remote,
+        /// The CSV file.
+        file: PathBuf,
+    },
+    /// The do-not-contact list.
+    Dncr {
+        #[command(subcommand)]
+        command: DncrCommand,
+    },
+    /// Write the man pages and shell completions into DIR (packaging).
+    #[command(hide = true)]
+    GenerateAssets { dir: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DncrCommand {
+    /// Upload a DNCR file (phone;dialer; lines, an empty dialer meaning all).
+    Import {
+        #[command(flatten)]
+        remote: Remote,
+        file: PathBuf,
+    },
+    /// Show the entries of a number, in any written form.
+    Show {
+        #[command(flatten)]
+        remote: Remote,
+        phone: String,
+    },
+    /// Remove a number from the list.
+    Remove {
+        #[command(flatten)]
+        remote: Remote,
+        phone: String,
+        /// Only for this dialer.
+        #[arg(long)]
+        dialer: Option<String>,
+    },
 }
 
 /// How to reach a running daemon.
@@ -73,6 +133,107 @@ pub fn main() -> ExitCode {
             with_client(&cli.config, &remote, Role::Viewer, |c| status(c, json))
         }
         Command::Reload { remote } => with_client(&cli.config, &remote, Role::Admin, reload),
+        Command::Send {
+            remote,
+            dialer,
+            to,
+            text,
+            priority,
+            client_id,
+        } => with_client(&cli.config, &remote, Role::Operator, |c| {
+            let mut body = serde_json::json!({"dialer": dialer, "to": to, "text": text});
+            if let Some(p) = priority {
+                body["priority"] = p.into();
+            }
+            if let Some(id) = client_id {
+                body["client_id"] = id.into();
+            }
+            let m = c.post_json("/api/v1/messages", &body)?;
+            println!(
+                "message {} {} ({}, {} part{}){}",
+                m["id"],
+                m["state_name"].as_str().unwrap_or("?"),
+                m["encoding"].as_str().unwrap_or("?"),
+                m["segments"],
+                if m["segments"] == 1 { "" } else { "s" },
+                if m["replayed"] == true {
+                    "; already sent with this client id"
+                } else {
+                    ""
+                }
+            );
+            Ok(())
+        }),
+        Command::Import { remote, file } => {
+            with_client(&cli.config, &remote, Role::Operator, |c| {
+                let r = c.upload("/api/v1/imports", &file)?;
+                println!(
+                    "import {}: {} lines, {} queued, {} with an impossible number (INVALID)",
+                    r["import_id"], r["lines"], r["queued"], r["invalid"]
+                );
+                Ok(())
+            })
+        }
+        Command::GenerateAssets { dir } => {
+            match crate::cli_assets::write_assets(<Cli as clap::CommandFactory>::command(), &dir) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!(
+                        "smsgate: cannot write the assets into {}: {e}",
+                        dir.display()
+                    );
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Dncr { command } => match command {
+            DncrCommand::Import { remote, file } => {
+                with_client(&cli.config, &remote, Role::Operator, |c| {
+                    let r = c.upload("/api/v1/dncr", &file)?;
+                    println!(
+                        "DNCR import {}: {} lines, {} entries",
+                        r["import_id"], r["lines"], r["entries"]
+                    );
+                    Ok(())
+                })
+            }
+            DncrCommand::Show { remote, phone } => {
+                with_client(&cli.config, &remote, Role::Viewer, |c| {
+                    let r = c.get(&format!("/api/v1/dncr?phone={}", encode_query(&phone)))?;
+                    let items = r["items"].as_array().cloned().unwrap_or_default();
+                    if items.is_empty() {
+                        println!("{phone} is not on the DNCR list");
+                    }
+                    for e in items {
+                        println!(
+                            "{}  dialer {}  (from {})",
+                            e["key"].as_str().unwrap_or("?"),
+                            e["dialer"].as_str().unwrap_or("(all)"),
+                            e["source"].as_str().unwrap_or("?")
+                        );
+                    }
+                    Ok(())
+                })
+            }
+            DncrCommand::Remove {
+                remote,
+                phone,
+                dialer,
+            } => with_client(&cli.config, &remote, Role::Operator, |c| {
+                let mut path = format!("/api/v1/dncr/{}", encode_query(&phone));
+                if let Some(d) = dialer {
+                    path.push_str(&format!("?dialer={}", encode_query(&d)));
+                }
+                let r = c.delete(&path)?;
+                println!(
+                    "removed {} entr{} of {}",
+                    r["removed"],
+                    if r["removed"] == 1 { "y" } else { "ies" },
+                    r["key"].as_str().unwrap_or("?")
+                );
+                Ok(())
+            }),
+        },
     }
 }
 
@@ -135,6 +296,31 @@ impl Client {
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, ClientError> {
         self.call(self.http.post(format!("{}{path}", self.base)).json(body))
+    }
+
+    pub fn delete(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+        self.call(self.http.delete(format!("{}{path}", self.base)))
+    }
+
+    /// Streams a file as the body of an upload; its name becomes ?filename=.
+    pub fn upload(
+        &self,
+        path: &str,
+        file: &std::path::Path,
+    ) -> Result<serde_json::Value, ClientError> {
+        let name = file
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let f = std::fs::File::open(file)
+            .map_err(|e| ClientError::Setup(format!("cannot read {}: {e}", file.display())))?;
+        let url = format!("{}{path}?filename={}", self.base, encode_query(&name));
+        self.call(
+            self.http
+                .post(url)
+                .header("content-type", "text/csv")
+                .body(reqwest::blocking::Body::new(f)),
+        )
     }
 
     fn call(
@@ -246,6 +432,19 @@ pub fn client(
     Ok(Client { base, token, http })
 }
 
+/// Percent-encodes a query or path value.
+fn encode_query(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 fn unreachable_base() -> String {
     "http://127.0.0.1:8080".to_string()
 }
@@ -269,11 +468,12 @@ fn with_client(
 fn status(c: &Client, json: bool) -> Result<(), ClientError> {
     let s = c.get("/api/v1/status")?;
     let channels = c.get("/api/v1/channels")?;
+    let dialers = c.get("/api/v1/dialers")?;
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(
-                &serde_json::json!({"status": s, "channels": channels["items"]})
+                &serde_json::json!({"status": s, "channels": channels["items"], "dialers": dialers["items"]})
             )
             .unwrap_or_default()
         );
@@ -312,6 +512,54 @@ fn status(c: &Client, json: bool) -> Result<(), ClientError> {
             ch["failed"].to_string(),
             ch["queued"].to_string(),
             ch["reason"].as_str().unwrap_or("").to_string(),
+        ]);
+    }
+    print_table(&rows);
+    println!();
+    let mut rows = vec![
+        [
+            "DIALER",
+            "STATUS",
+            "IN SCHEDULE",
+            "PROCESSED",
+            "NOT PROCESSED",
+            "OTHERS",
+            "BLOCKED",
+            "SENT",
+            "DELIVERED",
+            "FAILED",
+            "PER MIN",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>(),
+    ];
+    for d in dialers["items"].as_array().into_iter().flatten() {
+        let status = match (d["status"].as_str(), d["stopped"].as_bool()) {
+            (Some("active"), _) => "active".to_string(),
+            (_, Some(true)) => "stopped".to_string(),
+            _ => "disabled".to_string(),
+        };
+        rows.push(vec![
+            d["name"].as_str().unwrap_or("?").to_string(),
+            status,
+            if d["in_schedule"] == true {
+                "yes"
+            } else {
+                "no"
+            }
+            .to_string(),
+            d["processed"].to_string(),
+            d["not_processed"].to_string(),
+            d["others"].to_string(),
+            d["blocked"].to_string(),
+            (d["sent"].as_i64().unwrap_or(0)
+                + d["delivered"].as_i64().unwrap_or(0)
+                + d["undelivered"].as_i64().unwrap_or(0))
+            .to_string(),
+            d["delivered"].to_string(),
+            d["failed"].to_string(),
+            d["rate_per_minute"].to_string(),
         ]);
     }
     print_table(&rows);

@@ -149,16 +149,16 @@ pub struct ReloadOutcome {
 }
 
 impl Shared {
-    /// A `Shared` outside the daemon (tests, tools): the given config and
-    /// store, fresh metrics, no log filter to reload.
-    pub fn new(config: Config, store: Store) -> Self {
+    /// The shared state of a daemon (or of a benchmark or tool that runs the
+    /// engine in-process).
+    pub fn new(config: Config, store: Store, heartbeats: Heartbeats) -> Self {
         let (config_tx, config_rx) = watch::channel(Arc::new(config));
-        Shared {
+        Self {
             config: config_rx,
             config_tx: Arc::new(config_tx),
             store,
             metrics: Arc::new(Metrics::new()),
-            heartbeats: Heartbeats::default(),
+            heartbeats,
             started: Instant::now(),
             shutdown: CancellationToken::new(),
             log_filter: None,
@@ -346,19 +346,8 @@ async fn async_main(config: Config, log_filter: Option<LogFilterHandle>) -> Exit
         }
         Err(_) => return ExitCode::FAILURE,
     };
-    let metrics = Arc::new(Metrics::new());
-    let (config_tx, config_rx) = watch::channel(Arc::new(config));
-    let shared = Shared {
-        config: config_rx,
-        config_tx: Arc::new(config_tx),
-        store: store.clone(),
-        metrics,
-        heartbeats: heartbeats.clone(),
-        started: Instant::now(),
-        shutdown: CancellationToken::new(),
-        log_filter,
-        reload_lock: Arc::new(tokio::sync::Mutex::new(())),
-    };
+    let mut shared = Shared::new(config, store.clone(), heartbeats.clone());
+    shared.log_filter = log_filter;
 
     let engine = crate::dialer::Engine::start(shared.clone()).await;
 

@@ -69,6 +69,8 @@ pub struct Metrics {
     pub dialer_messages: Family<DialerStateLabels, Counter>,
     /// Messages held in memory by a dialer, waiting for a channel.
     pub dialer_in_memory: Family<DialerLabel, Gauge>,
+    /// Messages of each dialer per current state (refreshed at scrape).
+    pub dialer_state_messages: Family<DialerStateLabels, Gauge>,
     pub channel_sends: Family<ChannelOutcomeLabels, Counter>,
     pub channel_queued: Family<ChannelLabel, Gauge>,
     pub channel_healthy: Family<ChannelLabel, Gauge>,
@@ -91,7 +93,7 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION"),
             })
             .set(1);
-        registry.register("build", "Build information (always 1)", build_info);
+        registry.register("build_info", "Build information (always 1)", build_info);
 
         let config_reloads = Family::<ResultLabel, Counter>::default();
         registry.register(
@@ -116,6 +118,12 @@ impl Metrics {
             "dialer_in_memory_messages",
             "Messages a dialer holds in memory (at most 50)",
             dialer_in_memory.clone(),
+        );
+        let dialer_state_messages = Family::<DialerStateLabels, Gauge>::default();
+        registry.register(
+            "dialer_state_messages",
+            "Messages of each dialer now in each state (to_process is the queue)",
+            dialer_state_messages.clone(),
         );
         let channel_sends = Family::<ChannelOutcomeLabels, Counter>::default();
         registry.register(
@@ -159,6 +167,7 @@ impl Metrics {
             api_requests,
             dialer_messages,
             dialer_in_memory,
+            dialer_state_messages,
             channel_sends,
             channel_queued,
             channel_healthy,
@@ -167,11 +176,80 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn encode(&self) -> String {
+    /// The OpenMetrics text exposition.
+    pub fn encode_openmetrics(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
+    }
+
+    /// The classic Prometheus text format (0.0.4), which promtool and older
+    /// scrapers read: counter families carry their `_total` name, and there
+    /// are no UNIT or EOF lines.
+    pub fn encode_prometheus(&self) -> String {
+        to_prometheus_text(&self.encode_openmetrics())
+    }
+}
+
+fn to_prometheus_text(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_names_counters_with_total_and_drops_openmetrics_lines() {
+        let m = Metrics::new();
+        m.config_reloads.get_or_create(&ResultLabel::ok()).inc();
+        m.loop_age
+            .get_or_create(&LoopLabel { task: "x".into() })
+            .set(1.5);
+        let text = m.encode_prometheus();
+        assert!(
+            text.contains("# TYPE smsgate_config_reloads_total counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP smsgate_config_reloads_total "),
+            "{text}"
+        );
+        assert!(
+            text.contains("smsgate_config_reloads_total{result=\"ok\"} 1"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("# EOF") && !text.contains("# UNIT"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE smsgate_loop_heartbeat_age_seconds gauge"),
+            "{text}"
+        );
     }
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use smsgate::config::{Config, GatewaySettings};
-use smsgate::daemon::{Heartbeat, Shared};
+use smsgate::daemon::{Heartbeat, Heartbeats, Shared};
 use smsgate::dialer::Engine;
 use smsgate::simulator::dinstar::{DinstarSim, SimHandle};
 use smsgate::store::spool::{self, NewMessage, State};
@@ -106,7 +106,7 @@ async fn rig(sim: &SimHandle, o: Opts) -> Rig {
 }
 
 async fn rig_on(dir: tempfile::TempDir, store: Store, cfg: Config, serve_api: bool) -> Rig {
-    let shared = Shared::new(cfg, store.clone());
+    let shared = Shared::new(cfg, store.clone(), Heartbeats::default());
     let engine = Engine::start(shared.clone()).await;
     if serve_api {
         let server = smsgate::api::Server::bind(smsgate::api::AppState {
@@ -368,6 +368,7 @@ async fn delivered_and_inbound_by_push_once_with_poll() {
     assert_eq!(got.len(), 1, "stored once: {got:?}");
     assert_eq!(got[0].text, "Quiero información 😀 ñandú");
     assert_eq!(got[0].sender, "+59899777888");
+    assert_eq!(got[0].number.as_deref(), Some("+59899777888"));
     assert_eq!(got[0].port, Some(1));
     assert!(got[0].sent_at.is_some());
     let _ = sent_id;
@@ -456,7 +457,7 @@ async fn inbound_by_poll_is_stored_once_and_the_high_water_mark_survives_a_resta
     let store = Store::open(&dir.path().join("state"), Heartbeat::detached()).unwrap();
     let a = sim.inject_incoming(0, "59899111222", "Buenos días, ¿cuánto cuesta?");
     let b = sim.inject_incoming(3, "59899333444", "Gracias 🙏");
-    let shared = Shared::new(cfg.clone(), store.clone());
+    let shared = Shared::new(cfg.clone(), store.clone(), Heartbeats::default());
     let engine = Engine::start(shared.clone()).await;
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -503,7 +504,7 @@ async fn inbound_by_poll_is_stored_once_and_the_high_water_mark_survives_a_resta
 
     // A new run asks only above the mark.
     let before = sim.requests_to("/api/query_incoming_sms").len();
-    let shared = Shared::new(cfg, store.clone());
+    let shared = Shared::new(cfg, store.clone(), Heartbeats::default());
     let engine = Engine::start(shared.clone()).await;
     assert!(
         eventually(Duration::from_secs(5), || sim
@@ -718,7 +719,10 @@ async fn messages_left_in_sending_are_reconciled_by_user_id_and_never_resent() {
                 let id = match spool::insert(tx, &m)? {
                     spool::Inserted::New(m) | spool::Inserted::Replayed(m) => m.id,
                 };
-                let r = spool::begin_attempt(tx, id, "gw", "gw:0")?.unwrap();
+                let spool::Begun::Attempt(r) = spool::begin_attempt(tx, id, "gw", "gw:0", None)?
+                else {
+                    panic!("attempt begun")
+                };
                 Ok((id, r))
             })
             .await

@@ -58,6 +58,31 @@ pub const CODES: &[(&str, &str)] = &[
         "invalid_push",
         "a gateway push body is not a JSON object with a known event",
     ),
+    ("unknown_dialer", "no dialer of that name is configured"),
+    ("empty_text", "the message text is empty"),
+    ("text_too_long", "the text needs more than 10 SMS parts"),
+    ("bad_priority", "priority is outside 1 to 9999"),
+    (
+        "bad_client_id",
+        "client_id is empty, too long or has control characters",
+    ),
+    ("invalid_number", "the destination cannot be a phone number"),
+    (
+        "client_id_reused",
+        "the client_id was used before for a different message",
+    ),
+    ("dialer_disabled", "the dialer is disabled in the config"),
+    ("missing_filename", "an upload needs ?filename=NAME"),
+    ("bad_filename", "the file name breaks the naming rules"),
+    (
+        "import_refused",
+        "some lines are refused; errors[] lists each with its line and rule; nothing was imported",
+    ),
+    ("import_empty", "the uploaded file has no lines"),
+    (
+        "upload_unreadable",
+        "the upload could not be read to its end",
+    ),
 ];
 
 #[derive(Debug, Clone, Serialize)]

@@ -2,11 +2,14 @@
 //! with the role it needs and its body limit; the router and the test that
 //! keeps the OpenAPI document true are both built from that one table.
 
+mod dialers;
 pub(crate) mod error;
 mod extract;
 mod gateways;
+mod messages;
 pub mod openapi;
 mod system;
+mod uploads;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -67,6 +70,19 @@ pub struct RouteSpec {
     handler: MethodRouter<AppState>,
 }
 
+/// A route whose body is a streamed upload, bounded by max_upload_bytes.
+fn upload(
+    method: Method,
+    path: &'static str,
+    access: Access,
+    handler: MethodRouter<AppState>,
+) -> RouteSpec {
+    RouteSpec {
+        body: BodyLimit::Upload,
+        ..route(method, path, access, handler)
+    }
+}
+
 fn route(
     method: Method,
     path: &'static str,
@@ -120,6 +136,78 @@ pub fn routes() -> Vec<RouteSpec> {
             "/api/v1/gateways/{name}/push",
             GatewayPush,
             post(gateways::push),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/messages",
+            Role(crate::config::Role::Operator),
+            post(messages::send),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/messages",
+            Role(crate::config::Role::Viewer),
+            get(messages::list),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/messages/{id}",
+            Role(crate::config::Role::Viewer),
+            get(messages::get),
+        ),
+        upload(
+            Method::POST,
+            "/api/v1/imports",
+            Role(crate::config::Role::Operator),
+            post(uploads::import_messages),
+        ),
+        upload(
+            Method::POST,
+            "/api/v1/dncr",
+            Role(crate::config::Role::Operator),
+            post(uploads::import_dncr),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/dncr",
+            Role(crate::config::Role::Viewer),
+            get(uploads::list_dncr),
+        ),
+        route(
+            Method::DELETE,
+            "/api/v1/dncr/{phone}",
+            Role(crate::config::Role::Operator),
+            axum::routing::delete(uploads::delete_dncr),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/dialers",
+            Role(crate::config::Role::Viewer),
+            get(dialers::list),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/dialers/{name}",
+            Role(crate::config::Role::Viewer),
+            get(dialers::get),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/dialers/{name}/stop",
+            Role(crate::config::Role::Operator),
+            post(dialers::stop),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/dialers/{name}/start",
+            Role(crate::config::Role::Operator),
+            post(dialers::start),
+        ),
+        route(
+            Method::DELETE,
+            "/api/v1/dialers/{name}/pending",
+            Role(crate::config::Role::Operator),
+            axum::routing::delete(dialers::cancel_pending),
         ),
     ]
 }
@@ -175,8 +263,10 @@ async fn guard(
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
     let config = st.shared.config();
-    let response = match check(&config, access, body, req) {
-        Ok(req) => {
+    let response = match check(&config, access, body, &req) {
+        Ok(limit) => {
+            // Bodies without a length (chunked) are cut at the limit while read.
+            let req = req.map(|b| Body::new(http_body_util::Limited::new(b, limit as usize)));
             let timeout = config.api.request_timeout;
             if body == BodyLimit::Upload {
                 // Uploads may legitimately take long; their handler bounds
@@ -196,7 +286,10 @@ async fn guard(
                 }
             }
         }
-        Err(e) => e.into_response(),
+        Err(e) => {
+            drain(req).await;
+            e.into_response()
+        }
     };
     st.shared
         .metrics
@@ -210,14 +303,33 @@ async fn guard(
     response
 }
 
+/// Reads and drops a refused request's body, so that a client still
+/// writing it gets to read our answer instead of a connection reset. Only
+/// up to a cap, and briefly: a huge upload is simply cut off.
+async fn drain(req: Request) {
+    use http_body_util::BodyExt;
+    const CAP: usize = 1024 * 1024;
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > CAP) {
+        return;
+    }
+    let body = http_body_util::Limited::new(req.into_body(), CAP);
+    let _ = tokio::time::timeout(Duration::from_secs(2), body.collect()).await;
+}
+
+/// Token, role and declared size; the body limit to apply when they pass.
 fn check(
     config: &crate::config::Config,
     access: Access,
     body: BodyLimit,
-    req: Request,
-) -> Result<Request, ApiError> {
+    req: &Request,
+) -> Result<u64, ApiError> {
     if access == Access::GatewayPush {
-        check_push_source(config, &req)?;
+        check_push_source(config, req)?;
     }
     if let Access::Role(need) = access {
         let presented = req
@@ -259,8 +371,7 @@ fn check(
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::too_large(limit));
     }
-    // Bodies without a length (chunked) are cut at the limit while read.
-    Ok(req.map(|b| Body::new(http_body_util::Limited::new(b, limit as usize))))
+    Ok(limit)
 }
 
 /// The gateway named by `/api/v1/gateways/{name}/...`, percent-decoded.

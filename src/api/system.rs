@@ -36,7 +36,9 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
     }
 }
 
-pub async fn metrics(State(st): State<AppState>) -> Response {
+/// OpenMetrics when the scraper asks for it, the classic text format
+/// otherwise (promtool, curl).
+pub async fn metrics(State(st): State<AppState>, headers: axum::http::HeaderMap) -> Response {
     for (task, age) in st.shared.heartbeats.all() {
         st.shared
             .metrics
@@ -44,12 +46,62 @@ pub async fn metrics(State(st): State<AppState>) -> Response {
             .get_or_create(&LoopLabel { task })
             .set(age.as_secs_f64());
     }
-    let body = st.shared.metrics.encode();
+    // Current queue sizes come from the store; a failed read leaves the
+    // last values rather than failing the scrape.
+    let config = st.shared.config();
+    let names: Vec<String> = config.dialers.iter().map(|d| d.name.clone()).collect();
+    if let Ok(all) = st
+        .shared
+        .store
+        .read(move |c| {
+            names
+                .into_iter()
+                .map(|n| spool::dialer_counts(c, &n).map(|counts| (n, counts)))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+    {
+        for (dialer, counts) in all {
+            for s in spool::State::ALL {
+                let n = counts.iter().find(|(k, _)| *k == s).map_or(0, |(_, v)| *v);
+                st.shared
+                    .metrics
+                    .dialer_state_messages
+                    .get_or_create(&crate::metrics::DialerStateLabels {
+                        dialer: dialer.clone(),
+                        state: crate::channel::state_label(s),
+                    })
+                    .set(n);
+            }
+        }
+    }
+    for ch in st.engine.channels() {
+        st.shared
+            .metrics
+            .channel_healthy
+            .get_or_create(&crate::metrics::ChannelLabel {
+                channel: ch.id.clone(),
+            })
+            .set(i64::from(ch.usable));
+    }
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/openmetrics-text"));
+    let (body, content_type) = if openmetrics {
+        (
+            st.shared.metrics.encode_openmetrics(),
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+    } else {
+        (
+            st.shared.metrics.encode_prometheus(),
+            "text/plain; version=0.0.4; charset=utf-8",
+        )
+    };
     let mut resp = body.into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-    );
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     resp
 }
 

@@ -124,7 +124,15 @@ pub fn explain_serde_message(message: &str, section: &str) -> String {
         }
     }
     if let Some(rest) = message.strip_prefix("invalid type: ") {
+        let rest = rest
+            .replace("expected i64", "expected an integer")
+            .replace("expected u64", "expected a whole number of 0 or more")
+            .replace("expected f64", "expected a number")
+            .replace("expected a boolean", "expected true or false");
         return format!("wrong type in {section}: found {rest}");
+    }
+    if let Some(rest) = message.strip_prefix("invalid value: ") {
+        return format!("wrong value in {section}: {rest}");
     }
     format!("{section}: {message}")
 }

@@ -88,6 +88,8 @@ pub struct Config {
     pub dialers: Vec<DialerConfig>,
     pub campaigns: Vec<CampaignConfig>,
     pub imports: ImportsConfig,
+    /// Compiled `[schedule.NAME]` sections, named by dialers and campaigns.
+    pub schedules: HashMap<String, std::sync::Arc<crate::dialer::schedule::Schedule>>,
 }
 
 #[derive(Debug, Clone)]
@@ -312,7 +314,9 @@ impl Config {
 /// A gateway key, where it was written, and the kinds that take it.
 type KindKey<'a> = (&'a str, Option<Range<usize>>, &'a [GatewayKind]);
 
-const TOP_KEYS: &[&str] = &["daemon", "api", "gateway", "dialer", "campaign", "imports"];
+const TOP_KEYS: &[&str] = &[
+    "daemon", "api", "gateway", "dialer", "campaign", "imports", "schedule",
+];
 
 struct Validator<'a> {
     base: &'a Path,
@@ -370,11 +374,12 @@ impl Validator<'_> {
         let dialers: Vec<RawDialer> = self.array(sections.remove("dialer"), "[[dialer]]");
         let campaigns: Vec<RawCampaign> = self.array(sections.remove("campaign"), "[[campaign]]");
 
+        let schedules = self.schedules(sections.remove("schedule"));
         let daemon = self.daemon(daemon);
         let api = self.api(api);
         let gateways = self.gateways(gateways);
-        let dialers = self.dialers(dialers, &gateways);
-        let campaigns = self.campaigns(campaigns, &gateways);
+        let dialers = self.dialers(dialers, &gateways, &schedules);
+        let campaigns = self.campaigns(campaigns, &gateways, &schedules);
         let imports = ImportsConfig {
             forbidden_characters: imports.forbidden_characters.chars().collect(),
         };
@@ -386,7 +391,66 @@ impl Validator<'_> {
             dialers,
             campaigns,
             imports,
+            schedules,
         })
+    }
+
+    /// `[schedule.NAME]` tables, each compiled (time zone, windows,
+    /// exceptions) so a bad one is reported here and not at 9 a.m.
+    fn schedules(
+        &mut self,
+        value: Option<Spanned<DeValue<'_>>>,
+    ) -> HashMap<String, std::sync::Arc<crate::dialer::schedule::Schedule>> {
+        use crate::dialer::schedule::ScheduleConfig;
+        let mut out = HashMap::new();
+        let Some(value) = value else {
+            return out;
+        };
+        let span = value.span();
+        let DeValue::Table(table) = value.into_inner() else {
+            self.problem(
+                span,
+                "[schedule] holds named schedules: write them as [schedule.NAME]",
+            );
+            return out;
+        };
+        for (name, body) in table {
+            let key_span = name.span();
+            let name = name.into_inner().to_string();
+            let label = format!("[schedule.{name}]");
+            let ok_name = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+            if !ok_name {
+                self.problem(
+                    key_span.clone(),
+                    format!(
+                        "schedule name {name:?} must be 1 to 64 letters, digits, '_', '-' or '.'"
+                    ),
+                );
+            }
+            if !body.get_ref().is_table() {
+                self.problem(body.span(), format!("{label} must be a table"));
+                continue;
+            }
+            let body_span = body.span();
+            let Some(raw): Option<ScheduleConfig> = self.deserialize(body, &label) else {
+                continue;
+            };
+            match raw.compile() {
+                Ok(s) => {
+                    out.insert(name, std::sync::Arc::new(s));
+                }
+                Err(e) => {
+                    for p in e.problems {
+                        self.problem(body_span.clone(), format!("{label}: {p}"));
+                    }
+                }
+            }
+        }
+        out
     }
 
     fn section<T: for<'de> Deserialize<'de>>(
@@ -526,7 +590,9 @@ impl Validator<'_> {
 
     fn daemon(&mut self, raw: RawDaemon) -> DaemonConfig {
         let country = raw.default_country.get_ref().to_ascii_uppercase();
-        if country.len() != 2 || !country.chars().all(|c| c.is_ascii_alphabetic()) {
+        if let Err(e) = crate::sms::phone::check_country(&country) {
+            self.problem(raw.default_country.span(), format!("default_country: {e}"));
+        } else if country.len() != 2 || !country.chars().all(|c| c.is_ascii_alphabetic()) {
             self.problem(
                 raw.default_country.span(),
                 format!(
@@ -1092,7 +1158,28 @@ impl Validator<'_> {
         ));
     }
 
-    fn dialers(&mut self, raws: Vec<RawDialer>, gateways: &[GatewayConfig]) -> Vec<DialerConfig> {
+    fn schedule_ref(
+        &mut self,
+        reference: &Option<Spanned<String>>,
+        owner_kind: &str,
+        owner: &str,
+        schedules: &HashMap<String, std::sync::Arc<crate::dialer::schedule::Schedule>>,
+    ) {
+        if let Some(s) = reference {
+            if !schedules.contains_key(s.get_ref()) {
+                let mut names: Vec<&str> = schedules.keys().map(String::as_str).collect();
+                names.sort_unstable();
+                self.dangling(s, owner_kind, owner, "schedule", names.into_iter());
+            }
+        }
+    }
+
+    fn dialers(
+        &mut self,
+        raws: Vec<RawDialer>,
+        gateways: &[GatewayConfig],
+        schedules: &HashMap<String, std::sync::Arc<crate::dialer::schedule::Schedule>>,
+    ) -> Vec<DialerConfig> {
         let mut out = Vec::new();
         let mut seen: HashMap<String, Range<usize>> = HashMap::new();
         for d in raws {
@@ -1112,17 +1199,7 @@ impl Validator<'_> {
                     gateways.iter().map(|g| g.name.as_str()),
                 );
             }
-            if let Some(s) = &d.schedule {
-                // Schedules arrive with the [schedule.NAME] section; until
-                // one is defined, any reference dangles.
-                self.dangling(
-                    s,
-                    "dialer",
-                    d.name.get_ref(),
-                    "schedule",
-                    std::iter::empty(),
-                );
-            }
+            self.schedule_ref(&d.schedule, "dialer", d.name.get_ref(), schedules);
             let dial = d
                 .dial
                 .as_ref()
@@ -1181,6 +1258,7 @@ impl Validator<'_> {
         &mut self,
         raws: Vec<RawCampaign>,
         gateways: &[GatewayConfig],
+        schedules: &HashMap<String, std::sync::Arc<crate::dialer::schedule::Schedule>>,
     ) -> Vec<CampaignConfig> {
         let mut out = Vec::new();
         let mut seen: HashMap<String, Range<usize>> = HashMap::new();
@@ -1191,6 +1269,7 @@ impl Validator<'_> {
                 self.duplicate(c.name.span(), first, "campaign", c.name.get_ref());
             }
             seen.insert(c.name.get_ref().clone(), c.name.span());
+            self.schedule_ref(&c.schedule, "campaign", c.name.get_ref(), schedules);
             if !gateways.iter().any(|g| &g.name == c.provider.get_ref()) {
                 self.dangling(
                     &c.provider,

@@ -55,6 +55,9 @@ impl Rate {
 
 struct DialerRuntime {
     wake: Arc<Notify>,
+    /// Stopped by an operator; the store holds it across restarts, this is
+    /// the loop's copy so it need not read the store on every turn.
+    stopped: Arc<std::sync::atomic::AtomicBool>,
     in_memory: Arc<Mutex<usize>>,
     rate: Arc<Mutex<Rate>>,
 }
@@ -127,6 +130,17 @@ impl Engine {
                 budget_s = budget.as_secs_f32(),
                 "drain timeout: some sends were still in flight; they stay SENDING and are reconciled at the next start"
             );
+        }
+    }
+
+    /// Records an operator's stop or start (already written to the store).
+    pub fn set_stopped(&self, dialer: &str, stopped: bool) {
+        if let Ok(d) = self.inner.dialers.lock() {
+            if let Some(rt) = d.get(dialer) {
+                rt.stopped
+                    .store(stopped, std::sync::atomic::Ordering::SeqCst);
+                rt.wake.notify_one();
+            }
         }
     }
 
@@ -231,6 +245,7 @@ impl Engine {
                 events: self.inner.events.clone(),
                 stop: stop.clone(),
                 store: Some(self.inner.shared.store.clone()),
+                default_country: config.daemon.default_country.clone(),
             };
             match transport::build(gc, ctx) {
                 Ok(t) => {
@@ -280,6 +295,7 @@ impl Engine {
             }
             let rt = DialerRuntime {
                 wake: Arc::new(Notify::new()),
+                stopped: Arc::new(std::sync::atomic::AtomicBool::new(false)),
                 in_memory: Arc::new(Mutex::new(0)),
                 rate: Arc::new(Mutex::new(Rate::default())),
             };
@@ -287,6 +303,7 @@ impl Engine {
                 name: d.name.clone(),
                 engine: self.clone(),
                 wake: rt.wake.clone(),
+                stopped: rt.stopped.clone(),
                 in_memory: rt.in_memory.clone(),
                 rate: rt.rate.clone(),
                 heartbeat: self
@@ -586,6 +603,7 @@ struct DialerLoop {
     name: String,
     engine: Engine,
     wake: Arc<Notify>,
+    stopped: Arc<std::sync::atomic::AtomicBool>,
     in_memory: Arc<Mutex<usize>>,
     rate: Arc<Mutex<Rate>>,
     heartbeat: crate::daemon::Heartbeat,
@@ -603,6 +621,17 @@ impl DialerLoop {
         let label = DialerLabel {
             dialer: self.name.clone(),
         };
+        let name = self.name.clone();
+        match shared
+            .store
+            .read(move |c| spool::dialer_stopped(c, &name))
+            .await
+        {
+            Ok(s) => self.stopped.store(s, std::sync::atomic::Ordering::SeqCst),
+            Err(e) => {
+                tracing::error!(dialer = %self.name, error = %e, "cannot read whether the dialer was stopped; assuming it runs")
+            }
+        }
         loop {
             self.heartbeat.beat();
             if stop.is_cancelled() {
@@ -677,18 +706,8 @@ impl DialerLoop {
         if !dialer.enabled {
             return Some("disabled in the config".into());
         }
-        let name = dialer.name.clone();
-        match self
-            .engine
-            .inner
-            .shared
-            .store
-            .read(move |c| spool::dialer_stopped(c, &name))
-            .await
-        {
-            Ok(true) => return Some("stopped by an operator".into()),
-            Ok(false) => {}
-            Err(e) => return Some(format!("cannot read the dialer's state: {e}")),
+        if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            return Some("stopped by an operator".into());
         }
         if !crate::dialer::in_schedule(
             &self.engine.inner.shared.config(),
@@ -720,31 +739,65 @@ impl DialerLoop {
                 return;
             }
         };
-        let metrics = &self.engine.inner.shared.metrics;
-        for q in batch {
-            // DNCR is checked when the message is taken, not only at upload:
-            // a number added to the list after the upload is still blocked.
-            if dialer.dncr {
-                if let Some(number) = q.number.clone() {
-                    let name = dialer.name.clone();
-                    let blocked = store
-                        .read(move |c| spool::is_blocked(c, &number, &name))
-                        .await;
-                    if matches!(blocked, Ok(true)) {
-                        let id = q.id;
-                        if let Err(e) = store.write(move |tx| spool::mark_blocked(tx, id)).await {
-                            tracing::error!(dialer = %dialer.name, message = id, error = %e, "cannot mark a message blocked");
+        // DNCR is checked when the message is taken, not only at upload:
+        // a number added to the list after the upload is still blocked. (It
+        // is checked once more in the transaction that starts the attempt.)
+        let blocked: std::collections::HashSet<i64> = if dialer.dncr {
+            let name = dialer.name.clone();
+            let candidates: Vec<(i64, String)> = batch
+                .iter()
+                .filter_map(|q| q.number.clone().map(|n| (q.id, n)))
+                .collect();
+            store
+                .read(move |c| {
+                    let mut hit = std::collections::HashSet::new();
+                    for (id, number) in candidates {
+                        if spool::is_blocked(c, &number, &name)? {
+                            hit.insert(id);
                         }
-                        metrics
-                            .dialer_messages
-                            .get_or_create(&DialerStateLabels {
-                                dialer: dialer.name.clone(),
-                                state: state_label(State::Blocked),
-                            })
-                            .inc();
-                        continue;
                     }
+                    Ok(hit)
+                })
+                .await
+                .unwrap_or_default()
+        } else {
+            Default::default()
+        };
+        if !blocked.is_empty() {
+            let ids: Vec<i64> = blocked.iter().copied().collect();
+            let marked = store
+                .write(move |tx| {
+                    let mut n = 0u64;
+                    for id in ids {
+                        if spool::mark_blocked(tx, id)? {
+                            n += 1;
+                        }
+                    }
+                    Ok(n)
+                })
+                .await;
+            match marked {
+                Ok(n) => {
+                    self.engine
+                        .inner
+                        .shared
+                        .metrics
+                        .dialer_messages
+                        .get_or_create(&DialerStateLabels {
+                            dialer: dialer.name.clone(),
+                            state: state_label(State::Blocked),
+                        })
+                        .inc_by(n);
+                    tracing::info!(dialer = %dialer.name, count = n, "numbers on the DNCR list blocked");
                 }
+                Err(e) => {
+                    tracing::error!(dialer = %dialer.name, error = %e, "cannot mark messages blocked")
+                }
+            }
+        }
+        for q in batch {
+            if blocked.contains(&q.id) {
+                continue;
             }
             held.insert(q.id);
             pending.push_back(q);

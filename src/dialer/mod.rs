@@ -1,51 +1,25 @@
 //! Outbound dialers: schedules, dial strings, imports, the loader and dispatch.
 
-/// Parses a dial string such as "0.3,8,10.11" (ranges written with a dot,
-/// as the seed does) into the ordered, de-duplicated ports it names. An empty
-/// string means every port of the gateway.
-pub fn parse_dial(dial: &str, ports: u32) -> Result<Vec<u32>, String> {
-    let dial = dial.trim();
-    if dial.is_empty() {
-        return Ok((0..ports).collect());
-    }
-    let mut out: Vec<u32> = Vec::new();
-    for part in dial.split(',') {
-        let part = part.trim();
-        let (from, to) = match part.split_once('.') {
-            Some((a, b)) => (a.trim(), b.trim()),
-            None => (part, part),
-        };
-        let parse = |s: &str| {
-            s.parse::<u32>().map_err(|_| {
-                format!(
-                    "dial string {dial:?}: {part:?} is not a port number or a range such as \"0.3\""
-                )
-            })
-        };
-        let (from, to) = (parse(from)?, parse(to)?);
-        if from > to {
-            return Err(format!(
-                "dial string {dial:?}: the range {part:?} goes backwards"
-            ));
-        }
-        if to >= ports {
-            return Err(format!(
-                "dial string {dial:?}: port {to} does not exist; the gateway has ports 0 to {}",
-                ports.saturating_sub(1)
-            ));
-        }
-        for p in from..=to {
-            if !out.contains(&p) {
-                out.push(p);
-            }
-        }
-    }
-    Ok(out)
-}
-
+pub mod dialstring;
+pub mod dncr_import;
 pub mod engine;
+pub mod import;
+pub mod importer;
+mod lines;
+pub mod schedule;
 
 pub use engine::{Engine, PushRefused};
+
+/// The ports a dial string names on a gateway with `ports` ports, in
+/// round-robin order. Empty means every port of the gateway.
+pub fn parse_dial(dial: &str, ports: u32) -> Result<Vec<u32>, String> {
+    if dial.trim().is_empty() {
+        return Ok((0..ports).collect());
+    }
+    dialstring::DialString::parse_for_gateway(dial, ports)
+        .map(|d| d.ports().to_vec())
+        .map_err(|e| e.to_string())
+}
 
 /// Whether a dialer may send at `now`. A dialer without a schedule is
 /// always in schedule.
@@ -54,6 +28,8 @@ pub fn in_schedule(
     dialer: &crate::config::DialerConfig,
     now: jiff::Timestamp,
 ) -> bool {
-    let _ = (config, now);
-    dialer.schedule.is_none()
+    match &dialer.schedule {
+        None => true,
+        Some(name) => config.schedules.get(name).is_some_and(|s| s.is_open(now)),
+    }
 }

@@ -10,6 +10,7 @@
 //! Reads use a small pool of read-only connections on blocking threads; WAL
 //! lets them proceed while the writer commits.
 
+pub mod dncr;
 pub mod inbound;
 mod schema;
 pub mod spool;
@@ -149,6 +150,22 @@ impl Store {
         let (done, wait) = oneshot::channel();
         self.submit(f, done)?;
         wait.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues a write without waiting; the receiver gets the result once
+    /// committed. For blocking threads that must keep working (feeding a
+    /// streaming import) while the writer runs the job.
+    pub fn write_detached<T, F>(
+        &self,
+        f: F,
+    ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (done, wait) = oneshot::channel();
+        self.submit(f, done)?;
+        Ok(wait)
     }
 
     fn submit<T, F>(

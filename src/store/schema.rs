@@ -32,7 +32,6 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE UNIQUE INDEX message_client_id ON message(client_id) WHERE client_id IS NOT NULL;
     -- The dialer loader's query: state 1 of one dialer, by priority then load order.
     CREATE INDEX message_queue ON message(dialer, state, priority, id);
-    CREATE INDEX message_state ON message(state);
     CREATE INDEX message_number ON message(number);
     CREATE INDEX message_gateway_ref ON message(gateway, gateway_ref) WHERE gateway_ref IS NOT NULL;
     CREATE INDEX message_reference ON message(gateway, reference) WHERE reference IS NOT NULL;

@@ -388,32 +388,53 @@ pub fn mark_blocked(tx: &Transaction<'_>, id: i64) -> Result<bool, StoreError> {
     )
 }
 
-/// Records an attempt before the transport is called (invariant 1 and 2):
-/// the message moves to SENDING with the channel and a fresh reference.
-/// Returns the reference, or None when the message left TO_PROCESS meanwhile
-/// (cancelled by an operator).
+/// What [`begin_attempt`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Begun {
+    /// Recorded as SENDING: call the transport with this reference.
+    Attempt(i64),
+    /// The number went on the DNCR list while the message waited: BLOCKED.
+    Blocked,
+    /// The message left TO_PROCESS meanwhile (cancelled by an operator).
+    Gone,
+}
+
+/// Records an attempt before the transport is called (invariants 1 and 2):
+/// the message moves to SENDING with the channel and a fresh reference. The
+/// DNCR list is checked again in the same transaction, so a number listed
+/// after the message was loaded is still never sent to (invariant 4).
 pub fn begin_attempt(
     tx: &Transaction<'_>,
     id: i64,
     gateway: &str,
     channel: &str,
-) -> Result<Option<i64>, StoreError> {
+    dncr_dialer: Option<&str>,
+) -> Result<Begun, StoreError> {
     let now = now_ms();
-    let reference = next_reference(tx)?;
-    let n = tx
-        .prepare_cached(
-            "UPDATE message SET state = 2, attempts = attempts + 1, gateway = ?2, channel = ?3, \
-             reference = ?4, gateway_ref = NULL, updated_at = ?5 WHERE id = ?1 AND state = 1",
-        )?
-        .execute(params![id, gateway, channel, reference, now])?;
-    if n == 0 {
-        return Ok(None);
+    let row: Option<(i64, Option<String>)> = tx
+        .prepare_cached("SELECT state, number FROM message WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let Some((1, number)) = row else {
+        return Ok(Begun::Gone);
+    };
+    if let (Some(dialer), Some(number)) = (dncr_dialer, number.as_deref()) {
+        if is_blocked(tx, number, dialer)? {
+            mark_blocked(tx, id)?;
+            return Ok(Begun::Blocked);
+        }
     }
+    let reference = next_reference(tx)?;
+    tx.prepare_cached(
+        "UPDATE message SET state = 2, attempts = attempts + 1, gateway = ?2, channel = ?3, \
+         reference = ?4, gateway_ref = NULL, updated_at = ?5 WHERE id = ?1 AND state = 1",
+    )?
+    .execute(params![id, gateway, channel, reference, now])?;
     tx.prepare_cached(
         "INSERT INTO attempt (message_id, channel, reference, started_at) VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![id, channel, reference, now])?;
-    Ok(Some(reference))
+    Ok(Begun::Attempt(reference))
 }
 
 /// A persistent counter from 1 to 2^31-1 (Dinstar's user_id range), then

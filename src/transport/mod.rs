@@ -152,6 +152,8 @@ pub struct BuildContext {
     /// For a transport's own persistent marks (Dinstar's inbound high-water
     /// mark). `None` in tools that keep nothing.
     pub store: Option<Store>,
+    /// `[daemon] default_country`, for numbers written without a country.
+    pub default_country: String,
 }
 
 /// Builds the transport a gateway's config describes.

@@ -10,6 +10,9 @@ use super::{
 };
 use crate::config::SimSettings;
 
+/// How long after a send the simulated delivery report comes.
+const REPORT_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+
 pub struct SimTransport {
     name: String,
     ports: u32,
@@ -77,13 +80,18 @@ impl Transport for SimTransport {
             }
             let r = self.next_ref.fetch_add(1, Ordering::Relaxed);
             let gateway_ref = format!("sim-{r}");
-            // The handset "confirms" at once: demo mode shows the whole life
-            // of a message.
-            let _ = self.events.send(Event::Delivered {
+            // The handset "confirms" a moment later, as real ones do, so
+            // demo mode shows the whole life of a message.
+            let events = self.events.clone();
+            let report = Event::Delivered {
                 gateway: self.name.clone(),
                 gateway_ref: gateway_ref.clone(),
                 delivered: true,
                 detail: "simulated delivery report".into(),
+            };
+            tokio::spawn(async move {
+                tokio::time::sleep(REPORT_DELAY).await;
+                let _ = events.send(report);
             });
             Ok(Accepted { gateway_ref })
         })

@@ -84,14 +84,26 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let port = free_port();
         let config = dir.path().join("smsgate.toml");
-        std::fs::write(&config, config_text(port, &dir.path().join("state"), extra_config)).unwrap();
+        std::fs::write(
+            &config,
+            config_text(port, &dir.path().join("state"), extra_config),
+        )
+        .unwrap();
         Self::start_with(dir, config, port, env)
     }
 
-    pub fn start_with(dir: tempfile::TempDir, config: PathBuf, port: u16, env: &[(&str, &str)]) -> Self {
+    pub fn start_with(
+        dir: tempfile::TempDir,
+        config: PathBuf,
+        port: u16,
+        env: &[(&str, &str)],
+    ) -> Self {
         let sock_path = dir.path().join("notify.sock");
+        let _ = std::fs::remove_file(&sock_path);
         let notify = UnixDatagram::bind(&sock_path).unwrap();
-        notify.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+        notify
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
         let mut cmd = Command::new(bin());
         cmd.arg("run")
             .arg("--config")
@@ -137,7 +149,10 @@ impl Daemon {
                 }
             }
         }
-        panic!("no notify message {needle:?} within {within:?}; saw {seen:?}; stderr: {}", self.stderr_so_far());
+        panic!(
+            "no notify message {needle:?} within {within:?}; saw {seen:?}; stderr: {}",
+            self.stderr_so_far()
+        );
     }
 
     pub fn wait_ready(&self) {
@@ -163,7 +178,10 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = self.child.kill();
-        panic!("smsgate did not exit within {within:?}; stderr: {}", self.stderr_so_far());
+        panic!(
+            "smsgate did not exit within {within:?}; stderr: {}",
+            self.stderr_so_far()
+        );
     }
 
     pub fn stderr_so_far(&self) -> String {

@@ -28,6 +28,7 @@ use super::wire::{
     PushEvent, PushEventKind, RegStatus, RegisterState, SmsResult, SmsStatus,
 };
 use crate::config::DinstarSettings;
+use crate::sms::gsm7::is_gsm7;
 use crate::store::Store;
 use crate::store::inbound::NewInbound;
 use crate::transport::{
@@ -122,19 +123,6 @@ pub async fn run_ussd(
     }
 }
 
-/// Whether every character of `text` is in the GSM 03.38 default alphabet
-/// or its extension table, so the gateway can send it as `gsm-7bit`.
-///
-/// Temporary: replace with `crate::sms::gsm7::is_gsm7` once the GSM codec
-/// branch is merged.
-fn is_gsm7(text: &str) -> bool {
-    const BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\u{1b}ÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?\
-        ¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
-    const EXTENSION: &str = "\u{c}^{}\\[~]|€";
-    text.chars()
-        .all(|c| c != '\u{1b}' && (BASIC.contains(c) || EXTENSION.contains(c)))
-}
-
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -201,6 +189,8 @@ struct Inner {
     client: DinstarClient,
     events: Events,
     store: Option<Store>,
+    /// For reading senders of received messages as E.164.
+    default_country: String,
     result_poll: Duration,
     port_poll: Duration,
     incoming_poll: Duration,
@@ -242,6 +232,7 @@ impl DinstarTransport {
             client,
             events: ctx.events,
             store: ctx.store,
+            default_country: ctx.default_country,
             result_poll: settings.result_poll.max(Duration::from_millis(100)),
             port_poll: settings.port_poll.max(Duration::from_secs(1)),
             incoming_poll: settings.incoming_poll.max(Duration::from_secs(1)),
@@ -785,8 +776,12 @@ impl Inner {
             port,
             source_key: format!("{sn}:{id}"),
             sender: m.number.clone().unwrap_or_default(),
-            // Left for src/sms/phone.rs to normalise once it exists.
-            number: None,
+            // Short codes and alphanumeric senders have no E.164 form.
+            number: m.number.as_deref().and_then(|n| {
+                crate::sms::phone::normalise(n, &self.default_country)
+                    .ok()
+                    .map(|p| p.into_string())
+            }),
             recipient,
             text: m.text.clone(),
             sent_at: m.timestamp.clone(),
@@ -1190,7 +1185,6 @@ mod tests {
         assert!(!is_gsm7("está"));
         assert!(!is_gsm7("¡Sí!"));
         assert!(!is_gsm7("hola 😀"));
-        assert!(!is_gsm7("\u{1b}"));
         assert!(!is_gsm7("`"));
         assert!(is_gsm7(""));
     }

@@ -1,0 +1,184 @@
+//! CSV uploads (bulk messages, DNCR lists) and the DNCR list itself.
+//!
+//! Uploads are streamed: the body is read by a blocking parser as it
+//! arrives and never held whole in memory.
+
+use std::io::BufReader;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures_util::TryStreamExt;
+use serde::Deserialize;
+use serde_json::json;
+use tokio_util::io::{StreamReader, SyncIoBridge};
+
+use super::{ApiError, ApiPath, ApiQuery, AppState};
+use crate::dialer::importer::{self, ImportFailure};
+use crate::sms::phone;
+use crate::store::dncr;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    pub filename: Option<String>,
+}
+
+fn reader(body: Body) -> BufReader<SyncIoBridge<impl tokio::io::AsyncRead + Unpin>> {
+    let stream = body.into_data_stream().map_err(std::io::Error::other);
+    BufReader::with_capacity(64 * 1024, SyncIoBridge::new(StreamReader::new(stream)))
+}
+
+fn filename(q: UploadQuery) -> Result<String, ApiError> {
+    q.filename.filter(|f| !f.is_empty()).ok_or_else(|| {
+        ApiError::bad_request(
+            "missing_filename",
+            "give the file's name as ?filename=NAME (letters, digits, '.', '-', '_'; at most 64), as in DISCTEST29042014.csv",
+        )
+    })
+}
+
+fn failure(e: ImportFailure) -> ApiError {
+    match e {
+        ImportFailure::FileName(e) => ApiError::unprocessable("bad_filename", e.to_string()),
+        ImportFailure::Lines { errors, count } => {
+            let list: Vec<serde_json::Value> = errors
+                .iter()
+                .map(|e| json!({"line": e.line, "rule": e.rule.code(), "message": e.message}))
+                .collect();
+            let shown = list.len() as u64;
+            let mut detail = format!(
+                "{count} line(s) refused; nothing was imported. Fix them and upload the whole file again"
+            );
+            if shown < count {
+                detail.push_str(&format!(" (the first {shown} are listed)"));
+            }
+            ApiError::unprocessable("import_refused", detail).with_errors(json!(list))
+        }
+        ImportFailure::Empty => ApiError::unprocessable("import_empty", "the file has no lines"),
+        ImportFailure::TooLarge => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "Request body too large",
+            "the upload is larger than [api] max_upload_bytes; split the file",
+        ),
+        ImportFailure::Read(reason) => ApiError::bad_request(
+            "upload_unreadable",
+            format!("the upload could not be read: {reason}"),
+        ),
+        ImportFailure::Store(e) => e.into(),
+    }
+}
+
+pub async fn import_messages(
+    State(st): State<AppState>,
+    ApiQuery(q): ApiQuery<UploadQuery>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let name = filename(q)?;
+    let config = st.shared.config();
+    let store = st.shared.store.clone();
+    let r = reader(body);
+    let result =
+        tokio::task::spawn_blocking(move || importer::import_messages(&store, &config, &name, r))
+            .await
+            .map_err(|_| ApiError::internal("the import task ended unexpectedly"))?;
+    let summary = result.map_err(failure)?;
+    tracing::info!(
+        import = summary.import_id,
+        file = %summary.filename,
+        lines = summary.lines,
+        queued = summary.queued,
+        invalid = summary.invalid,
+        "messages imported"
+    );
+    for d in summary.dialers.keys() {
+        st.engine.wake(d);
+    }
+    Ok((StatusCode::CREATED, Json(summary)).into_response())
+}
+
+pub async fn import_dncr(
+    State(st): State<AppState>,
+    ApiQuery(q): ApiQuery<UploadQuery>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let name = filename(q)?;
+    let config = st.shared.config();
+    let store = st.shared.store.clone();
+    let r = reader(body);
+    let result =
+        tokio::task::spawn_blocking(move || importer::import_dncr(&store, &config, &name, r))
+            .await
+            .map_err(|_| ApiError::internal("the import task ended unexpectedly"))?;
+    let summary = result.map_err(failure)?;
+    tracing::info!(import = summary.import_id, file = %summary.filename, entries = summary.entries, "DNCR list imported");
+    Ok((StatusCode::CREATED, Json(summary)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DncrQuery {
+    pub phone: Option<String>,
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+pub async fn list_dncr(
+    State(st): State<AppState>,
+    ApiQuery(q): ApiQuery<DncrQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let country = st.shared.config().daemon.default_country.clone();
+    let key = q.phone.as_deref().map(|p| phone::dncr_key(p, &country));
+    if key.as_deref() == Some("") {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "phone has no digits",
+        ));
+    }
+    let cursor = q.cursor.filter(|c| !c.is_empty());
+    let limit = q.limit.unwrap_or(100);
+    let (items, next) = st
+        .shared
+        .store
+        .read(move |c| dncr::list(c, key.as_deref(), cursor.as_deref(), limit))
+        .await?;
+    Ok(Json(json!({"items": items, "next": next})))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DncrDeleteQuery {
+    pub dialer: Option<String>,
+}
+
+pub async fn delete_dncr(
+    State(st): State<AppState>,
+    ApiPath(phone_written): ApiPath<String>,
+    ApiQuery(q): ApiQuery<DncrDeleteQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let country = st.shared.config().daemon.default_country.clone();
+    let key = phone::dncr_key(&phone_written, &country);
+    if key.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_path",
+            "the phone number has no digits",
+        ));
+    }
+    let k = key.clone();
+    let dialer = q.dialer.clone();
+    let removed = st
+        .shared
+        .store
+        .write(move |tx| dncr::remove(tx, &k, dialer.as_deref()))
+        .await?;
+    if removed == 0 {
+        return Err(ApiError::not_found(format!(
+            "{phone_written:?} ({key}) is not on the DNCR list"
+        )));
+    }
+    tracing::info!(removed, "DNCR entry removed by an operator");
+    Ok(Json(json!({"key": key, "removed": removed})))
+}

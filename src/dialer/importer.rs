@@ -1,0 +1,316 @@
+//! Streaming imports into the store: bulk message files and DNCR lists.
+//!
+//! The file is parsed on the calling (blocking) thread while the store's
+//! writer inserts the rows as they come, inside one transaction: a file is
+//! never held in memory, and an import is all or nothing. At the first
+//! refused line the writer rolls back at once (other writes resume), while
+//! parsing goes on to report every refused line.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::sync::mpsc;
+
+use serde::Serialize;
+
+use super::dncr_import::dncr_import;
+use super::import::{ImportError, ImportRules, LineError, bulk_import, check_file_name};
+use crate::config::Config;
+use crate::sms::phone;
+use crate::store::spool::{NewMessage, State};
+use crate::store::{Store, StoreError, dncr, now_ms, spool};
+
+/// At most this many refused lines are listed; the count covers them all.
+pub const MAX_REPORTED_ERRORS: usize = 1000;
+/// Rows in flight between the parser and the writer.
+const PIPE: usize = 8;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImportSummary {
+    pub import_id: i64,
+    pub filename: String,
+    pub lines: u64,
+    /// Messages queued (TO_PROCESS).
+    pub queued: u64,
+    /// Messages whose number cannot be a phone number (INVALID, "others").
+    pub invalid: u64,
+    /// Messages per dialer.
+    pub dialers: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DncrSummary {
+    pub import_id: i64,
+    pub filename: String,
+    pub lines: u64,
+    pub entries: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImportFailure {
+    #[error("{0}")]
+    FileName(#[from] ImportError),
+    #[error("{count} line(s) refused; nothing was imported")]
+    Lines { errors: Vec<LineError>, count: u64 },
+    #[error("the file is empty")]
+    Empty,
+    #[error("the upload could not be read: {0}")]
+    Read(String),
+    #[error("the upload is larger than [api] max_upload_bytes")]
+    TooLarge,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Rows travel in batches: one hand-over between threads per batch, not
+/// per row.
+const BATCH: usize = 1024;
+
+enum Pipe<T> {
+    Rows(Vec<T>),
+    Done(u64),
+    Abort,
+}
+
+/// Collects refused lines, keeping the first few hundred for the report.
+#[derive(Default)]
+struct Refused {
+    errors: Vec<LineError>,
+    count: u64,
+}
+
+impl Refused {
+    fn add(&mut self, e: LineError) {
+        self.count += 1;
+        if self.errors.len() < MAX_REPORTED_ERRORS {
+            self.errors.push(e);
+        }
+    }
+}
+
+/// Imports a bulk message file (`dialer;destination;message;priority`).
+/// Blocking: run it on a blocking thread.
+pub fn import_messages(
+    store: &Store,
+    config: &Config,
+    filename: &str,
+    reader: impl BufRead,
+) -> Result<ImportSummary, ImportFailure> {
+    check_file_name(filename)?;
+    let rules = rules(config);
+    let country = config.daemon.default_country.clone();
+    let (tx, rx) = mpsc::sync_channel::<Pipe<NewMessage>>(PIPE);
+    let name = filename.to_string();
+    let writer = store.write_detached(move |t| {
+        let import_id = dncr::begin_import(t, "messages", &name)?;
+        let now = now_ms();
+        let mut summary = ImportSummary {
+            import_id,
+            filename: name,
+            lines: 0,
+            queued: 0,
+            invalid: 0,
+            dialers: BTreeMap::new(),
+        };
+        loop {
+            match rx.recv() {
+                Ok(Pipe::Rows(rows)) => {
+                    for mut m in rows {
+                        m.import_id = Some(import_id);
+                        spool::insert_fast(t, &m, now)?;
+                        if m.state == State::Invalid {
+                            summary.invalid += 1;
+                        } else {
+                            summary.queued += 1;
+                        }
+                        match summary.dialers.get_mut(&m.dialer) {
+                            Some(n) => *n += 1,
+                            None => {
+                                summary.dialers.insert(m.dialer, 1);
+                            }
+                        }
+                    }
+                }
+                Ok(Pipe::Done(lines)) => {
+                    summary.lines = lines;
+                    dncr::finish_import(t, import_id, lines, summary.queued + summary.invalid)?;
+                    return Ok(summary);
+                }
+                Ok(Pipe::Abort) | Err(_) => {
+                    return Err(StoreError::Conflict("import refused".into()));
+                }
+            }
+        }
+    })?;
+
+    let mut refused = Refused::default();
+    let mut lines = 0u64;
+    let mut piping = true;
+    let mut read_error = None;
+    let mut batch = Vec::with_capacity(BATCH);
+    for item in bulk_import(reader, &rules, |d| config.dialer(d).is_some()) {
+        match item {
+            Ok(row) => {
+                lines = row.line;
+                if !piping {
+                    continue;
+                }
+                let number = phone::normalise(&row.destination, &country).ok();
+                let plan = crate::sms::plan(&row.message);
+                let m = NewMessage {
+                    state: if number.is_some() {
+                        State::ToProcess
+                    } else {
+                        State::Invalid
+                    },
+                    number: number.map(|n| n.into_string()),
+                    dialer: row.dialer,
+                    destination: row.destination,
+                    text: row.message,
+                    priority: i64::from(row.priority),
+                    client_id: None,
+                    import_id: None,
+                    encoding: plan.encoding.as_str(),
+                    segments: plan.segments as u32,
+                };
+                batch.push(m);
+                if batch.len() == BATCH && tx.send(Pipe::Rows(std::mem::take(&mut batch))).is_err()
+                {
+                    piping = false;
+                }
+            }
+            Err(e) => {
+                lines = e.line;
+                if e.rule.code() == "read_error" {
+                    read_error = Some(e.message.clone());
+                }
+                if piping {
+                    let _ = tx.send(Pipe::Abort);
+                    piping = false;
+                }
+                refused.add(e);
+            }
+        }
+    }
+    finish(tx, writer, piping, batch, lines, refused, read_error)
+}
+
+/// Imports a DNCR list (`phone;dialer;`, an empty dialer meaning all).
+/// Blocking: run it on a blocking thread.
+pub fn import_dncr(
+    store: &Store,
+    config: &Config,
+    filename: &str,
+    reader: impl BufRead,
+) -> Result<DncrSummary, ImportFailure> {
+    check_file_name(filename)?;
+    let rules = rules(config);
+    let (tx, rx) = mpsc::sync_channel::<Pipe<super::dncr_import::DncrRow>>(PIPE);
+    let name = filename.to_string();
+    let writer = store.write_detached(move |t| {
+        let import_id = dncr::begin_import(t, "dncr", &name)?;
+        let mut entries = 0u64;
+        loop {
+            match rx.recv() {
+                Ok(Pipe::Rows(rows)) => {
+                    for r in rows {
+                        dncr::upsert(t, &r.key, r.dialer.as_deref(), &r.phone, &name)?;
+                        entries += 1;
+                    }
+                }
+                Ok(Pipe::Done(lines)) => {
+                    dncr::finish_import(t, import_id, lines, entries)?;
+                    return Ok(DncrSummary {
+                        import_id,
+                        filename: name,
+                        lines,
+                        entries,
+                    });
+                }
+                Ok(Pipe::Abort) | Err(_) => {
+                    return Err(StoreError::Conflict("import refused".into()));
+                }
+            }
+        }
+    })?;
+    let mut refused = Refused::default();
+    let mut lines = 0u64;
+    let mut piping = true;
+    let mut read_error = None;
+    let mut batch = Vec::with_capacity(BATCH);
+    let country = config.daemon.default_country.clone();
+    for item in dncr_import(reader, &rules, &country, |d| config.dialer(d).is_some()) {
+        match item {
+            Ok(row) => {
+                lines = row.line;
+                if piping {
+                    batch.push(row);
+                    if batch.len() == BATCH
+                        && tx.send(Pipe::Rows(std::mem::take(&mut batch))).is_err()
+                    {
+                        piping = false;
+                    }
+                }
+            }
+            Err(e) => {
+                lines = e.line;
+                if e.rule.code() == "read_error" {
+                    read_error = Some(e.message.clone());
+                }
+                if piping {
+                    let _ = tx.send(Pipe::Abort);
+                    piping = false;
+                }
+                refused.add(e);
+            }
+        }
+    }
+    finish(tx, writer, piping, batch, lines, refused, read_error)
+}
+
+fn rules(config: &Config) -> ImportRules {
+    ImportRules {
+        forbidden: config.imports.forbidden_characters.clone(),
+        ..ImportRules::default()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish<T, S>(
+    tx: mpsc::SyncSender<Pipe<T>>,
+    writer: tokio::sync::oneshot::Receiver<Result<S, StoreError>>,
+    piping: bool,
+    batch: Vec<T>,
+    lines: u64,
+    refused: Refused,
+    read_error: Option<String>,
+) -> Result<S, ImportFailure> {
+    if piping && !batch.is_empty() {
+        let _ = tx.send(Pipe::Rows(batch));
+    }
+    if piping {
+        let message = if lines == 0 {
+            Pipe::Abort
+        } else {
+            Pipe::Done(lines)
+        };
+        let _ = tx.send(message);
+    }
+    drop(tx);
+    let committed = writer.blocking_recv().map_err(|_| StoreError::Closed)?;
+    if let Some(reason) = read_error {
+        if reason.contains("length limit exceeded") {
+            return Err(ImportFailure::TooLarge);
+        }
+        return Err(ImportFailure::Read(reason));
+    }
+    if refused.count > 0 {
+        return Err(ImportFailure::Lines {
+            errors: refused.errors,
+            count: refused.count,
+        });
+    }
+    if lines == 0 {
+        return Err(ImportFailure::Empty);
+    }
+    Ok(committed?)
+}

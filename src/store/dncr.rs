@@ -1,0 +1,102 @@
+//! The do-not-contact list and import records.
+
+use rusqlite::{Connection, Transaction, params};
+use serde::Serialize;
+
+use super::{StoreError, now_ms};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DncrEntry {
+    pub key: String,
+    /// The dialer it applies to; null for every dialer.
+    pub dialer: Option<String>,
+    pub written: String,
+    pub source: String,
+    pub added_at: i64,
+}
+
+/// Adds (or refreshes) an entry; `dialer` None means every dialer.
+pub fn upsert(
+    tx: &Transaction<'_>,
+    key: &str,
+    dialer: Option<&str>,
+    written: &str,
+    source: &str,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO dncr (key, dialer, written, source, added_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT(key, dialer) DO UPDATE SET written = ?3, source = ?4, added_at = ?5",
+    )?
+    .execute(params![
+        key,
+        dialer.unwrap_or(""),
+        written,
+        source,
+        now_ms()
+    ])?;
+    Ok(())
+}
+
+fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<DncrEntry> {
+    let dialer: String = r.get(1)?;
+    Ok(DncrEntry {
+        key: r.get(0)?,
+        dialer: (!dialer.is_empty()).then_some(dialer),
+        written: r.get(2)?,
+        source: r.get(3)?,
+        added_at: r.get(4)?,
+    })
+}
+
+/// Entries for one key (every dialer), or a page of all entries by key.
+pub fn list(
+    conn: &Connection,
+    key: Option<&str>,
+    after_key: Option<&str>,
+    limit: u32,
+) -> Result<(Vec<DncrEntry>, Option<String>), StoreError> {
+    let limit = limit.clamp(1, 1000) as i64;
+    let mut stmt = conn.prepare_cached(
+        "SELECT key, dialer, written, source, added_at FROM dncr \
+         WHERE (?1 IS NULL OR key = ?1) AND (?2 IS NULL OR key > ?2) ORDER BY key, dialer LIMIT ?3",
+    )?;
+    let mut items = stmt
+        .query_map(params![key, after_key, limit + 1], entry)?
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(|e| e.key.clone())
+    } else {
+        None
+    };
+    Ok((items, next))
+}
+
+/// Removes a key, for one dialer or for all; the number of entries removed.
+pub fn remove(tx: &Transaction<'_>, key: &str, dialer: Option<&str>) -> Result<usize, StoreError> {
+    Ok(tx
+        .prepare_cached("DELETE FROM dncr WHERE key = ?1 AND (?2 IS NULL OR dialer = ?2)")?
+        .execute(params![key, dialer])?)
+}
+
+pub fn count(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn.query_row("SELECT count(*) FROM dncr", [], |r| r.get(0))?)
+}
+
+/// Starts an import record; its counts are filled in at the end.
+pub fn begin_import(tx: &Transaction<'_>, kind: &str, filename: &str) -> Result<i64, StoreError> {
+    tx.prepare_cached("INSERT INTO import (kind, filename, lines, accepted, created_at) VALUES (?1, ?2, 0, 0, ?3)")?
+        .execute(params![kind, filename, now_ms()])?;
+    Ok(tx.last_insert_rowid())
+}
+
+pub fn finish_import(
+    tx: &Transaction<'_>,
+    id: i64,
+    lines: u64,
+    accepted: u64,
+) -> Result<(), StoreError> {
+    tx.prepare_cached("UPDATE import SET lines = ?2, accepted = ?3 WHERE id = ?1")?
+        .execute(params![id, lines as i64, accepted as i64])?;
+    Ok(())
+}

@@ -1,0 +1,213 @@
+//! `smsgate check-config` on the shipped files and on broken ones.
+
+mod common;
+
+use std::process::Command;
+
+fn check(path: &std::path::Path) -> (i32, String, String) {
+    let out = Command::new(common::bin())
+        .arg("check-config")
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn shipped(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("config")
+        .join(name)
+}
+
+#[test]
+fn the_shipped_configs_pass() {
+    for name in ["smsgate.toml", "demo.toml"] {
+        let (code, out, err) = check(&shipped(name));
+        assert_eq!(code, 0, "{name}: {out}{err}");
+        assert!(out.contains("valid"), "{out}");
+    }
+}
+
+/// Writes `text` to a file and checks it; returns (code, stderr).
+fn check_text(text: &str) -> (i32, String, std::path::PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, text).unwrap();
+    let (code, _, err) = check(&path);
+    (code, err, path, dir)
+}
+
+const BASE: &str = r#"[daemon]
+state_dir = "/tmp/x"
+
+[[gateway]]
+name = "gw1"
+kind = "sim"
+ports = 4
+
+[[dialer]]
+name = "campsms"
+provider = "gw1"
+dial = "0.3"
+"#;
+
+#[test]
+fn an_unknown_key_is_located_and_gets_a_suggestion() {
+    let text = BASE.replace("dial = \"0.3\"", "dial = \"0.3\"\nintervl_ms = 1000");
+    let (code, err, path, _d) = check_text(&text);
+    assert_eq!(code, 1, "{err}");
+    let want = format!(
+        "{}:13:1: unknown key `intervl_ms` in [[dialer]]; did you mean `interval_ms`?",
+        path.display()
+    );
+    assert!(err.contains(&want), "expected {want:?} in:\n{err}");
+}
+
+#[test]
+fn a_wrong_type_is_located() {
+    let text = BASE.replace("ports = 4", "ports = \"four\"");
+    let (code, err, path, _d) = check_text(&text);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:7:9: wrong type in [[gateway]]",
+            path.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_dangling_reference_names_both_places() {
+    let text = BASE.replace("provider = \"gw1\"", "provider = \"gw2\"");
+    let (code, err, path, _d) = check_text(&text);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:11:12: dialer \"campsms\" names gateway \"gw2\", which is not defined; did you mean \"gw1\"?",
+            path.display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_problem_is_listed_not_only_the_first() {
+    let text = format!(
+        "{BASE}\n[[gateway]]\nname = \"gw1\"\nkind = \"sim\"\nports = 600\n\n[[dialer]]\nname = \"d2\"\nprovider = \"gw1\"\ndial = \"0.9\"\n"
+    );
+    let (code, err, _p, _d) = check_text(&text);
+    assert_eq!(code, 1);
+    assert!(err.contains("a second gateway is named \"gw1\""), "{err}");
+    assert!(
+        err.contains("the first gateway named \"gw1\" is here"),
+        "{err}"
+    );
+    assert!(err.contains("ports must be between 1 and 512"), "{err}");
+    assert!(
+        err.contains("dial string \"0.9\": port 4 does not exist on this gateway"),
+        "{err}"
+    );
+    assert!(err.contains("4 problems found"), "{err}");
+}
+
+#[test]
+fn syntax_errors_and_unreadable_files_are_reported_plainly() {
+    let (code, err, path, _d) = check_text("[daemon\nstate_dir = 1\n");
+    assert_eq!(code, 1);
+    assert!(err.starts_with(&format!("{}:1:", path.display())), "{err}");
+    assert!(err.contains("TOML syntax error"), "{err}");
+    let (code, _, err) = check(std::path::Path::new("/nonexistent/smsgate.toml"));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("cannot read /nonexistent/smsgate.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn secrets_come_from_files_and_never_show_in_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("portal.token"),
+        "a-very-secret-token-value-123\n",
+    )
+    .unwrap();
+    let text = format!(
+        "{BASE}\n[api]\n[[api.tokens]]\nname = \"portal\"\ntoken_file = \"portal.token\"\nrole = \"admin\"\n[[api.tokens]]\nname = \"p2\"\ntoken = \"short\"\nrole = \"root\"\n"
+    );
+    let path = dir.path().join("s.toml");
+    std::fs::write(&path, text).unwrap();
+    let (code, _, err) = check(&path);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("role must be admin, operator or viewer, found \"root\""),
+        "{err}"
+    );
+    assert!(err.contains("shorter than 16 characters"), "{err}");
+    assert!(!err.contains("a-very-secret"), "{err}");
+    assert!(!err.contains("\"short\""), "a secret was echoed: {err}");
+}
+
+#[test]
+fn run_refuses_a_bad_config_with_exit_78() {
+    let (_, _, path, _d) = check_text("[daemon]\nbogus = 1\n");
+    let out = Command::new(common::bin())
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(78));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown key `bogus` in [daemon]"), "{err}");
+}
+
+/// The examples in config/smsgate.toml (lines "#key = value") are real: with
+/// their "#" removed, the file still passes.
+#[test]
+fn the_documented_examples_are_valid_when_uncommented() {
+    let text = std::fs::read_to_string(shipped("smsgate.toml")).unwrap();
+    let mut out = String::new();
+    let mut uncommented = 0;
+    for line in text.lines() {
+        let example = line.strip_prefix('#').filter(|rest| {
+            let first = rest.chars().next().unwrap_or(' ');
+            first == '[' || (first.is_ascii_lowercase() && rest.contains(" = "))
+        });
+        match example {
+            Some(rest) => {
+                out.push_str(rest);
+                uncommented += 1;
+            }
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    assert!(uncommented > 40, "only {uncommented} example lines found");
+    let dir = tempfile::tempdir().unwrap();
+    let tls_dir = dir.path();
+    // The examples name TLS files in /etc/smsgate; point them here.
+    std::fs::write(tls_dir.join("api.crt"), "x").unwrap();
+    std::fs::write(tls_dir.join("api.key"), "x").unwrap();
+    let out = out
+        .replace(
+            "/etc/smsgate/api.crt",
+            &tls_dir.join("api.crt").display().to_string(),
+        )
+        .replace(
+            "/etc/smsgate/api.key",
+            &tls_dir.join("api.key").display().to_string(),
+        );
+    let path = dir.path().join("uncommented.toml");
+    std::fs::write(&path, &out).unwrap();
+    let (code, stdout, err) = check(&path);
+    assert_eq!(code, 0, "{err}\n---\n{out}");
+    assert!(
+        stdout.contains("4 gateways, 1 dialers, 1 campaigns, 1 API tokens"),
+        "{stdout}"
+    );
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it. On a fresh Debian machine it first
+# installs the tools the tests drive (a test never skips because a tool is
+# missing: it fails and says which one).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests use, by the command they provide.
+declare -A tools=(
+  [promtool]=prometheus
+)
+missing=()
+for cmd in "${!tools[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${tools[$cmd]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  echo "installing: ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+cargo test --all-targets --locked
+
+# The Debian package: build, lintian, systemd-analyze, install test in a
+# bookworm chroot (it installs lintian and debootstrap itself).
+if [ "$(id -u)" -eq 0 ]; then
+  packaging/check.sh
+else
+  sudo packaging/check.sh
+fi
