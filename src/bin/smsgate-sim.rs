@@ -6,6 +6,9 @@
 //!     --push-url http://127.0.0.1:8080/api/v1/gateways/gw1/push
 //! curl -X POST localhost:8090/sim/incoming -d '{"port":0,"from":"099123456","text":"hola"}' \
 //!     -H 'content-type: application/json'
+//!
+//! smsgate-sim dwg --connect 127.0.0.1:9000 --user smsgate --password secret --ports 8 \
+//!     --no-sim 3 --incoming '0:099123456:¿Mañana? 👍'
 //! ```
 #![forbid(unsafe_code)]
 
@@ -15,6 +18,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use smsgate::simulator::dinstar::{DinstarSim, SimAuth};
+use smsgate::simulator::dwg::{DwgSim, SimPort};
+use smsgate::transport::dwg::codec::PortState;
 
 #[derive(Parser)]
 #[command(
@@ -31,6 +36,44 @@ struct Cli {
 enum Sim {
     /// A Dinstar GSM gateway (JSON HTTP API under /api/, control under /sim/).
     Dinstar(DinstarArgs),
+    /// A Dinstar DWG gateway on the binary "DWG SMS API": it connects to
+    /// smsgate's `dinstar-dwg` listener.
+    Dwg(DwgArgs),
+}
+
+#[derive(clap::Args)]
+struct DwgArgs {
+    /// smsgate's DWG listener (the gateway's "SMS server" setting).
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    connect: SocketAddr,
+    #[arg(long, default_value = "admin")]
+    user: String,
+    #[arg(long, default_value = "admin", env = "SMSGATE_SIM_PASSWORD")]
+    password: String,
+    /// Number of GSM ports (0-based on the wire).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=32))]
+    ports: u8,
+    /// Ports without a SIM card (repeat or comma-separate).
+    #[arg(long, value_delimiter = ',')]
+    no_sim: Vec<u8>,
+    /// Delay before answering a send request.
+    #[arg(long, default_value_t = 20)]
+    latency_ms: u64,
+    /// Delay from the answer to the send result; negative = never.
+    #[arg(long, default_value_t = 500, allow_negative_numbers = true)]
+    result_delay_ms: i64,
+    /// Delay from the result to the delivery receipt; negative = never.
+    #[arg(long, default_value_t = 2000, allow_negative_numbers = true)]
+    receipt_delay_ms: i64,
+    /// Seconds between keep-alives.
+    #[arg(long, default_value_t = 20)]
+    keepalive_s: u64,
+    /// Seconds before reconnecting after a drop.
+    #[arg(long, default_value_t = 5)]
+    reconnect_s: u64,
+    /// A received SMS to deliver once connected, as PORT:FROM:TEXT (repeatable).
+    #[arg(long)]
+    incoming: Vec<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -114,7 +157,73 @@ fn main() -> ExitCode {
     };
     match cli.sim {
         Sim::Dinstar(a) => rt.block_on(run_dinstar(a)),
+        Sim::Dwg(a) => rt.block_on(run_dwg(a)),
     }
+}
+
+async fn run_dwg(a: DwgArgs) -> ExitCode {
+    let mut incoming = Vec::new();
+    for spec in &a.incoming {
+        let mut parts = spec.splitn(3, ':');
+        match (
+            parts.next().and_then(|p| p.parse::<u8>().ok()),
+            parts.next(),
+            parts.next(),
+        ) {
+            (Some(port), Some(from), Some(text)) => {
+                incoming.push((port, from.to_string(), text.to_string()))
+            }
+            _ => {
+                eprintln!("smsgate-sim: --incoming wants PORT:FROM:TEXT, found {spec:?}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let delay = |ms: i64| u64::try_from(ms).ok().map(Duration::from_millis);
+    let sim = DwgSim::builder()
+        .connect(a.connect)
+        .credentials(&a.user, &a.password)
+        .ports(a.ports)
+        .latency(Duration::from_millis(a.latency_ms))
+        .result_delay(delay(a.result_delay_ms))
+        .receipt_delay(delay(a.receipt_delay_ms))
+        .keepalive(Duration::from_secs(a.keepalive_s.max(1)))
+        .reconnect(Some(Duration::from_secs(a.reconnect_s.max(1))))
+        .start();
+    // Before the connection this only sets the state; the status report
+    // sent after authentication carries it.
+    for port in &a.no_sim {
+        sim.set_port(
+            *port,
+            SimPort {
+                state: PortState::NoSim,
+                rssi: 0,
+            },
+        )
+        .await;
+    }
+    eprintln!(
+        "smsgate-sim: DWG gateway with {} ports connecting to {} as {:?}; send requests are logged",
+        a.ports, a.connect, a.user
+    );
+    if !incoming.is_empty() {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
+            _ = async { while !sim.wait_connected(Duration::from_secs(3600)).await {} } => {}
+        }
+        for (port, from, text) in incoming {
+            match sim.inject_incoming(port, &from, &text).await {
+                Ok(ack) => eprintln!(
+                    "smsgate-sim: delivered an SMS from {from} on port {port}; ack {}",
+                    ack.0
+                ),
+                Err(e) => eprintln!("smsgate-sim: could not deliver the SMS from {from}: {e}"),
+            }
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    sim.shutdown();
+    ExitCode::SUCCESS
 }
 
 async fn run_dinstar(a: DinstarArgs) -> ExitCode {

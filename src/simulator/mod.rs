@@ -2,3 +2,4 @@
 //! (`smsgate-sim`) and used by the tests.
 
 pub mod dinstar;
+pub mod dwg;

@@ -2,6 +2,7 @@
 //! implements [`Transport`]; the engine sees nothing else of it.
 
 pub mod dinstar;
+pub mod dwg;
 pub mod sim;
 
 use std::future::Future;
@@ -159,6 +160,14 @@ pub struct BuildContext {
 /// Builds the transport a gateway's config describes.
 pub fn build(gw: &GatewayConfig, ctx: BuildContext) -> Result<Arc<dyn Transport>, TransportError> {
     match &gw.settings {
+        GatewaySettings::DinstarDwg(s) => Ok(Arc::new(dwg::DwgTransport::start(
+            &gw.name,
+            gw.ports,
+            s,
+            dwg::DwgOptions::default(),
+            ctx.events,
+            ctx.stop.clone(),
+        )?)),
         GatewaySettings::Sim(s) => Ok(Arc::new(sim::SimTransport::new(
             &gw.name,
             gw.ports,

@@ -1,0 +1,1013 @@
+//! `dinstar-dwg`: Dinstar's older binary TCP protocol, the "DWG SMS API"
+//! (the seed's "Dinstar" provider).
+//!
+//! Roles are the other way round from the HTTP API: smsgate listens, the
+//! gateway connects, authenticates with a user and password, then reports
+//! port status and signal and sends keep-alives. Everything the gateway
+//! sends is acknowledged; everything smsgate sends is answered.
+//!
+//! - One live session at a time. A gateway that reconnects (after a reboot
+//!   or a network cut) replaces the old session at once: waiting for the old
+//!   socket to time out would leave every port down for nothing.
+//! - No session, or a session silent for longer than
+//!   [`DwgOptions::silence`], makes every port unusable with the reason
+//!   "DWG gateway not connected".
+//! - `send` writes a send-SMS request whose header serial is the message's
+//!   persistent reference, waits for the gateway's response, and maps its
+//!   code to [`SendError`]. The later send result (type 3) and delivery
+//!   receipt (type 0x11) become [`Event::Result`] and [`Event::Delivered`].
+//! - A received SMS is handed to the engine as [`Event::Inbound`] and only
+//!   then acknowledged, so a message the engine never got is sent again by
+//!   the gateway rather than lost.
+//! - The protocol has no query for past sends: `reconcile` answers
+//!   [`Reconciled::Unknown`].
+//!
+//! Wire format: [`codec`]. Sources and open questions:
+//! `shared/reference/dinstar-api.md` §4.2.
+
+pub mod codec;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use subtle::ConstantTimeEq;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::bytes::BytesMut;
+use tokio_util::codec::{Decoder, Encoder};
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use self::codec::{
+    Ack, AuthRequest, Body, CRED_LEN, CodecError, DwgCodec, Frame, MsgId, PortState, ReceivedSms,
+    SendCode, SendSms, SmsResult, choose_encoding,
+};
+use super::{
+    Accepted, BoxFuture, Event, Events, Outbound, PortHealth, Reconciled, SendError, Transport,
+    TransportError,
+};
+use crate::config::DwgSettings;
+use crate::store::inbound::NewInbound;
+
+/// A TCP stream read and written frame by frame with [`DwgCodec`].
+///
+/// `next` is cancel-safe (bytes read stay in the buffer), so it can sit in
+/// a `select!` next to timers and outgoing queues.
+pub struct Conn {
+    stream: TcpStream,
+    codec: DwgCodec,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            codec: DwgCodec,
+            rbuf: BytesMut::with_capacity(4096),
+            wbuf: BytesMut::new(),
+        }
+    }
+
+    /// The next frame; `Ok(None)` when the peer closed the connection.
+    pub async fn next(&mut self) -> Result<Option<Frame>, CodecError> {
+        loop {
+            if let Some(f) = self.codec.decode(&mut self.rbuf)? {
+                return Ok(Some(f));
+            }
+            if self.stream.read_buf(&mut self.rbuf).await? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+
+    pub async fn send(&mut self, frame: Frame) -> Result<(), CodecError> {
+        self.wbuf.clear();
+        self.codec.encode(frame, &mut self.wbuf)?;
+        self.stream.write_all(&self.wbuf).await?;
+        Ok(())
+    }
+
+    /// Closes the writing half (the peer reads end of stream).
+    pub async fn shutdown(&mut self) {
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+/// The reason every port gives while no gateway session is up.
+pub const NOT_CONNECTED: &str = "DWG gateway not connected";
+
+/// Handshakes (connected, not yet authenticated) allowed at once; more are
+/// closed at once so a port scan cannot tie up the listener.
+const MAX_HANDSHAKES: usize = 8;
+/// Messages remembered while waiting for their send result or receipt.
+/// Beyond this the oldest are forgotten (their result is then logged and
+/// dropped): memory stays bounded whatever the gateway does.
+const MAX_TRACKED: usize = 4096;
+/// Received-SMS keys remembered to drop a resent message before the store.
+const MAX_SEEN: usize = 1024;
+
+/// Timings; [`Default`] is what the daemon uses.
+#[derive(Debug, Clone)]
+pub struct DwgOptions {
+    /// Send a keep-alive when nothing was sent for this long.
+    pub keepalive: Duration,
+    /// A session that received nothing for this long is dead.
+    pub silence: Duration,
+    /// Time from TCP accept to the authentication message.
+    pub auth_timeout: Duration,
+    /// Time from a send request to the gateway's response.
+    pub send_timeout: Duration,
+    /// Wait between two tries to bind the listening socket (the old
+    /// transport of a reloaded gateway may still hold it for a moment).
+    pub bind_retry: Duration,
+}
+
+impl Default for DwgOptions {
+    fn default() -> Self {
+        Self {
+            keepalive: Duration::from_secs(30),
+            // Three keep-alive periods: one lost packet does not take the
+            // ports down.
+            silence: Duration::from_secs(90),
+            auth_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(30),
+            bind_retry: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The DWG transport of one gateway.
+pub struct DwgTransport {
+    inner: Arc<Inner>,
+    bound: watch::Receiver<Option<SocketAddr>>,
+    // Cancels the listener and the session when the transport is dropped.
+    _guard: DropGuard,
+}
+
+struct Inner {
+    name: String,
+    ports: u32,
+    listen: SocketAddr,
+    user: [u8; CRED_LEN],
+    password: [u8; CRED_LEN],
+    options: DwgOptions,
+    events: Events,
+    stop: CancellationToken,
+    state: Mutex<State>,
+    next_session: AtomicU64,
+    next_serial: AtomicU32,
+    handshakes: AtomicUsize,
+}
+
+struct Session {
+    id: u64,
+    tx: mpsc::Sender<Frame>,
+    mac: [u8; 8],
+    cancel: CancellationToken,
+}
+
+/// A message the gateway accepted, waiting for its result or receipt.
+struct Tracked {
+    serial: u32,
+    port: u8,
+    /// Digits only: the gateway may echo the number with or without `+`.
+    digits: String,
+}
+
+#[derive(Default)]
+struct State {
+    session: Option<Session>,
+    /// Per port, as the last reports said (meaningful while connected).
+    health: Vec<PortHealth>,
+    /// Send requests waiting for their response, by header serial.
+    pending: HashMap<u32, Pending>,
+    awaiting_result: VecDeque<Tracked>,
+    awaiting_receipt: VecDeque<Tracked>,
+    seen: VecDeque<String>,
+    seen_set: HashSet<String>,
+}
+
+struct Pending {
+    port: u8,
+    digits: String,
+    reply: oneshot::Sender<SendCode>,
+}
+
+fn digits(s: &str) -> String {
+    s.chars().filter(char::is_ascii_digit).collect()
+}
+
+fn push_bounded(q: &mut VecDeque<Tracked>, t: Tracked) {
+    if q.len() >= MAX_TRACKED {
+        q.pop_front();
+    }
+    q.push_back(t);
+}
+
+fn unusable(reason: &str) -> PortHealth {
+    PortHealth {
+        usable: false,
+        reason: reason.to_string(),
+        ..Default::default()
+    }
+}
+
+impl DwgTransport {
+    /// Starts listening on `settings.listen` (in the background: a busy
+    /// address is retried until it frees or `stop` fires). Must be called
+    /// inside a Tokio runtime.
+    pub fn start(
+        name: &str,
+        ports: u32,
+        settings: &DwgSettings,
+        options: DwgOptions,
+        events: Events,
+        stop: CancellationToken,
+    ) -> Result<Self, TransportError> {
+        let setup = |reason: String| TransportError::Setup {
+            gateway: name.to_string(),
+            reason,
+        };
+        let user = codec::pad_cred(&settings.user).ok_or_else(|| {
+            setup("the DWG user is at most 15 bytes (the protocol's field)".into())
+        })?;
+        let password = codec::pad_cred(settings.password.expose()).ok_or_else(|| {
+            setup("the DWG password is at most 15 bytes (the protocol's field)".into())
+        })?;
+        if ports > 256 {
+            return Err(setup(format!(
+                "the DWG protocol numbers ports with one byte; {ports} ports cannot be addressed"
+            )));
+        }
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|_| setup("the DWG transport needs the async runtime".into()))?;
+        let stop = stop.child_token();
+        let inner = Arc::new(Inner {
+            name: name.to_string(),
+            ports,
+            listen: settings.listen,
+            user,
+            password,
+            options,
+            events,
+            stop: stop.clone(),
+            state: Mutex::new(State {
+                health: vec![unusable(NOT_CONNECTED); ports as usize],
+                ..Default::default()
+            }),
+            next_session: AtomicU64::new(1),
+            next_serial: AtomicU32::new(1),
+            handshakes: AtomicUsize::new(0),
+        });
+        let (bound_tx, bound) = watch::channel(None);
+        handle.spawn(inner.clone().listen_loop(bound_tx));
+        Ok(Self {
+            inner,
+            bound,
+            _guard: stop.drop_guard(),
+        })
+    }
+
+    /// The address actually listened on (useful with port 0), once bound;
+    /// None if the transport stopped first.
+    pub async fn local_addr(&self) -> Option<SocketAddr> {
+        let mut rx = self.bound.clone();
+        rx.wait_for(Option::is_some).await.ok().and_then(|a| *a)
+    }
+
+    /// Whether a gateway is connected and authenticated.
+    pub fn connected(&self) -> bool {
+        self.inner.lock().session.is_some()
+    }
+
+    /// The MAC of the connected gateway, as `aa:bb:cc:dd:ee:ff`.
+    pub fn gateway_mac(&self) -> Option<String> {
+        self.inner.lock().session.as_ref().map(|s| {
+            MsgId {
+                mac: s.mac,
+                ..Default::default()
+            }
+            .mac_string()
+        })
+    }
+
+    async fn send_inner(&self, msg: &Outbound) -> Result<Accepted, SendError> {
+        let inner = &self.inner;
+        let port = match u8::try_from(msg.port) {
+            Ok(p) if msg.port < inner.ports => p,
+            _ => {
+                return Err(SendError::PortUnusable {
+                    reason: format!("port {} does not exist on this gateway", msg.port),
+                });
+            }
+        };
+        // The reference is persistent and below 2^31: as the header serial
+        // it ties the response, the result and the journal to the message.
+        let serial = u32::try_from(msg.reference)
+            .ok()
+            .filter(|s| *s > 0)
+            .unwrap_or_else(|| inner.next_serial.fetch_add(1, Ordering::Relaxed));
+        let mut frame = Frame::new(
+            MsgId {
+                mac: [0; 8],
+                time: unix_now(),
+                serial,
+            },
+            Body::SendSms(SendSms {
+                port,
+                encoding: choose_encoding(&msg.text),
+                msg_type: 0,
+                numbers: vec![msg.to.clone()],
+                text: msg.text.clone(),
+            }),
+        );
+        // Check the frame can be written before anything is queued: a text
+        // or number that does not fit fails the same way on every channel.
+        if let Err(e) = codec::encode_frame(&frame) {
+            return Err(SendError::Permanent {
+                reason: format!("cannot be sent over the DWG protocol: {e}"),
+            });
+        }
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let tx = {
+            let mut st = inner.lock();
+            let Some(session) = st.session.as_ref() else {
+                return Err(SendError::PortUnusable {
+                    reason: NOT_CONNECTED.into(),
+                });
+            };
+            // Requests carry the gateway's own MAC, as replies do.
+            frame.id.mac = session.mac;
+            let tx = session.tx.clone();
+            if let Some(h) = st.health.get(port as usize).filter(|h| !h.usable) {
+                return Err(SendError::PortUnusable {
+                    reason: h.reason.clone(),
+                });
+            }
+            if st.pending.contains_key(&serial) {
+                return Err(SendError::Temporary {
+                    reason: format!("reference {serial} is already waiting for the gateway"),
+                });
+            }
+            st.pending.insert(
+                serial,
+                Pending {
+                    port,
+                    digits: digits(&msg.to),
+                    reply: reply_tx,
+                },
+            );
+            tx
+        };
+        if tx.send(frame).await.is_err() {
+            inner.lock().pending.remove(&serial);
+            return Err(SendError::PortUnusable {
+                reason: NOT_CONNECTED.into(),
+            });
+        }
+        tracing::debug!(gateway = %inner.name, port = port, reference = serial, "send request written");
+        let code = match tokio::time::timeout(inner.options.send_timeout, reply_rx).await {
+            Ok(Ok(code)) => code,
+            Ok(Err(_)) => {
+                return Err(SendError::Unknown {
+                    reason:
+                        "the DWG gateway's connection ended before it answered the send request"
+                            .into(),
+                });
+            }
+            Err(_) => {
+                inner.lock().pending.remove(&serial);
+                return Err(SendError::Unknown {
+                    reason: format!(
+                        "the DWG gateway did not answer the send request within {} s",
+                        inner.options.send_timeout.as_secs()
+                    ),
+                });
+            }
+        };
+        match code {
+            SendCode::Succeed | SendCode::PartialSucceed => Ok(Accepted {
+                gateway_ref: serial.to_string(),
+            }),
+            SendCode::PortUnavailable => Err(SendError::PortUnusable {
+                reason: format!("the gateway says: {}", code.describe()),
+            }),
+            SendCode::BadRequest => Err(SendError::Permanent {
+                reason: format!("the gateway says: {}", code.describe()),
+            }),
+            SendCode::Fail | SendCode::Timeout | SendCode::Other(_) => Err(SendError::Temporary {
+                reason: format!("the gateway says: {}", code.describe()),
+            }),
+        }
+    }
+}
+
+fn mac_of(inner: &Inner) -> Option<[u8; 8]> {
+    inner.lock().session.as_ref().map(|s| s.mac)
+}
+
+fn unix_now() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as u32)
+}
+
+impl Transport for DwgTransport {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn ports(&self) -> u32 {
+        self.inner.ports
+    }
+
+    fn send<'a>(&'a self, msg: &'a Outbound) -> BoxFuture<'a, Result<Accepted, SendError>> {
+        Box::pin(self.send_inner(msg))
+    }
+
+    fn reconcile<'a>(&'a self, _port: u32, _reference: i64) -> BoxFuture<'a, Reconciled> {
+        // The DWG protocol has no query for past sends (types 0x01–0x12 and
+        // the SIM-management 0x01xx set): nobody can tell.
+        Box::pin(async { Reconciled::Unknown })
+    }
+
+    fn health(&self, port: u32) -> PortHealth {
+        let st = self.inner.lock();
+        if st.session.is_none() {
+            return unusable(NOT_CONNECTED);
+        }
+        st.health
+            .get(port as usize)
+            .cloned()
+            .unwrap_or_else(|| unusable("no such port"))
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves plain data behind;
+        // carry on with it rather than take the whole gateway down.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn emit(&self, ev: Event) -> bool {
+        self.events.send(ev).is_ok()
+    }
+
+    fn emit_health(&self, port: u32, health: PortHealth) {
+        self.emit(Event::PortHealth {
+            gateway: self.name.clone(),
+            port,
+            health,
+        });
+    }
+
+    async fn listen_loop(self: Arc<Self>, bound: watch::Sender<Option<SocketAddr>>) {
+        let mut warned = false;
+        let listener = loop {
+            match TcpListener::bind(self.listen).await {
+                Ok(l) => break l,
+                Err(e) => {
+                    if !warned {
+                        tracing::warn!(gateway = %self.name, listen = %self.listen, error = %e, "cannot listen for the DWG gateway yet; retrying");
+                        warned = true;
+                    }
+                    tokio::select! {
+                        _ = self.stop.cancelled() => return,
+                        _ = tokio::time::sleep(self.options.bind_retry) => {}
+                    }
+                }
+            }
+        };
+        let addr = listener.local_addr().unwrap_or(self.listen);
+        let _ = bound.send(Some(addr));
+        tracing::info!(gateway = %self.name, listen = %addr, "listening for the DWG gateway");
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = self.stop.cancelled() => break,
+                r = listener.accept() => match r {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: pause rather
+                        // than spin.
+                        tracing::warn!(gateway = %self.name, error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+            };
+            if self.handshakes.fetch_add(1, Ordering::AcqRel) >= MAX_HANDSHAKES {
+                self.handshakes.fetch_sub(1, Ordering::AcqRel);
+                tracing::warn!(gateway = %self.name, peer = %peer, "too many connections waiting to authenticate; closed");
+                continue;
+            }
+            tokio::spawn(self.clone().serve(stream, peer));
+        }
+        tracing::debug!(gateway = %self.name, "DWG listener stopped");
+    }
+
+    /// Authenticates one connection, then runs it as the session.
+    async fn serve(self: Arc<Self>, stream: TcpStream, peer: SocketAddr) {
+        let _ = stream.set_nodelay(true);
+        let mut framed = Conn::new(stream);
+        let first = tokio::select! {
+            _ = self.stop.cancelled() => None,
+            r = tokio::time::timeout(self.options.auth_timeout, framed.next()) => Some(r.map(Result::transpose)),
+        };
+        self.handshakes.fetch_sub(1, Ordering::AcqRel);
+        let frame = match first {
+            None => return,
+            Some(Ok(Some(Ok(f)))) => f,
+            Some(Err(_)) => {
+                tracing::warn!(gateway = %self.name, peer = %peer, "DWG connection sent no authentication in time; closed");
+                return;
+            }
+            Some(Ok(Some(Err(e)))) => {
+                tracing::warn!(gateway = %self.name, peer = %peer, error = %e, "DWG connection sent garbage; closed");
+                return;
+            }
+            Some(Ok(None)) => return,
+        };
+        let Body::Auth(auth) = &frame.body else {
+            tracing::warn!(gateway = %self.name, peer = %peer, kind = frame.body.kind(), "DWG connection did not start with authentication; closed");
+            return;
+        };
+        if !self.credentials_match(auth) {
+            // The password is never logged, not even the one offered.
+            tracing::warn!(gateway = %self.name, peer = %peer, user = %auth.user_lossy(), "DWG gateway refused: wrong user or password");
+            let _ = framed
+                .send(frame.reply(Body::AuthResponse(Ack::FAIL)))
+                .await;
+            framed.shutdown().await;
+            return;
+        }
+        if framed
+            .send(frame.reply(Body::AuthResponse(Ack::OK)))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let (tx, rx) = mpsc::channel(64);
+        let cancel = self.stop.child_token();
+        let id = self.next_session.fetch_add(1, Ordering::Relaxed);
+        self.install(Session {
+            id,
+            tx,
+            mac: frame.id.mac,
+            cancel: cancel.clone(),
+        });
+        tracing::info!(gateway = %self.name, peer = %peer, mac = %frame.id.mac_string(), "DWG gateway connected");
+        let why = self.run_session(&mut framed, rx, &cancel).await;
+        self.uninstall(id, &why);
+        tracing::warn!(gateway = %self.name, peer = %peer, reason = %why, "DWG gateway disconnected");
+    }
+
+    fn credentials_match(&self, auth: &AuthRequest) -> bool {
+        // Both compared in full, whatever the first says: the time taken
+        // tells nothing about which field or byte was wrong.
+        let u = auth.user.ct_eq(&self.user);
+        let p = auth.password.ct_eq(&self.password);
+        bool::from(u & p)
+    }
+
+    fn install(&self, session: Session) {
+        let mut st = self.lock();
+        if let Some(old) = st.session.take() {
+            tracing::warn!(gateway = %self.name, "a new DWG connection replaces the old one");
+            old.cancel.cancel();
+        }
+        // Waiters of the old session get no response now.
+        st.pending.clear();
+        st.session = Some(session);
+        // Usable until the gateway's status report says otherwise (it comes
+        // right after authentication): a gateway that never reports still
+        // gets its messages, and a bad port answers "port unavailable".
+        let fresh = PortHealth {
+            usable: true,
+            ..Default::default()
+        };
+        st.health = vec![fresh.clone(); self.ports as usize];
+        drop(st);
+        for port in 0..self.ports {
+            self.emit_health(port, fresh.clone());
+        }
+    }
+
+    fn uninstall(&self, id: u64, why: &str) {
+        let mut st = self.lock();
+        if st.session.as_ref().map(|s| s.id) != Some(id) {
+            // Replaced by a newer session: that one owns the ports now.
+            return;
+        }
+        st.session = None;
+        st.pending.clear();
+        st.health = vec![unusable(NOT_CONNECTED); self.ports as usize];
+        drop(st);
+        tracing::debug!(gateway = %self.name, reason = %why, "every port unusable until the gateway reconnects");
+        for port in 0..self.ports {
+            self.emit_health(port, unusable(NOT_CONNECTED));
+        }
+    }
+
+    /// Runs an authenticated session until it ends; returns why it ended.
+    async fn run_session(
+        &self,
+        framed: &mut Conn,
+        mut rx: mpsc::Receiver<Frame>,
+        cancel: &CancellationToken,
+    ) -> String {
+        let opts = &self.options;
+        let mut last_rx = Instant::now();
+        let mut last_tx = Instant::now();
+        let mut last_keepalive: Option<Instant> = None;
+        loop {
+            let silence_at = last_rx + opts.silence;
+            let keepalive_at = last_tx + opts.keepalive;
+            let wake = silence_at.min(keepalive_at);
+            let mut out: Vec<Frame> = Vec::new();
+            tokio::select! {
+                _ = cancel.cancelled() => {
+                    return if self.stop.is_cancelled() { "smsgate stopped the transport".into() } else { "replaced by a new connection".into() };
+                }
+                f = framed.next() => match f {
+                    Ok(Some(frame)) => {
+                        last_rx = Instant::now();
+                        if matches!(frame.body, Body::KeepAlive) {
+                            // Answer the gateway's keep-alive, but never one
+                            // that follows ours within a second: if the
+                            // gateway echoes keep-alives too, we must not
+                            // ping-pong for ever.
+                            if last_keepalive.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                                out.push(frame.reply(Body::KeepAlive));
+                                last_keepalive = Some(Instant::now());
+                            }
+                        } else {
+                            out.extend(self.handle(frame));
+                        }
+                    }
+                    Err(e) => return format!("unreadable stream: {e}"),
+                    Ok(None) => return "the gateway closed the connection".into(),
+                },
+                Some(frame) = rx.recv() => out.push(frame),
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    if Instant::now() >= silence_at {
+                        return format!("nothing received for {} s", opts.silence.as_secs());
+                    }
+                    let mac = mac_of(self).unwrap_or([0; 8]);
+                    out.push(Frame::new(MsgId { mac, time: unix_now(), serial: self.next_serial.fetch_add(1, Ordering::Relaxed) }, Body::KeepAlive));
+                    last_keepalive = Some(Instant::now());
+                }
+            }
+            for frame in out {
+                if let Err(e) = framed.send(frame).await {
+                    return format!("cannot write to the gateway: {e}");
+                }
+                last_tx = Instant::now();
+            }
+        }
+    }
+
+    /// Handles one frame from the gateway; returns the replies to write.
+    fn handle(&self, frame: Frame) -> Vec<Frame> {
+        let gw = &self.name;
+        match &frame.body {
+            Body::SendSmsResponse(code) => {
+                self.on_send_response(frame.id.serial, *code);
+                vec![]
+            }
+            Body::SendSmsResult(r) => {
+                self.on_result(frame.id.serial, r);
+                vec![frame.reply(Body::SendSmsResultAck(Ack::OK))]
+            }
+            Body::ReceiveSms(m) => {
+                let ack = self.on_received(m);
+                vec![frame.reply(Body::ReceiveSmsAck(ack))]
+            }
+            Body::PortStatus(states) => {
+                self.on_status(states);
+                vec![frame.reply(Body::PortStatusAck(Ack::OK))]
+            }
+            Body::CsqRssi(values) => {
+                self.on_rssi(values);
+                vec![frame.reply(Body::CsqRssiAck(Ack::OK))]
+            }
+            Body::SmsReceipt(r) => {
+                self.on_receipt(r);
+                vec![frame.reply(Body::SmsReceiptAck(Ack::OK))]
+            }
+            Body::ReceiveUssd(u) => {
+                tracing::info!(gateway = %gw, port = u.port, status = u.status, text = %codec::decode_text(&u.content, u.encoding), "USSD received");
+                vec![frame.reply(Body::ReceiveUssdAck(Ack::OK))]
+            }
+            Body::Auth(_) => {
+                // Already authenticated; answer so the gateway is not left
+                // waiting, and keep the session.
+                vec![frame.reply(Body::AuthResponse(Ack::OK))]
+            }
+            Body::Malformed { kind, reason } => {
+                tracing::warn!(gateway = %gw, kind = kind, reason = %reason, "unreadable DWG message ignored");
+                vec![]
+            }
+            other => {
+                tracing::debug!(gateway = %gw, kind = other.kind(), "DWG message not used by smsgate; ignored");
+                vec![]
+            }
+        }
+    }
+
+    fn on_send_response(&self, serial: u32, code: SendCode) {
+        let mut st = self.lock();
+        let Some(p) = st.pending.remove(&serial) else {
+            tracing::debug!(gateway = %self.name, reference = serial, "send response for a request no longer waited for");
+            return;
+        };
+        if matches!(code, SendCode::Succeed | SendCode::PartialSucceed) {
+            let tracked = Tracked {
+                serial,
+                port: p.port,
+                digits: p.digits,
+            };
+            push_bounded(&mut st.awaiting_result, tracked);
+        }
+        let _ = p.reply.send(code);
+    }
+
+    fn on_result(&self, serial: u32, r: &SmsResult) {
+        let ok = matches!(r.code, SendCode::Succeed | SendCode::PartialSucceed);
+        let number = digits(&r.number);
+        let mut st = self.lock();
+        // A result that overtakes its response answers the request itself.
+        if let Some(p) = st.pending.remove(&serial) {
+            if ok {
+                let t = Tracked {
+                    serial,
+                    port: p.port,
+                    digits: p.digits,
+                };
+                push_bounded(&mut st.awaiting_receipt, t);
+            }
+            let _ = p.reply.send(r.code);
+            return;
+        }
+        // By the ID when the gateway echoes it, else the oldest message to
+        // the same number on the same port (the body has no message id).
+        let idx = st
+            .awaiting_result
+            .iter()
+            .position(|t| t.serial == serial && t.port == r.port)
+            .or_else(|| {
+                st.awaiting_result
+                    .iter()
+                    .position(|t| t.port == r.port && t.digits == number)
+            });
+        let Some(t) = idx.and_then(|i| st.awaiting_result.remove(i)) else {
+            tracing::info!(gateway = %self.name, port = r.port, code = r.code.byte(), "send result for a message this session does not track; ignored");
+            return;
+        };
+        let reference = t.serial;
+        if ok {
+            push_bounded(&mut st.awaiting_receipt, t);
+        }
+        drop(st);
+        let mut detail = format!(
+            "{}; {} of {} segments sent",
+            r.code.describe(),
+            r.succeeded,
+            r.slices
+        );
+        if r.code == SendCode::PartialSucceed {
+            // Resending would repeat the segments that did arrive: count it
+            // as sent and say so.
+            detail.push_str(" (partly sent; not resent)");
+        }
+        tracing::debug!(gateway = %self.name, port = r.port, reference = reference, ok = ok, detail = %detail, "send result");
+        self.emit(Event::Result {
+            gateway: self.name.clone(),
+            gateway_ref: reference.to_string(),
+            ok,
+            detail,
+        });
+    }
+
+    fn on_receipt(&self, r: &codec::SmsReceipt) {
+        // TP-Status 32–63: the network is still trying; wait for the next.
+        if (32..64).contains(&r.state) {
+            return;
+        }
+        let number = digits(&r.number);
+        let mut st = self.lock();
+        let idx = st
+            .awaiting_receipt
+            .iter()
+            .position(|t| t.port == r.port && t.digits == number);
+        let Some(t) = idx.and_then(|i| st.awaiting_receipt.remove(i)) else {
+            tracing::debug!(gateway = %self.name, port = r.port, "delivery receipt for a message we do not track; ignored");
+            return;
+        };
+        drop(st);
+        let delivered = r.state < 32;
+        self.emit(Event::Delivered {
+            gateway: self.name.clone(),
+            gateway_ref: t.serial.to_string(),
+            delivered,
+            detail: format!("delivery receipt, status {}", r.state),
+        });
+    }
+
+    /// Hands a received SMS to the engine; the ack says whether it was.
+    fn on_received(&self, m: &ReceivedSms) -> Ack {
+        let key = source_key(m);
+        {
+            let st = self.lock();
+            if st.seen_set.contains(&key) {
+                // The gateway sent it again (our ack was lost): the engine
+                // has it already.
+                tracing::debug!(gateway = %self.name, port = m.port, "received SMS sent again; acknowledged once more, not stored twice");
+                return Ack::OK;
+            }
+        }
+        let inbound = NewInbound {
+            gateway: self.name.clone(),
+            port: Some(u32::from(m.port)),
+            source_key: key.clone(),
+            sender: m.number.clone(),
+            number: None,
+            recipient: None,
+            text: m.text(),
+            sent_at: Some(format_timestamp(&m.timestamp, m.timezone)),
+        };
+        if !self.emit(Event::Inbound(inbound)) {
+            // Nobody to hand it to: a failure ack keeps it on the gateway.
+            tracing::error!(gateway = %self.name, port = m.port, "received SMS could not be handed over; the gateway keeps it");
+            return Ack::FAIL;
+        }
+        let mut st = self.lock();
+        if st.seen.len() >= MAX_SEEN {
+            if let Some(old) = st.seen.pop_front() {
+                st.seen_set.remove(&old);
+            }
+        }
+        st.seen.push_back(key.clone());
+        st.seen_set.insert(key);
+        Ack::OK
+    }
+
+    fn on_status(&self, states: &[PortState]) {
+        let mut changed = Vec::new();
+        {
+            let mut st = self.lock();
+            let reported = states.len();
+            for (i, h) in st.health.iter_mut().enumerate() {
+                let mut next = h.clone();
+                match states.get(i) {
+                    Some(s) => {
+                        let (usable, sim, registered, reason) = match s {
+                            PortState::Works => (true, Some(true), Some(true), String::new()),
+                            PortState::NoSim => {
+                                (false, Some(false), Some(false), "no SIM card".to_string())
+                            }
+                            PortState::NotRegistered => (
+                                false,
+                                Some(true),
+                                Some(false),
+                                "not registered on the network".to_string(),
+                            ),
+                            PortState::Unavailable => {
+                                (false, None, None, "port unavailable".to_string())
+                            }
+                            PortState::Other(b) => {
+                                (false, None, None, format!("unknown port status {b}"))
+                            }
+                        };
+                        next.usable = usable;
+                        next.sim = sim;
+                        next.registered = registered;
+                        next.reason = reason;
+                    }
+                    None => {
+                        next.usable = false;
+                        next.reason = format!("the gateway reports only {reported} ports");
+                    }
+                }
+                if next != *h {
+                    *h = next.clone();
+                    changed.push((i as u32, next));
+                }
+            }
+        }
+        for (port, h) in changed {
+            if !h.usable {
+                tracing::warn!(gateway = %self.name, port = port, reason = %h.reason, "DWG port unusable");
+            } else {
+                tracing::info!(gateway = %self.name, port = port, "DWG port usable");
+            }
+            self.emit_health(port, h);
+        }
+    }
+
+    fn on_rssi(&self, values: &[u8]) {
+        let mut changed = Vec::new();
+        {
+            let mut st = self.lock();
+            for (i, v) in values.iter().enumerate() {
+                let Some(h) = st.health.get_mut(i) else { break };
+                // 99 is "not known" in AT+CSQ terms.
+                let signal = (*v != 99).then_some(i32::from(*v));
+                if h.signal != signal {
+                    h.signal = signal;
+                    changed.push((i as u32, h.clone()));
+                }
+            }
+        }
+        for (port, h) in changed {
+            self.emit_health(port, h);
+        }
+    }
+}
+
+/// The identity of a received SMS. The protocol gives none, and a resent
+/// message need not keep its header ID, so it is a hash of what the
+/// message is: port, sender, the SMSC's timestamp, encoding and content
+/// bytes. SHA-256 (not std's hasher) so the key is stable across builds.
+pub fn source_key(m: &ReceivedSms) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(&[m.port, m.encoding.byte(), m.timezone as u8]);
+    for field in [m.number.as_bytes(), m.timestamp.as_bytes()] {
+        ctx.update(&(field.len() as u32).to_be_bytes());
+        ctx.update(field);
+    }
+    ctx.update(&m.content);
+    let d = ctx.finish();
+    let hex: String = d.as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("dwg:{}:{hex}", m.port)
+}
+
+/// "yyyyMMddHHmmss" as "YYYY-MM-DD HH:MM:SS" (the HTTP API's form) with the
+/// zone byte when it is not 0; anything else is kept as received.
+fn format_timestamp(ts: &str, tz: i8) -> String {
+    let b = ts.as_bytes();
+    if b.len() == 14 && b.iter().all(u8::is_ascii_digit) {
+        let s = format!(
+            "{}-{}-{} {}:{}:{}",
+            &ts[0..4],
+            &ts[4..6],
+            &ts[6..8],
+            &ts[8..10],
+            &ts[10..12],
+            &ts[12..14]
+        );
+        // The unit of the zone byte is not documented: keep it raw.
+        if tz == 0 { s } else { format!("{s} tz={tz}") }
+    } else {
+        ts.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use codec::TextEncoding;
+
+    fn sms(text: &str) -> ReceivedSms {
+        ReceivedSms {
+            number: "099123456".into(),
+            msg_type: 0,
+            port: 1,
+            timestamp: "20240501100003".into(),
+            timezone: 0,
+            encoding: TextEncoding::Ucs2,
+            content: codec::encode_text(text, TextEncoding::Ucs2),
+        }
+    }
+
+    #[test]
+    fn source_key_is_stable_and_tells_messages_apart() {
+        let a = sms("hola");
+        assert_eq!(source_key(&a), source_key(&a.clone()));
+        assert_ne!(source_key(&a), source_key(&sms("hola!")));
+        let mut b = a.clone();
+        b.port = 2;
+        assert_ne!(source_key(&a), source_key(&b));
+        // Pinned: a change of the key would store old messages twice.
+        assert_eq!(source_key(&a), "dwg:1:544055d75855dbf3e387c79d45c5a0d6");
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(format_timestamp("20240501100003", 0), "2024-05-01 10:00:03");
+        assert_eq!(
+            format_timestamp("20240501100003", -12),
+            "2024-05-01 10:00:03 tz=-12"
+        );
+        assert_eq!(format_timestamp("junk", 0), "junk");
+    }
+}
