@@ -337,6 +337,7 @@ impl DinstarSimBuilder {
             auth: Mutex::new(AuthState::default()),
             log: Mutex::new(Log::default()),
             push_wake: tokio::sync::Notify::new(),
+            reply_delay: Mutex::new(self.reply_delay),
         });
         let shutdown = CancellationToken::new();
         let tasks = tokio_util::task::TaskTracker::new();
@@ -389,6 +390,8 @@ struct Shared {
     auth: Mutex<AuthState>,
     log: Mutex<Log>,
     push_wake: tokio::sync::Notify,
+    /// [`DinstarSimBuilder::reply_delay`], changeable while running.
+    reply_delay: Mutex<Duration>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -538,6 +541,10 @@ impl SimHandle {
         let ok = lock(&self.shared.state).deliver(user_id, status_code);
         self.shared.push_wake.notify_one();
         ok
+    }
+    /// Changes the delay between processing a request and answering it.
+    pub fn set_reply_delay(&self, d: Duration) {
+        *lock(&self.shared.reply_delay) = d;
     }
     /// Asks the simulator to stop and waits for its tasks.
     pub async fn shutdown(&self) {
@@ -1069,8 +1076,9 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Response<
         }
     };
     shared.push_wake.notify_one();
-    if !shared.cfg.reply_delay.is_zero() {
-        tokio::time::sleep(shared.cfg.reply_delay).await;
+    let reply_delay = *lock(&shared.reply_delay);
+    if !reply_delay.is_zero() {
+        tokio::time::sleep(reply_delay).await;
     }
     match reply {
         Some(v) => {
