@@ -90,6 +90,17 @@ fn a_kill_during_sending_reconciles_by_user_id_without_a_second_send() {
                     .any(|c| c["id"] == "gw:0" && c["usable"] == true)
             })
     }));
+    // Over the gateway's 670 characters: refused at submission.
+    let r = http
+        .post(d.url("/api/v1/messages"))
+        .bearer_auth(OPERATOR)
+        .json(&serde_json::json!({"dialer": "dd", "to": "+59899123456", "text": "a".repeat(671)}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let p: serde_json::Value = r.json().unwrap();
+    assert_eq!(p["code"], "text_too_long");
+    assert!(p["detail"].as_str().unwrap_or("").contains("670"), "{p}");
     // The gateway takes the message but answers only after 5 s: the
     // daemon dies in that window.
     sim.set_reply_delay(Duration::from_secs(5));
