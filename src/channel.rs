@@ -364,10 +364,28 @@ impl Worker {
             Ok(acc) => {
                 self.ch.sent.fetch_add(1, Ordering::Relaxed);
                 let r = acc.gateway_ref.clone();
-                self.record(id, move |tx| {
-                    spool::mark_sent(tx, id, &r).map(|_| State::Sent)
-                })
-                .await
+                // Not awaited: the next send on this channel need not wait for
+                // this commit. The writer keeps the order of writes, and if
+                // the process dies first the message is still SENDING on disk
+                // and reconciliation settles it; it is never resent from here.
+                match self
+                    .shared
+                    .store
+                    .write_detached(move |tx| spool::mark_sent(tx, id, &r))
+                {
+                    Ok(wait) => {
+                        let channel = self.ch.id.clone();
+                        tokio::spawn(async move {
+                            if let Ok(Err(e)) = wait.await {
+                                tracing::error!(channel = %channel, message = id, error = %e, "cannot record the send result");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::error!(channel = %self.ch.id, message = id, error = %e, "cannot record the send result");
+                    }
+                }
+                State::Sent
             }
             Err(e) => {
                 self.ch.failed.fetch_add(1, Ordering::Relaxed);

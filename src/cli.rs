@@ -206,7 +206,10 @@ pub fn main() -> ExitCode {
             match crate::cli_assets::write_assets(<Cli as clap::CommandFactory>::command(), &dir) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("smsgate: cannot write the assets into {}: {e}", dir.display());
+                    eprintln!(
+                        "smsgate: cannot write the assets into {}: {e}",
+                        dir.display()
+                    );
                     ExitCode::FAILURE
                 }
             }

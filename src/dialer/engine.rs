@@ -18,7 +18,9 @@ use crate::store::now_ms;
 use crate::store::spool::{self, State};
 use crate::transport::{self, Event, Reconciled, Transport};
 
-/// The seed's loader: at most this many messages of one dialer in memory.
+/// The seed's loader: at most this many messages of one dialer waiting in
+/// memory for a channel. Handed to a channel, a message is in that
+/// channel's queue (at most two per channel), no longer the loader's.
 pub const IN_MEMORY: usize = 50;
 
 struct Gateway {
@@ -655,19 +657,19 @@ impl DialerLoop {
                     tracing::info!(dialer = %self.name, "dialer sending");
                     last_reason.clear();
                 }
-                if held.len() < IN_MEMORY {
+                if pending.len() < IN_MEMORY {
                     self.load(&dialer, &mut pending, &mut held).await;
                 }
                 self.dispatch(&config, &dialer, &mut pending, &mut cursor, &done_tx);
             }
             if let Ok(mut n) = self.in_memory.lock() {
-                *n = held.len();
+                *n = pending.len();
             }
             shared
                 .metrics
                 .dialer_in_memory
                 .get_or_create(&label)
-                .set(held.len() as i64);
+                .set(pending.len() as i64);
 
             // Sleep until something happens: a channel finished, a wake-up
             // (new messages, start/stop), a retry falls due, or a beat.
@@ -728,7 +730,7 @@ impl DialerLoop {
         let store = self.engine.inner.shared.store.clone();
         let name = dialer.name.clone();
         let skip = held.clone();
-        let want = IN_MEMORY - held.len();
+        let want = IN_MEMORY - pending.len();
         let batch = match store
             .read(move |c| spool::next_to_process(c, &name, now_ms(), want, &skip))
             .await
