@@ -79,6 +79,15 @@ struct Inner {
     stop: CancellationToken,
 }
 
+/// Why a push was not taken.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PushRefused {
+    #[error("no running gateway {0:?} (not configured, disabled, or failed to start)")]
+    NoGateway(String),
+    #[error("{0}")]
+    NotTaken(String),
+}
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct DialerLive {
     pub in_memory: usize,
@@ -232,8 +241,16 @@ impl Engine {
                 tracing::info!(gateway = %gc.name, "gateway settings changed; restarting its channels");
                 old.stop.cancel();
             }
+            // The token exists before the transport so its background
+            // tasks (pollers) stop with the gateway's channels.
             let stop = self.inner.stop.child_token();
-            match transport::build(gc, self.inner.events.clone(), &stop) {
+            let ctx = transport::BuildContext {
+                events: self.inner.events.clone(),
+                stop: stop.clone(),
+                store: Some(self.inner.shared.store.clone()),
+                default_country: config.daemon.default_country.clone(),
+            };
+            match transport::build(gc, ctx) {
                 Ok(t) => {
                     let breaker = Arc::new(Breaker::new(
                         &gc.name,
@@ -324,6 +341,21 @@ impl Engine {
         }
         // Loops of removed dialers notice on their own and end.
         dialers.retain(|name, _| config.dialers.iter().any(|d| &d.name == name));
+    }
+
+    /// Hands events a gateway pushed to our API to its transport. Errors
+    /// are for the pusher: unknown gateway, or one that takes no pushes.
+    pub fn gateway_push(
+        &self,
+        gateway: &str,
+        events: Vec<crate::transport::dinstar::PushEvent>,
+    ) -> Result<usize, PushRefused> {
+        let gw = self
+            .gateway(gateway)
+            .ok_or_else(|| PushRefused::NoGateway(gateway.to_string()))?;
+        gw.transport
+            .accept_push(events)
+            .map_err(PushRefused::NotTaken)
     }
 
     fn gateway(&self, name: &str) -> Option<Arc<Gateway>> {
@@ -487,7 +519,12 @@ impl Engine {
                     detail,
                 } => {
                     if !ok {
-                        self.result_failed(gateway, gateway_ref, detail).await;
+                        // Off the event loop: its retries must not hold
+                        // up other events.
+                        let this = self.clone();
+                        tokio::spawn(async move {
+                            this.result_failed(gateway, gateway_ref, detail).await
+                        });
                     }
                 }
                 Event::Delivered {
@@ -530,8 +567,17 @@ impl Engine {
 impl Engine {
     async fn result_failed(&self, gateway: String, gateway_ref: String, detail: String) {
         let store = self.inner.shared.store.clone();
-        let (g, r) = (gateway.clone(), gateway_ref.clone());
-        let found = store.read(move |c| spool::find_sent(c, &g, &r)).await;
+        // A pushed result can overtake the SENT record of its message, as a
+        // delivery report can: look again for a short while.
+        let mut found = Ok(None);
+        for attempt in 0..20u32 {
+            let (g, r) = (gateway.clone(), gateway_ref.clone());
+            found = store.read(move |c| spool::find_sent(c, &g, &r)).await;
+            if !matches!(found, Ok(None)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt.min(5) + 1))).await;
+        }
         let Ok(Some((id, dialer_name, attempts))) = found else {
             tracing::warn!(gateway = %gateway, reference = %gateway_ref, "send result for a message we do not hold as SENT; ignored");
             return;
