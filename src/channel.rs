@@ -161,6 +161,17 @@ impl Channel {
         }
     }
 
+    /// Whether the channel's worker has ended (it takes no more jobs).
+    pub fn is_closed(&self) -> bool {
+        self.queue.is_closed()
+    }
+
+    /// Resolves when the queue has room for a job (or the worker ended).
+    pub async fn has_room(&self) {
+        // The permit is released at once: this only waits for the room.
+        let _ = self.queue.reserve().await;
+    }
+
     pub fn set_health(&self, health: PortHealth) {
         if let Ok(mut g) = self.inner.lock() {
             if health.usable {

@@ -702,6 +702,8 @@ impl DialerLoop {
             };
             let dialer = Arc::new(dialer);
             let inactive = self.inactive_reason(&dialer).await;
+            // The channel whose turn it is, when its queue was full.
+            let mut turn: Option<Arc<Channel>> = None;
             if let Some(reason) = &inactive {
                 if *reason != last_reason {
                     tracing::info!(dialer = %self.name, reason = %reason, "dialer not sending");
@@ -716,7 +718,7 @@ impl DialerLoop {
                 if pending.len() < IN_MEMORY {
                     self.load(&dialer, &mut pending, &mut held).await;
                 }
-                self.dispatch(&config, &dialer, &mut pending, &mut cursor, &done_tx);
+                turn = self.dispatch(&config, &dialer, &mut pending, &mut cursor, &done_tx);
             }
             if let Ok(mut n) = self.in_memory.lock() {
                 *n = pending.len();
@@ -727,8 +729,9 @@ impl DialerLoop {
                 .get_or_create(&label)
                 .set(pending.len() as i64);
 
-            // Sleep until something happens: a channel finished, a wake-up
-            // (new messages, start/stop), a retry falls due, or a beat.
+            // Sleep until something happens: a channel finished, the channel
+            // whose turn it is has room, a wake-up (new messages,
+            // start/stop), a retry falls due, or a beat.
             let idle = if pending.is_empty() && inactive.is_none() {
                 self.next_retry_wait(&dialer).await
             } else {
@@ -741,6 +744,12 @@ impl DialerLoop {
                     while let Ok(d) = done_rx.try_recv() { self.finished(d, &mut pending, &mut held); }
                 }
                 _ = self.wake.notified() => {}
+                _ = async {
+                    match &turn {
+                        Some(ch) => ch.has_room().await,
+                        None => std::future::pending().await,
+                    }
+                } => {}
                 _ = tokio::time::sleep(idle) => {}
             }
         }
@@ -863,7 +872,13 @@ impl DialerLoop {
     }
 
     /// Hands pending messages to the dialer's channels, round-robin in dial
-    /// string order, skipping channels that are unusable or busy.
+    /// string order (0-1-2-3-0-...), skipping channels that are unusable.
+    /// A usable channel whose queue is full is not skipped: the loader
+    /// waits for it, so every channel sends its share in turn. (Skipping
+    /// busy channels let a channel whose worker had not yet taken its last
+    /// job lose its turn to the next one, so the order depended on thread
+    /// scheduling. Pacing makes the channels of a dialer progress at the
+    /// same rate, so waiting for the one whose turn it is costs nothing.)
     fn dispatch(
         &self,
         config: &Config,
@@ -871,10 +886,10 @@ impl DialerLoop {
         pending: &mut VecDeque<spool::Queued>,
         cursor: &mut usize,
         done: &mpsc::UnboundedSender<JobDone>,
-    ) {
+    ) -> Option<Arc<Channel>> {
         let channels = self.channels_for(config, dialer);
         if channels.is_empty() {
-            return;
+            return None;
         }
         'messages: while let Some(q) = pending.pop_front() {
             let mut job = Job {
@@ -884,18 +899,32 @@ impl DialerLoop {
             };
             for _ in 0..channels.len() {
                 let ch = &channels[*cursor % channels.len()];
-                *cursor = (*cursor + 1) % channels.len();
                 if ch.usable().is_err() {
+                    *cursor = (*cursor + 1) % channels.len();
                     continue;
                 }
                 match ch.offer(job) {
-                    Ok(()) => continue 'messages,
-                    Err(j) => job = j,
+                    Ok(()) => {
+                        *cursor = (*cursor + 1) % channels.len();
+                        continue 'messages;
+                    }
+                    // Its worker has gone (the gateway is being
+                    // replaced): skip it like an unusable channel.
+                    Err(j) if ch.is_closed() => {
+                        job = j;
+                        *cursor = (*cursor + 1) % channels.len();
+                    }
+                    // Its turn, but busy: wait until it has room.
+                    Err(j) => {
+                        pending.push_front(j.message);
+                        return Some(ch.clone());
+                    }
                 }
             }
             pending.push_front(job.message);
             break;
         }
+        None
     }
 
     /// The channels a dialer sends through now, in round-robin order. For a

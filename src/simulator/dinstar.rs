@@ -443,6 +443,16 @@ impl SimHandle {
             .map(|o| o.sent.clone())
             .collect()
     }
+    /// Every SMS accepted, in order, with its status on the simulated
+    /// network now: `SENDING`, `SENT_OK`, `FAILED` (it never went on air,
+    /// e.g. its SIM was pulled) or `DELIVERED`.
+    pub fn sends_with_status(&self) -> Vec<(SentSms, &'static str)> {
+        lock(&self.shared.state)
+            .out
+            .iter()
+            .map(|o| (o.sent.clone(), o.status.wire()))
+            .collect()
+    }
     /// Pushes made so far.
     pub fn pushes(&self) -> Vec<RecordedPush> {
         lock(&self.shared.log).pushes.clone()

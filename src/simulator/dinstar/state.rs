@@ -74,7 +74,7 @@ pub(crate) enum OutStatus {
 }
 
 impl OutStatus {
-    fn wire(self) -> &'static str {
+    pub(crate) fn wire(self) -> &'static str {
         match self {
             OutStatus::Sending => "SENDING",
             OutStatus::SentOk => "SENT_OK",
