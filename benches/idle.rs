@@ -30,12 +30,23 @@ fn cpu_ticks(pid: u32) -> u64 {
 }
 
 fn main() {
-    let window: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(30);
+    let window: u64 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(30);
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let demo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml")).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let demo =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/demo.toml")).unwrap();
     let config = demo
-        .replace("../demo-state", &dir.path().join("state").display().to_string())
+        .replace(
+            "../demo-state",
+            &dir.path().join("state").display().to_string(),
+        )
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"));
     let path = dir.path().join("demo.toml");
     std::fs::write(&path, config).unwrap();
@@ -55,7 +66,11 @@ fn main() {
     let hz = 100.0; // USER_HZ on Linux
     let rss = status_kib(pid, "VmRSS:");
     let hwm = status_kib(pid, "VmHWM:");
-    println!("idle: resident {:.1} MiB (peak {:.1} MiB)", rss as f64 / 1024.0, hwm as f64 / 1024.0);
+    println!(
+        "idle: resident {:.1} MiB (peak {:.1} MiB)",
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
     println!(
         "idle: {ticks} CPU ticks in {secs:.0} s = {:.3}% of one core",
         ticks as f64 / hz / secs * 100.0

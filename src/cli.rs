@@ -78,9 +78,39 @@ pub enum Command {
         #[command(subcommand)]
         command: DncrCommand,
     },
+    /// SMS PDUs: decode what a modem printed, or build what AT+CMGS takes.
+    Pdu {
+        #[command(subcommand)]
+        command: PduCommand,
+    },
     /// Write the man pages and shell completions into DIR (packaging).
     #[command(hide = true)]
     GenerateAssets { dir: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PduCommand {
+    /// Decode a PDU (SMS-DELIVER, SUBMIT or STATUS-REPORT) as JSON; exit 1
+    /// with the reason when it cannot be decoded.
+    Decode {
+        /// The hex as the modem printed it (with or without the service
+        /// centre address).
+        hex: String,
+        /// The <length> the modem announced (+CMGR/+CMT/+CDS): the TPDU
+        /// octets, which tells whether a service centre address leads.
+        #[arg(long, value_name = "N")]
+        length: Option<usize>,
+    },
+    /// Build the SMS-SUBMIT PDUs for a text as JSON (one per segment, with
+    /// the <length> for AT+CMGS); exit 1 with the reason when impossible.
+    Encode {
+        /// The destination (+E.164 or national digits).
+        #[arg(long, value_name = "NUMBER")]
+        to: String,
+        /// The text.
+        #[arg(long)]
+        text: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -174,11 +204,15 @@ pub fn main() -> ExitCode {
                 Ok(())
             })
         }
+        Command::Pdu { command } => pdu(command),
         Command::GenerateAssets { dir } => {
             match crate::cli_assets::write_assets(<Cli as clap::CommandFactory>::command(), &dir) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    eprintln!("smsgate: cannot write the assets into {}: {e}", dir.display());
+                    eprintln!(
+                        "smsgate: cannot write the assets into {}: {e}",
+                        dir.display()
+                    );
                     ExitCode::FAILURE
                 }
             }
@@ -231,6 +265,43 @@ pub fn main() -> ExitCode {
                 Ok(())
             }),
         },
+    }
+}
+
+/// `smsgate pdu`: pure codec work, no config or daemon needed, so a
+/// technician can paste what a modem printed.
+fn pdu(command: PduCommand) -> ExitCode {
+    let report = match &command {
+        PduCommand::Decode { hex, length } => {
+            crate::sms::decode_report_with_length(hex, *length).map(|r| serde_json::to_value(r))
+        }
+        PduCommand::Encode { to, text } => {
+            crate::sms::encode_report(to, text).map(|r| serde_json::to_value(r))
+        }
+    };
+    match report {
+        Ok(Ok(json)) => match serde_json::to_string_pretty(&json) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("smsgate: cannot print the report: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Ok(Err(e)) => {
+            eprintln!("smsgate: cannot print the report: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            let what = match command {
+                PduCommand::Decode { .. } => "cannot decode the PDU",
+                PduCommand::Encode { .. } => "cannot encode the message",
+            };
+            eprintln!("smsgate: {what}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
