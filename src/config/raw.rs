@@ -138,6 +138,7 @@ pub struct RawGateway {
     pub pin: Option<Spanned<String>>,
     pub pin_file: Option<Spanned<String>>,
     pub smsc: Option<Spanned<String>>,
+    pub send_timeout_s: Option<Spanned<u64>>,
     // sim
     pub latency_ms: Option<Spanned<u64>>,
     pub failure_rate: Option<Spanned<f64>>,
