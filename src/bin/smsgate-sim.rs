@@ -239,7 +239,11 @@ async fn run_modem(a: ModemArgs) -> ExitCode {
     }
     println!("{}", modem.path().display());
     if let Some(tty) = modem.tty() {
-        eprintln!("smsgate-sim: modem on {} (linked from {})", tty.display(), modem.path().display());
+        eprintln!(
+            "smsgate-sim: modem on {} (linked from {})",
+            tty.display(),
+            modem.path().display()
+        );
     }
     let _ = tokio::signal::ctrl_c().await;
     drop(modem);

@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::sms::{
-    self, Address, Body, Concat, DataCoding, RefWidth, ScTimestamp, SmsDeliver,
-    SmsStatusReport, Tpdu, UserData, UserDataHeader,
+    self, Address, Body, Concat, DataCoding, RefWidth, ScTimestamp, SmsDeliver, SmsStatusReport,
+    Tpdu, UserData, UserDataHeader,
 };
 
 const CTRL_Z: u8 = 0x1A;
@@ -40,6 +40,9 @@ pub struct Faults {
     /// The next sends are refused with these `+CMS ERROR` codes, after the
     /// PDU (as the network would), one per `AT+CMGS`.
     pub cmgs_errors: VecDeque<u16>,
+    /// This many sends pass before `cmgs_errors` apply (to fail a later
+    /// part of a multi-part message).
+    pub cmgs_skip: u32,
     /// Sent between the prompt and `+CMGS` (ZTE and Quectel do this).
     pub urc_in_cmgs: Option<String>,
     /// Sent before the prompt.
@@ -200,7 +203,10 @@ pub enum FakeModemError {
     #[error("cannot make a pseudo-terminal: {0}")]
     Pty(String),
     #[error("cannot make the link {path}: {error}")]
-    Link { path: PathBuf, error: std::io::Error },
+    Link {
+        path: PathBuf,
+        error: std::io::Error,
+    },
 }
 
 fn lock(m: &Mutex<ModemState>) -> MutexGuard<'_, ModemState> {
@@ -212,11 +218,13 @@ fn open_pty() -> Result<Pty, FakeModemError> {
     let p = nix::pty::openpty(None, None).map_err(|e| FakeModemError::Pty(e.to_string()))?;
     // Raw from the start: a fresh pty echoes and cooks lines, which a
     // modem never does.
-    let mut t = termios::tcgetattr(p.slave.as_fd()).map_err(|e| FakeModemError::Pty(e.to_string()))?;
+    let mut t =
+        termios::tcgetattr(p.slave.as_fd()).map_err(|e| FakeModemError::Pty(e.to_string()))?;
     termios::cfmakeraw(&mut t);
     termios::tcsetattr(p.slave.as_fd(), termios::SetArg::TCSANOW, &t)
         .map_err(|e| FakeModemError::Pty(e.to_string()))?;
-    let path = nix::unistd::ttyname(p.slave.as_fd()).map_err(|e| FakeModemError::Pty(e.to_string()))?;
+    let path =
+        nix::unistd::ttyname(p.slave.as_fd()).map_err(|e| FakeModemError::Pty(e.to_string()))?;
     Ok(Pty {
         master: File::from(p.master),
         _slave: p.slave,
@@ -297,6 +305,14 @@ impl FakeModem {
             self.receive_pdu(p);
         }
         pdus
+    }
+
+    /// A received PDU (SCA included) put on the SIM with no announcement,
+    /// as if it came while no client listened; its index.
+    pub fn store_pdu(&self, hex: &str) -> Option<u32> {
+        let bytes = sms::pdu::parse_hex(hex).unwrap_or_default();
+        let sca = bytes.first().map_or(0, |n| usize::from(*n) + 1);
+        store(&mut self.state(), 0, hex, bytes.len().saturating_sub(sca))
     }
 
     /// A received PDU (SCA included), stored and announced.
@@ -408,7 +424,8 @@ pub fn deliver_pdus(from: &str, text: &str, concat_ref: u8) -> Vec<String> {
     let coding = DataCoding::for_encoding(plan.encoding);
     let total = plan.segments as u8;
     let mut sca = Vec::new();
-    let _ = Address::parse("+59899000000").map(|a| Address::write_service_centre(Some(&a), &mut sca));
+    let _ =
+        Address::parse("+59899000000").map(|a| Address::write_service_centre(Some(&a), &mut sca));
     plan.part_texts(text)
         .enumerate()
         .filter_map(|(i, part)| {
@@ -488,7 +505,10 @@ fn run(shared: Arc<Shared>) {
             continue;
         };
         let readable = {
-            let mut fds = [nix::poll::PollFd::new(master.as_fd(), nix::poll::PollFlags::POLLIN)];
+            let mut fds = [nix::poll::PollFd::new(
+                master.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
             matches!(nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(20u8)), Ok(n) if n > 0)
                 && fds[0]
                     .revents()
@@ -562,7 +582,10 @@ fn send_due_reports(shared: &Shared) {
         };
         let hex = format!("00{}", sms::pdu::to_hex(&tpdu));
         match st.cnmi[3] {
-            1 => out.push_str(&frame_line(&format!("+CDS: {}\r\n{hex}", tpdu.len()), huawei)),
+            1 => out.push_str(&frame_line(
+                &format!("+CDS: {}\r\n{hex}", tpdu.len()),
+                huawei,
+            )),
             2 => {
                 if let Some(i) = store(&mut st, 0, &hex, tpdu.len()) {
                     out.push_str(&frame_line(&format!("+CDSI: \"SM\",{i}"), huawei));
@@ -579,7 +602,12 @@ fn send_due_reports(shared: &Shared) {
 fn reply(shared: &Shared, lines: &[String], last: &str) {
     let (delay, huawei, flood, rssi) = {
         let st = lock(&shared.state);
-        (st.faults.delay, st.quirks.huawei, st.quirks.rssi_flood, st.rssi)
+        (
+            st.faults.delay,
+            st.quirks.huawei,
+            st.quirks.rssi_flood,
+            st.rssi,
+        )
     };
     if !delay.is_zero() {
         std::thread::sleep(delay);
@@ -614,7 +642,10 @@ fn command(shared: &Shared, line: &str) -> Option<Input> {
     }
     if st.faults.garbage {
         drop(st);
-        write_raw(shared, &[0x00, 0xFF, 0x13, 0x00, 0x07, b'\r', 0x00, 0xFE, 0x01, b'\r']);
+        write_raw(
+            shared,
+            &[0x00, 0xFF, 0x13, 0x00, 0x07, b'\r', 0x00, 0xFE, 0x01, b'\r'],
+        );
         return None;
     }
     if st.echo {
@@ -629,15 +660,27 @@ fn command(shared: &Shared, line: &str) -> Option<Input> {
         reply(shared, &[], "ERROR");
         return None;
     };
-    let raw_arg = |prefix: &str| line.get(2 + prefix.len()..).unwrap_or("").trim().to_string();
+    let raw_arg = |prefix: &str| {
+        line.get(2 + prefix.len()..)
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
     let mut lines: Vec<String> = Vec::new();
     let mut result = "OK".to_string();
     let sim_locked = st.sim_pin.is_some() && !st.pin_entered;
-    let needs_sim = cmd.starts_with("+CM") || cmd.starts_with("+CPMS") || cmd.starts_with("+CSCA") || cmd == "+CIMI";
+    let needs_sim = cmd.starts_with("+CM")
+        || cmd.starts_with("+CPMS")
+        || cmd.starts_with("+CSCA")
+        || cmd == "+CIMI";
     if !st.sim_present && needs_sim {
         result = error(&st, !cmd.starts_with("+CM"), 310);
     } else if sim_locked && needs_sim {
-        result = error(&st, !cmd.starts_with("+CM"), if cmd.starts_with("+CM") { 311 } else { 11 });
+        result = error(
+            &st,
+            !cmd.starts_with("+CM"),
+            if cmd.starts_with("+CM") { 311 } else { 11 },
+        );
     } else {
         match cmd {
             "" => {}
@@ -704,17 +747,26 @@ fn command(shared: &Shared, line: &str) -> Option<Input> {
             "+CSMS?" => lines = vec!["+CSMS: 0,1,1,1".into()],
             "+CSMS=?" => lines = vec!["+CSMS: (0,1)".into()],
             c if c.starts_with("+CSMS=") => lines = vec!["+CSMS: 1,1,1".into()],
-            "+CPMS=?" => lines = vec!["+CPMS: (\"SM\",\"ME\"),(\"SM\",\"ME\"),(\"SM\",\"ME\")".into()],
+            "+CPMS=?" => {
+                lines = vec!["+CPMS: (\"SM\",\"ME\"),(\"SM\",\"ME\"),(\"SM\",\"ME\")".into()]
+            }
             "+CPMS?" => {
                 let (u, c) = (st.storage.len(), st.capacity);
-                lines = vec![format!("+CPMS: \"SM\",{u},{c},\"SM\",{u},{c},\"SM\",{u},{c}")];
+                lines = vec![format!(
+                    "+CPMS: \"SM\",{u},{c},\"SM\",{u},{c},\"SM\",{u},{c}"
+                )];
             }
             c if c.starts_with("+CPMS=") => {
                 let ok = c[6..]
                     .split(',')
                     .all(|m| matches!(m.trim_matches('"'), "SM" | "ME" | "MT" | "SR"));
                 if ok {
-                    st.mem = c[6..].split(',').next().unwrap_or("SM").trim_matches('"').to_string();
+                    st.mem = c[6..]
+                        .split(',')
+                        .next()
+                        .unwrap_or("SM")
+                        .trim_matches('"')
+                        .to_string();
                     let (u, c) = (st.storage.len(), st.capacity);
                     lines = vec![format!("+CPMS: {u},{c},{u},{c},{u},{c}")];
                 } else {
@@ -723,7 +775,10 @@ fn command(shared: &Shared, line: &str) -> Option<Input> {
             }
             "+CNMI?" => {
                 let n = st.cnmi;
-                lines = vec![format!("+CNMI: {},{},{},{},{}", n[0], n[1], n[2], n[3], n[4])];
+                lines = vec![format!(
+                    "+CNMI: {},{},{},{},{}",
+                    n[0], n[1], n[2], n[3], n[4]
+                )];
             }
             "+CNMI=?" => lines = vec!["+CNMI: (0-2),(0-3),(0,2),(0-2),(0,1)".into()],
             c if c.starts_with("+CNMI=") => {
@@ -744,7 +799,12 @@ fn command(shared: &Shared, line: &str) -> Option<Input> {
             "+CSCA?" => lines = vec![format!("+CSCA: \"{}\",145", st.smsc)],
             c if c.starts_with("+CSCA=") => {
                 let arg = raw_arg("+CSCA=");
-                st.smsc = arg.split(',').next().unwrap_or("").trim_matches('"').to_string();
+                st.smsc = arg
+                    .split(',')
+                    .next()
+                    .unwrap_or("")
+                    .trim_matches('"')
+                    .to_string();
             }
             c if c.starts_with("+CMGS=") => {
                 let arg = raw_arg("+CMGS=");
@@ -775,7 +835,10 @@ fn command(shared: &Shared, line: &str) -> Option<Input> {
             },
             "+CMGL=?" => lines = vec!["+CMGL: (0-4)".into()],
             c if c.starts_with("+CMGL") => {
-                let want = c.trim_start_matches("+CMGL").trim_start_matches('=').trim_matches('"');
+                let want = c
+                    .trim_start_matches("+CMGL")
+                    .trim_start_matches('=')
+                    .trim_matches('"');
                 let filter: Option<u8> = match want {
                     "" | "4" | "ALL" => None,
                     n => n.parse().ok().or(Some(9)),
@@ -798,7 +861,10 @@ fn command(shared: &Shared, line: &str) -> Option<Input> {
             c if c.starts_with("+CMGD=") => {
                 let mut args = c[6..].split(',');
                 let index = args.next().and_then(|i| i.trim().parse::<u32>().ok());
-                let flag = args.next().and_then(|f| f.trim().parse::<u8>().ok()).unwrap_or(0);
+                let flag = args
+                    .next()
+                    .and_then(|f| f.trim().parse::<u8>().ok())
+                    .unwrap_or(0);
                 match (index, flag) {
                     (Some(i), 0) => {
                         st.storage.remove(&i);
@@ -917,7 +983,11 @@ fn pdu(shared: &Shared, text: &str, length: usize, text_mode: bool) {
         mr,
         submit: submit.clone(),
     });
-    if let Some(code) = st.faults.cmgs_errors.pop_front() {
+    let skip = st.faults.cmgs_skip > 0;
+    if skip {
+        st.faults.cmgs_skip -= 1;
+    }
+    if let Some(code) = (!skip).then(|| st.faults.cmgs_errors.pop_front()).flatten() {
         let e = error(&st, false, code);
         drop(st);
         reply(shared, &[], &e);

@@ -828,6 +828,9 @@ impl<'m, T: AsyncRead + AsyncWrite + Send + 'static> Session<'m, T> {
         loop {
             match self.next_frame(deadline, "AT+CMGS").await {
                 Ok(Frame::Prompt) => break,
+                // An OK before the prompt answers something older (an ESC
+                // or a resync): not ours.
+                Ok(Frame::Final(FinalResult::Ok)) => {}
                 Ok(Frame::Final(r)) => return PartOutcome::NotSent(r, None),
                 Ok(Frame::Urc(u)) => self.urcs.push_back(u),
                 Ok(_) => {}
@@ -899,12 +902,29 @@ impl<'m, T: AsyncRead + AsyncWrite + Send + 'static> Session<'m, T> {
         let t = self.timeout().min(Duration::from_secs(2));
         for _ in 0..3 {
             match self.command("AT", t).await {
-                Ok(r) if r.ok() => return Ok(()),
+                Ok(r) if r.ok() => {
+                    // That OK may have answered the ESC; the AT's own comes
+                    // next. Drain until the modem is quiet.
+                    return self.drain_quiet(Duration::from_millis(300)).await;
+                }
                 Ok(_) | Err(Broken::Timeout(..)) => continue,
                 Err(b) => return Err(b),
             }
         }
         Err(Broken::NoAnswer)
+    }
+
+    /// Reads until nothing came for `quiet`, keeping the URCs.
+    async fn drain_quiet(&mut self, quiet: Duration) -> Result<(), Broken> {
+        loop {
+            let deadline = tokio::time::Instant::now() + quiet;
+            match self.next_frame(deadline, "drain").await {
+                Ok(Frame::Urc(u)) => self.urcs.push_back(u),
+                Ok(_) => {}
+                Err(Broken::Timeout(..)) => return Ok(()),
+                Err(b) => return Err(b),
+            }
+        }
     }
 
     // ---- receiving ----
