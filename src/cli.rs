@@ -273,10 +273,10 @@ pub fn main() -> ExitCode {
 fn pdu(command: PduCommand) -> ExitCode {
     let report = match &command {
         PduCommand::Decode { hex, length } => {
-            crate::sms::decode_report_with_length(hex, *length).map(|r| serde_json::to_value(r))
+            crate::sms::decode_report_with_length(hex, *length).map(serde_json::to_value)
         }
         PduCommand::Encode { to, text } => {
-            crate::sms::encode_report(to, text).map(|r| serde_json::to_value(r))
+            crate::sms::encode_report(to, text).map(serde_json::to_value)
         }
     };
     match report {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use smsgate::config::{AtSettings, Secret};
 use smsgate::simulator::modem::{FakeModem, ModemState};
-use smsgate::sms::{self, Body};
+use smsgate::sms::Body;
 use smsgate::transport::at::AtTransport;
 use smsgate::transport::at::framing::{AtCodec, FinalResult, Frame};
 use smsgate::transport::{Event, Outbound, SendError, Transport};

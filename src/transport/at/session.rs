@@ -514,9 +514,7 @@ impl<'m, T: AsyncRead + AsyncWrite + Send + 'static> Session<'m, T> {
     }
 
     fn publish_health(&mut self) {
-        let (usable, reason) = if !self.sim_ready {
-            (false, self.sim_reason.clone())
-        } else if !self.sim_reason.is_empty() {
+        let (usable, reason) = if !self.sim_ready || !self.sim_reason.is_empty() {
             (false, self.sim_reason.clone())
         } else if self.registered == Some(false) {
             (false, "not registered on the network".to_string())
