@@ -682,8 +682,22 @@ fn wait_state(d: &common::Daemon, id: i64, states: &[&str], within: Duration) ->
 fn daemon_loses_nothing_and_sends_nothing_twice_across_an_unplug() {
     let dir = tempfile::tempdir().unwrap();
     let link: PathBuf = dir.path().join("ttyGSM0");
-    let modem = FakeModem::start(&link, ModemState::default()).unwrap();
-    let d = common::Daemon::start(&daemon_config(&link), &[]);
+    let mut st = ModemState::default();
+    st.sim_pin = Some("8642".into());
+    let modem = FakeModem::start(&link, st).unwrap();
+    // A message waiting on the SIM before the daemon starts.
+    for p in smsgate::simulator::modem::deliver_pdus(
+        "+59899555000",
+        "BAJA por favor 🙏 ".repeat(5).trim(),
+        77,
+    ) {
+        modem.store_pdu(&p).unwrap();
+    }
+    let config = daemon_config(&link).replace(
+        "send_timeout_s = 5\n",
+        "send_timeout_s = 5\npin = \"8642\"\n",
+    );
+    let mut d = common::Daemon::start(&config, &[("RUST_LOG", "smsgate=trace")]);
     d.wait_ready();
 
     // A: unplugged right after its PDU came: it may have left. With
@@ -735,6 +749,62 @@ fn daemon_loses_nothing_and_sends_nothing_twice_across_an_unplug() {
         "each PDU reached the modem exactly once"
     );
     assert_eq!(modem.state().unplugs, 2);
+
+    // The stored message came in whole, through the engine's store, and
+    // left the SIM only then.
+    let db = d.dir.path().join("state").join("smsgate.db");
+    let t = Instant::now();
+    let text: String = loop {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        let row: Option<String> = c
+            .query_row(
+                "SELECT text FROM inbound WHERE gateway = 'modem1'",
+                [],
+                |r| r.get(0),
+            )
+            .ok();
+        if let Some(t) = row {
+            break t;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "inbound not stored");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(text, "BAJA por favor 🙏 ".repeat(5).trim());
+    let t = Instant::now();
+    while !modem.state().stored().is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "not deleted from the SIM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The PIN was entered (each start-up) and never written to the log.
+    assert!(
+        modem
+            .state()
+            .commands
+            .iter()
+            .any(|c| c == "AT+CPIN=\"8642\"")
+    );
+    d.signal("TERM");
+    d.wait_exit(Duration::from_secs(10));
+    // Without the terminal colours the fields read `gateway=modem1`.
+    let raw = d.take_stderr();
+    let mut log = String::new();
+    let mut in_escape = false;
+    for ch in raw.chars() {
+        match (in_escape, ch) {
+            (false, '\u{1b}') => in_escape = true,
+            (true, 'm') => in_escape = false,
+            (true, _) => {}
+            (false, c) => log.push(c),
+        }
+    }
+    assert!(
+        log.contains("gateway=modem1") && log.contains("port=0"),
+        "journal fields gateway= and port=: {log}"
+    );
+    assert!(!log.contains("8642"), "the PIN leaked into the log");
 }
 
 // ------------------------------------------------------------ gammu
