@@ -446,12 +446,13 @@ pub fn client(
         }
         (None, None) => String::new(),
     };
-    let mut roots = Vec::new();
-    if let Some(tls) = config.as_ref().and_then(|c| c.api.tls.as_ref()) {
-        roots.push(tls.cert.clone());
-    }
+    let tls = match config.as_ref().and_then(|c| c.api.tls.as_ref()) {
+        Some(files) => crate::tls::pinned_to_pem_file(&files.cert).map_err(ClientError::Setup)?,
+        None => crate::tls::client_config(&crate::tls::TlsVerify::System)
+            .map_err(|e| ClientError::Setup(e.to_string()))?,
+    };
     let http = reqwest::blocking::Client::builder()
-        .use_preconfigured_tls(crate::tls::client_config(&roots).map_err(ClientError::Setup)?)
+        .use_preconfigured_tls(tls)
         .no_proxy()
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(600))
