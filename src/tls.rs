@@ -178,6 +178,19 @@ impl ServerCertVerifier for LaxVerifier {
     }
 }
 
+/// A client config that accepts exactly the first certificate of a PEM file
+/// (pinned by fingerprint): how the CLI reaches the daemon's own API, whose
+/// certificate is typically self-signed.
+pub fn pinned_to_pem_file(path: &std::path::Path) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::pem::PemObject;
+    let cert = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("cannot read the certificate {}: {e}", path.display()))?
+        .next()
+        .ok_or_else(|| format!("{} holds no certificate", path.display()))?
+        .map_err(|e| format!("cannot read the certificate {}: {e}", path.display()))?;
+    client_config(&TlsVerify::Pinned(cert_fingerprint(&cert))).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -218,17 +231,4 @@ mod tests {
         }
         assert!(rustls::crypto::CryptoProvider::get_default().is_none());
     }
-}
-
-/// A client config that accepts exactly the first certificate of a PEM file
-/// (pinned by fingerprint): how the CLI reaches the daemon's own API, whose
-/// certificate is typically self-signed.
-pub fn pinned_to_pem_file(path: &std::path::Path) -> Result<rustls::ClientConfig, String> {
-    use rustls::pki_types::pem::PemObject;
-    let cert = CertificateDer::pem_file_iter(path)
-        .map_err(|e| format!("cannot read the certificate {}: {e}", path.display()))?
-        .next()
-        .ok_or_else(|| format!("{} holds no certificate", path.display()))?
-        .map_err(|e| format!("cannot read the certificate {}: {e}", path.display()))?;
-    client_config(&TlsVerify::Pinned(cert_fingerprint(&cert))).map_err(|e| e.to_string())
 }
