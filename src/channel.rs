@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::breaker::{Breaker, Transition};
 use crate::config::DialerConfig;
 use crate::daemon::{Heartbeat, Shared};
 use crate::metrics::{ChannelLabel, ChannelOutcomeLabels, DialerStateLabels};
@@ -69,6 +70,7 @@ pub struct Channel {
     pub gateway: String,
     pub port: u32,
     transport: Arc<dyn Transport>,
+    breaker: Arc<Breaker>,
     inner: Mutex<Inner>,
     queue: mpsc::Sender<Job>,
     queued: AtomicU64,
@@ -81,6 +83,7 @@ impl Channel {
     pub fn start(
         shared: &Shared,
         transport: Arc<dyn Transport>,
+        breaker: Arc<Breaker>,
         port: u32,
         heartbeat: Heartbeat,
         stop: CancellationToken,
@@ -101,6 +104,7 @@ impl Channel {
                 quarantine: None,
             }),
             transport,
+            breaker,
             queue: tx,
             queued: AtomicU64::new(0),
             sent: AtomicU64::new(0),
@@ -127,6 +131,12 @@ impl Channel {
                 return Err(why.clone());
             }
             g.quarantine = None;
+        }
+        if let Some(why) = self.breaker.open_reason() {
+            return Err(format!(
+                "gateway {} is failing ({why}); its breaker is open",
+                self.gateway
+            ));
         }
         let live = self.transport.health(self.port);
         g.health = live.clone();
@@ -358,16 +368,44 @@ impl Worker {
             })
             .observe(latency.as_secs_f64());
 
+        let transition = match &result {
+            Ok(_) => self.ch.breaker.success(),
+            Err(SendError::Temporary { reason })
+            | Err(SendError::Auth { reason })
+            | Err(SendError::Unknown { reason }) => self.ch.breaker.failure(reason),
+            Err(SendError::Permanent { .. }) | Err(SendError::PortUnusable { .. }) => None,
+        };
+        if let Some(t) = transition {
+            breaker_switched(&self.shared, &self.ch.breaker, &t);
+        }
         let max_attempts = dialer.max_attempts as i64;
         let backoff = backoff_ms(&dialer, message.attempts + 1);
         let state = match result {
             Ok(acc) => {
                 self.ch.sent.fetch_add(1, Ordering::Relaxed);
                 let r = acc.gateway_ref.clone();
-                self.record(id, move |tx| {
-                    spool::mark_sent(tx, id, &r).map(|_| State::Sent)
-                })
-                .await
+                // Not awaited: the next send on this channel need not wait for
+                // this commit. The writer keeps the order of writes, and if
+                // the process dies first the message is still SENDING on disk
+                // and reconciliation settles it; it is never resent from here.
+                match self
+                    .shared
+                    .store
+                    .write_detached(move |tx| spool::mark_sent(tx, id, &r))
+                {
+                    Ok(wait) => {
+                        let channel = self.ch.id.clone();
+                        tokio::spawn(async move {
+                            if let Ok(Err(e)) = wait.await {
+                                tracing::error!(channel = %channel, message = id, error = %e, "cannot record the send result");
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        tracing::error!(channel = %self.ch.id, message = id, error = %e, "cannot record the send result");
+                    }
+                }
+                State::Sent
             }
             Err(e) => {
                 self.ch.failed.fetch_add(1, Ordering::Relaxed);
@@ -438,6 +476,49 @@ impl Worker {
                 tracing::error!(channel = %self.ch.id, message = id, error = %e, "cannot record the send result");
                 State::Sending
             }
+        }
+    }
+}
+
+/// Logs and counts a breaker's change of state.
+pub fn breaker_switched(shared: &Shared, breaker: &Breaker, t: &Transition) {
+    let gateway = breaker.gateway().to_string();
+    match t {
+        Transition::Opened { reason } => {
+            tracing::warn!(gateway = %gateway, reason = %reason, "gateway failing: breaker opened; its channels take no messages and channel groups move to their fallback channels");
+            shared
+                .metrics
+                .breaker_open
+                .get_or_create(&crate::metrics::GatewayLabel {
+                    gateway: gateway.clone(),
+                })
+                .set(1);
+            shared
+                .metrics
+                .breaker_transitions
+                .get_or_create(&crate::metrics::BreakerLabels {
+                    gateway,
+                    to: "open",
+                })
+                .inc();
+        }
+        Transition::Closed => {
+            tracing::info!(gateway = %gateway, "gateway healthy again: breaker closed; traffic moves back");
+            shared
+                .metrics
+                .breaker_open
+                .get_or_create(&crate::metrics::GatewayLabel {
+                    gateway: gateway.clone(),
+                })
+                .set(0);
+            shared
+                .metrics
+                .breaker_transitions
+                .get_or_create(&crate::metrics::BreakerLabels {
+                    gateway,
+                    to: "closed",
+                })
+                .inc();
         }
     }
 }

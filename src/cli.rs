@@ -83,6 +83,27 @@ pub enum Command {
         #[command(subcommand)]
         command: PduCommand,
     },
+    /// Reach each configured Dinstar gateway directly (not through the
+    /// daemon) and print its ports: SIM, IMSI, number, registration and
+    /// signal, and whether our password works. Exits 1 when a gateway is
+    /// unreachable or refuses us.
+    Probe {
+        /// Only this gateway (default: every enabled `dinstar` gateway).
+        gateway: Option<String>,
+    },
+    /// Send a USSD code (a balance check such as *100#) on a gateway port
+    /// and print the reply. Talks to the gateway directly.
+    Ussd {
+        /// The gateway's name in the config.
+        gateway: String,
+        /// The port, from 0 as the gateway counts.
+        port: u8,
+        /// The USSD code, e.g. "*100#".
+        code: String,
+        /// How long to wait for the reply, in seconds.
+        #[arg(long, default_value_t = 30)]
+        wait_s: u64,
+    },
     /// Write the man pages and shell completions into DIR (packaging).
     #[command(hide = true)]
     GenerateAssets { dir: PathBuf },
@@ -205,6 +226,13 @@ pub fn main() -> ExitCode {
             })
         }
         Command::Pdu { command } => pdu(command),
+        Command::Probe { gateway } => probe(&cli.config, gateway.as_deref()),
+        Command::Ussd {
+            gateway,
+            port,
+            code,
+            wait_s,
+        } => ussd(&cli.config, &gateway, port, &code, wait_s),
         Command::GenerateAssets { dir } => {
             match crate::cli_assets::write_assets(<Cli as clap::CommandFactory>::command(), &dir) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -486,12 +514,13 @@ pub fn client(
         }
         (None, None) => String::new(),
     };
-    let mut roots = Vec::new();
-    if let Some(tls) = config.as_ref().and_then(|c| c.api.tls.as_ref()) {
-        roots.push(tls.cert.clone());
-    }
+    let tls = match config.as_ref().and_then(|c| c.api.tls.as_ref()) {
+        Some(files) => crate::tls::pinned_to_pem_file(&files.cert).map_err(ClientError::Setup)?,
+        None => crate::tls::client_config(&crate::tls::TlsVerify::System)
+            .map_err(|e| ClientError::Setup(e.to_string()))?,
+    };
     let http = reqwest::blocking::Client::builder()
-        .use_preconfigured_tls(crate::tls::client_config(&roots).map_err(ClientError::Setup)?)
+        .use_preconfigured_tls(tls)
         .no_proxy()
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(600))
@@ -685,5 +714,204 @@ fn human_duration(s: u64) -> String {
         60..=3599 => format!("{}m{}s", s / 60, s % 60),
         3600..=86_399 => format!("{}h{}m", s / 3600, (s % 3600) / 60),
         _ => format!("{}d{}h", s / 86_400, (s % 86_400) / 3600),
+    }
+}
+
+/// Reads the config for a command that talks to gateways directly.
+fn gateway_config(config_path: &std::path::Path) -> Result<Config, String> {
+    crate::daemon::load_config(config_path)
+        .map_err(|e| format!("cannot read {}: {e}", config_path.display()))
+}
+
+/// A current-thread runtime for the commands that talk to gateways.
+fn small_runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+fn dinstar_client(
+    gw: &config::GatewayConfig,
+) -> Result<crate::transport::dinstar::DinstarClient, String> {
+    let config::GatewaySettings::Dinstar(s) = &gw.settings else {
+        return Err(format!(
+            "gateway {:?} is of kind {}; this command talks to kind dinstar",
+            gw.name,
+            gw.kind.as_str()
+        ));
+    };
+    crate::transport::dinstar::client_config(&gw.name, s)
+        .and_then(crate::transport::dinstar::DinstarClient::new)
+        .map_err(|e| format!("gateway {:?}: {e}", gw.name))
+}
+
+/// `smsgate probe [GATEWAY]`.
+fn probe(config_path: &std::path::Path, only: Option<&str>) -> ExitCode {
+    let config = match gateway_config(config_path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("smsgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let chosen: Vec<&config::GatewayConfig> = match only {
+        Some(name) => match config.gateway(name) {
+            Some(g) if g.kind == config::GatewayKind::Dinstar => vec![g],
+            Some(g) => {
+                eprintln!(
+                    "smsgate: gateway {name:?} is of kind {}; probe reaches kind dinstar",
+                    g.kind.as_str()
+                );
+                return ExitCode::FAILURE;
+            }
+            None => {
+                eprintln!("smsgate: no gateway {name:?} in {}", config_path.display());
+                return ExitCode::FAILURE;
+            }
+        },
+        None => config
+            .gateways
+            .iter()
+            .filter(|g| g.enabled && g.kind == config::GatewayKind::Dinstar)
+            .collect(),
+    };
+    if chosen.is_empty() {
+        println!("no enabled dinstar gateway in {}", config_path.display());
+        return ExitCode::SUCCESS;
+    }
+    let rt = match small_runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("smsgate: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut ok = true;
+    for (i, gw) in chosen.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        let url = match &gw.settings {
+            config::GatewaySettings::Dinstar(s) => s.url.clone(),
+            _ => String::new(),
+        };
+        let client = match dinstar_client(gw) {
+            Ok(c) => c,
+            Err(e) => {
+                println!("gateway {} ({url}): NOT USABLE: {e}", gw.name);
+                ok = false;
+                continue;
+            }
+        };
+        let ports: Vec<u8> = (0..gw.ports.min(32))
+            .filter_map(|p| u8::try_from(p).ok())
+            .collect();
+        // One request: a wrong password costs one refused login, never a
+        // lock-out.
+        match rt.block_on(client.get_port_info(&ports, &[])) {
+            Ok(infos) => {
+                println!("gateway {} ({url}): reachable, authentication OK", gw.name);
+                let mut rows = vec![vec![
+                    "PORT".to_string(),
+                    "SIM".into(),
+                    "IMSI".into(),
+                    "NUMBER".into(),
+                    "REGISTRATION".into(),
+                    "SIGNAL".into(),
+                    "TYPE".into(),
+                ]];
+                for p in &ports {
+                    let Some(info) = infos.iter().find(|i| i.port == *p) else {
+                        rows.push(vec![
+                            p.to_string(),
+                            "?".into(),
+                            "-".into(),
+                            "-".into(),
+                            "not reported".into(),
+                            "-".into(),
+                            "-".into(),
+                        ]);
+                        continue;
+                    };
+                    let sim = if info.sim_missing() {
+                        "no"
+                    } else if info.reg.is_some() {
+                        "yes"
+                    } else {
+                        "?"
+                    };
+                    rows.push(vec![
+                        p.to_string(),
+                        sim.into(),
+                        info.imsi.clone().unwrap_or_else(|| "-".into()),
+                        info.number.clone().unwrap_or_else(|| "-".into()),
+                        info.reg
+                            .as_ref()
+                            .map_or("?".to_string(), |r| r.as_wire().to_string()),
+                        info.signal.map_or("-".into(), |s| format!("{s}/31")),
+                        info.module_type.clone().unwrap_or_else(|| "-".into()),
+                    ]);
+                }
+                print_table(&rows);
+            }
+            Err(e @ crate::transport::dinstar::DinstarError::Auth { .. }) => {
+                println!(
+                    "gateway {} ({url}): REFUSES OUR PASSWORD: {e}; check user/password in the config (repeated attempts lock our address out)",
+                    gw.name
+                );
+                ok = false;
+            }
+            Err(e) => {
+                println!("gateway {} ({url}): UNREACHABLE: {e}", gw.name);
+                ok = false;
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// `smsgate ussd GATEWAY PORT CODE`.
+fn ussd(
+    config_path: &std::path::Path,
+    gateway: &str,
+    port: u8,
+    code: &str,
+    wait_s: u64,
+) -> ExitCode {
+    let run = || -> Result<String, String> {
+        let config = gateway_config(config_path)?;
+        let gw = config
+            .gateway(gateway)
+            .ok_or_else(|| format!("no gateway {gateway:?} in {}", config_path.display()))?;
+        if u32::from(port) >= gw.ports {
+            return Err(format!(
+                "gateway {gateway:?} has ports 0 to {}",
+                gw.ports.saturating_sub(1)
+            ));
+        }
+        let client = dinstar_client(gw)?;
+        let rt = small_runtime()?;
+        rt.block_on(crate::transport::dinstar::run_ussd(
+            &client,
+            port,
+            code,
+            std::time::Duration::from_secs(wait_s.max(1)),
+        ))
+        .map_err(|e| format!("gateway {gateway:?} port {port}: {e}"))
+    };
+    match run() {
+        Ok(reply) => {
+            println!("{reply}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("smsgate: {e}");
+            ExitCode::FAILURE
+        }
     }
 }

@@ -57,6 +57,23 @@ pub struct ChannelOutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GatewayLabel {
+    pub gateway: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BreakerLabels {
+    pub gateway: String,
+    pub to: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FailoverLabels {
+    pub dialer: String,
+    pub to: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LoopLabel {
     pub task: String,
 }
@@ -75,6 +92,9 @@ pub struct Metrics {
     pub channel_queued: Family<ChannelLabel, Gauge>,
     pub channel_healthy: Family<ChannelLabel, Gauge>,
     pub send_latency: Family<ChannelLabel, Histogram>,
+    pub breaker_open: Family<GatewayLabel, Gauge>,
+    pub breaker_transitions: Family<BreakerLabels, Counter>,
+    pub failovers: Family<FailoverLabels, Counter>,
     pub loop_age: Family<LoopLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
@@ -154,6 +174,24 @@ impl Metrics {
             prometheus_client::registry::Unit::Seconds,
             send_latency.clone(),
         );
+        let breaker_open = Family::<GatewayLabel, Gauge>::default();
+        registry.register(
+            "breaker_open",
+            "1 while a gateway's breaker is open (its channels take no messages)",
+            breaker_open.clone(),
+        );
+        let breaker_transitions = Family::<BreakerLabels, Counter>::default();
+        registry.register(
+            "breaker_transitions",
+            "Times a gateway's breaker opened or closed",
+            breaker_transitions.clone(),
+        );
+        let failovers = Family::<FailoverLabels, Counter>::default();
+        registry.register(
+            "failovers",
+            "Times a dialer's channel group moved its traffic to the fallback or back to the primary channels",
+            failovers.clone(),
+        );
         let loop_age = Family::<LoopLabel, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
         registry.register_with_unit(
             "loop_heartbeat_age",
@@ -172,6 +210,9 @@ impl Metrics {
             channel_queued,
             channel_healthy,
             send_latency,
+            breaker_open,
+            breaker_transitions,
+            failovers,
             loop_age,
         }
     }

@@ -50,6 +50,14 @@ pub const CODES: &[(&str, &str)] = &[
         "the config file cannot be read; the running config stays",
     ),
     ("internal", "an internal error; the journal has the details"),
+    (
+        "push_not_allowed",
+        "a gateway push came from an address not in the gateway's push_allow",
+    ),
+    (
+        "invalid_push",
+        "a gateway push body is not a JSON object with a known event",
+    ),
     ("unknown_dialer", "no dialer of that name is configured"),
     ("empty_text", "the message text is empty"),
     ("text_too_long", "the text needs more than 10 SMS parts"),

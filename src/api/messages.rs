@@ -57,6 +57,24 @@ pub async fn send(
             ),
         ));
     }
+    // A Dinstar gateway takes at most 670 characters whatever the encoding
+    // (reference §5): refuse now rather than fail the message later.
+    if config
+        .gateway(&dialer.provider)
+        .is_some_and(|g| g.kind == crate::config::GatewayKind::Dinstar)
+    {
+        use crate::transport::dinstar::wire::{MAX_TEXT_CHARS, text_length};
+        let n = text_length(&req.text);
+        if n > MAX_TEXT_CHARS {
+            return Err(ApiError::unprocessable(
+                "text_too_long",
+                format!(
+                    "the text is {n} characters long; dialer {:?} sends through the Dinstar gateway {:?}, which takes at most {MAX_TEXT_CHARS}",
+                    dialer.name, dialer.provider
+                ),
+            ));
+        }
+    }
     let priority = req.priority.unwrap_or(dialer.priority);
     if !(MIN_PRIORITY..=MAX_PRIORITY).contains(&priority) {
         return Err(ApiError::unprocessable(

@@ -5,6 +5,7 @@
 mod dialers;
 pub(crate) mod error;
 mod extract;
+mod gateways;
 mod messages;
 pub mod openapi;
 mod system;
@@ -45,6 +46,11 @@ pub enum Access {
     Public,
     /// A bearer token whose role is at least this one.
     Role(Role),
+    /// A gateway's push (Dinstar sends no credentials): the peer address
+    /// must be in the `push_allow` list of the gateway named in the path.
+    /// Loopback is not implicitly allowed, so a reverse proxy on the box
+    /// cannot open the route to everyone; list 127.0.0.1 to allow it.
+    GatewayPush,
 }
 
 /// How large a body a route takes.
@@ -124,6 +130,12 @@ pub fn routes() -> Vec<RouteSpec> {
             "/api/v1/channels",
             Role(crate::config::Role::Viewer),
             get(system::channels),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/gateways/{name}/push",
+            GatewayPush,
+            post(gateways::push),
         ),
         route(
             Method::POST,
@@ -316,6 +328,9 @@ fn check(
     body: BodyLimit,
     req: &Request,
 ) -> Result<u64, ApiError> {
+    if access == Access::GatewayPush {
+        check_push_source(config, req)?;
+    }
     if let Access::Role(need) = access {
         let presented = req
             .headers()
@@ -357,6 +372,70 @@ fn check(
         return Err(ApiError::too_large(limit));
     }
     Ok(limit)
+}
+
+/// The gateway named by `/api/v1/gateways/{name}/...`, percent-decoded.
+fn gateway_in_path(path: &str) -> Option<String> {
+    let rest = path.strip_prefix("/api/v1/gateways/")?;
+    let raw = rest.split('/').next()?;
+    let b = raw.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+            if let Some(v) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// A push is taken only from an address in the gateway's `push_allow`.
+fn check_push_source(config: &crate::config::Config, req: &Request) -> Result<(), ApiError> {
+    let name = gateway_in_path(req.uri().path()).unwrap_or_default();
+    let allow = match config.gateway(&name).map(|g| &g.settings) {
+        Some(crate::config::GatewaySettings::Dinstar(s)) => &s.push_allow,
+        Some(_) => {
+            return Err(ApiError::not_found(format!(
+                "gateway {name:?} is not of kind dinstar and takes no pushes"
+            )));
+        }
+        None => {
+            return Err(ApiError::not_found(format!(
+                "no gateway {name:?} in the config"
+            )));
+        }
+    };
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_canonical());
+    match peer {
+        Some(ip) if allow.iter().any(|a| a.to_canonical() == ip) => Ok(()),
+        Some(ip) => {
+            tracing::warn!(gateway = %name, peer = %ip, "push refused: address not in push_allow");
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "push_not_allowed",
+                "Push source not allowed",
+                format!(
+                    "pushes for gateway {name:?} are taken only from the addresses in its push_allow; {ip} is not one of them"
+                ),
+            ))
+        }
+        None => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "push_not_allowed",
+            "Push source not allowed",
+            "the peer address of this connection is unknown",
+        )),
+    }
 }
 
 /// The API's listening socket, bound before READY=1 is sent.
@@ -488,7 +567,7 @@ fn load_tls(
         .map_err(|e| ServeError::Tls(format!("{}: {e}", cert.display())))?;
     let key = PrivateKeyDer::from_pem_file(key)
         .map_err(|e| ServeError::Tls(format!("{}: {e}", key.display())))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = crate::tls::provider();
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| ServeError::Tls(e.to_string()))?

@@ -68,6 +68,29 @@ mod tests {
                     );
                     assert_eq!(role, None, "{} {}", r.method, r.path);
                 }
+                Access::GatewayPush => {
+                    // No token: the guard checks the source address.
+                    assert!(
+                        security.is_some_and(|s| s.is_empty()),
+                        "{} {} takes no token: document it with \"security\": []",
+                        r.method,
+                        r.path
+                    );
+                    assert_eq!(role, None, "{} {}", r.method, r.path);
+                    assert_eq!(
+                        op.get("x-smsgate-access").and_then(|s| s.as_str()),
+                        Some("gateway-push"),
+                        "{} {}: x-smsgate-access",
+                        r.method,
+                        r.path
+                    );
+                    assert!(
+                        op["responses"].get("403").is_some(),
+                        "{} {} must document 403 (source not allowed)",
+                        r.method,
+                        r.path
+                    );
+                }
                 Access::Role(need) => {
                     assert!(
                         security.is_none(),

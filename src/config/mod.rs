@@ -88,6 +88,7 @@ pub struct Config {
     pub dialers: Vec<DialerConfig>,
     pub campaigns: Vec<CampaignConfig>,
     pub imports: ImportsConfig,
+    pub channel_groups: Vec<ChannelGroupConfig>,
     /// Compiled `[schedule.NAME]` sections, named by dialers and campaigns.
     pub schedules: HashMap<String, std::sync::Arc<crate::dialer::schedule::Schedule>>,
 }
@@ -176,6 +177,11 @@ pub struct GatewayConfig {
     pub kind: GatewayKind,
     pub enabled: bool,
     pub ports: u32,
+    /// Consecutive gateway-level failures (timeouts, connection errors, 5xx,
+    /// refused credentials) that open its breaker.
+    pub breaker_failures: u32,
+    /// How often an open breaker checks whether the gateway is back.
+    pub breaker_probe: Duration,
     pub settings: GatewaySettings,
 }
 
@@ -247,6 +253,23 @@ pub struct DialerConfig {
     pub resend_unknown: bool,
 }
 
+/// Channels of one gateway: all its ports, or those a dial string names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelSet {
+    pub gateway: String,
+    pub ports: Vec<u32>,
+}
+
+/// A provider made of several gateways' channels: the primary ones while
+/// their gateways' breakers are closed and one of them can send, the
+/// fallback ones otherwise.
+#[derive(Debug, Clone)]
+pub struct ChannelGroupConfig {
+    pub name: String,
+    pub primary: Vec<ChannelSet>,
+    pub fallback: Vec<ChannelSet>,
+}
+
 #[derive(Debug, Clone)]
 pub struct CampaignConfig {
     pub name: String,
@@ -296,6 +319,10 @@ impl Config {
         self.gateways.iter().find(|g| g.name == name)
     }
 
+    pub fn channel_group(&self, name: &str) -> Option<&ChannelGroupConfig> {
+        self.channel_groups.iter().find(|g| g.name == name)
+    }
+
     pub fn dialer(&self, name: &str) -> Option<&DialerConfig> {
         self.dialers.iter().find(|d| d.name == name)
     }
@@ -324,7 +351,14 @@ impl Config {
 type KindKey<'a> = (&'a str, Option<Range<usize>>, &'a [GatewayKind]);
 
 const TOP_KEYS: &[&str] = &[
-    "daemon", "api", "gateway", "dialer", "campaign", "imports", "schedule",
+    "daemon",
+    "api",
+    "gateway",
+    "channel_group",
+    "dialer",
+    "campaign",
+    "imports",
+    "schedule",
 ];
 
 struct Validator<'a> {
@@ -382,12 +416,15 @@ impl Validator<'_> {
         let gateways: Vec<RawGateway> = self.array(sections.remove("gateway"), "[[gateway]]");
         let dialers: Vec<RawDialer> = self.array(sections.remove("dialer"), "[[dialer]]");
         let campaigns: Vec<RawCampaign> = self.array(sections.remove("campaign"), "[[campaign]]");
+        let groups: Vec<RawChannelGroup> =
+            self.array(sections.remove("channel_group"), "[[channel_group]]");
 
         let schedules = self.schedules(sections.remove("schedule"));
         let daemon = self.daemon(daemon);
         let api = self.api(api);
         let gateways = self.gateways(gateways);
-        let dialers = self.dialers(dialers, &gateways, &schedules);
+        let channel_groups = self.channel_groups(groups, &gateways);
+        let dialers = self.dialers(dialers, &gateways, &channel_groups, &schedules);
         let campaigns = self.campaigns(campaigns, &gateways, &schedules);
         let imports = ImportsConfig {
             forbidden_characters: imports.forbidden_characters.chars().collect(),
@@ -401,7 +438,83 @@ impl Validator<'_> {
             campaigns,
             imports,
             schedules,
+            channel_groups,
         })
+    }
+
+    fn channel_groups(
+        &mut self,
+        raws: Vec<RawChannelGroup>,
+        gateways: &[GatewayConfig],
+    ) -> Vec<ChannelGroupConfig> {
+        let mut out = Vec::new();
+        let mut seen: HashMap<String, Range<usize>> = HashMap::new();
+        for g in raws {
+            self.check_name(&g.name, "channel group");
+            if let Some(first) = seen.get(g.name.get_ref()) {
+                let first = first.clone();
+                self.duplicate(g.name.span(), first, "channel group", g.name.get_ref());
+            }
+            seen.insert(g.name.get_ref().clone(), g.name.span());
+            if gateways.iter().any(|gw| &gw.name == g.name.get_ref()) {
+                self.problem(
+                    g.name.span(),
+                    format!(
+                        "channel group {:?} has the name of a gateway; dialers name either, so the names must differ",
+                        g.name.get_ref()
+                    ),
+                );
+            }
+            if g.primary.is_empty() {
+                self.problem(
+                    g.name.span(),
+                    "a channel group needs at least one primary channel",
+                );
+            }
+            let owner = g.name.get_ref().clone();
+            let sets = |list: &[Spanned<String>], v: &mut Self| -> Vec<ChannelSet> {
+                let mut out = Vec::new();
+                for entry in list {
+                    let (gw_name, dial) = match entry.get_ref().split_once(':') {
+                        Some((g, d)) => (g.trim(), d.trim()),
+                        None => (entry.get_ref().trim(), ""),
+                    };
+                    let Some(gw) = gateways.iter().find(|x| x.name == gw_name) else {
+                        let named = Spanned::new(entry.span(), gw_name.to_string());
+                        v.dangling(
+                            &named,
+                            "channel group",
+                            &owner,
+                            "gateway",
+                            gateways.iter().map(|x| x.name.as_str()),
+                        );
+                        continue;
+                    };
+                    match check_dial(dial, gw).and_then(|_| {
+                        if gw.kind.has_ports() {
+                            crate::dialer::parse_dial(dial, gw.ports)
+                        } else {
+                            Ok(Vec::new())
+                        }
+                    }) {
+                        Ok(ports) => out.push(ChannelSet {
+                            gateway: gw.name.clone(),
+                            ports,
+                        }),
+                        Err(m) => v.problem(entry.span(), m),
+                    }
+                }
+                out
+            };
+            let primary = sets(&g.primary, self);
+            let fallback = sets(&g.fallback, self);
+            out.push(ChannelGroupConfig {
+                name: g.name.into_inner(),
+                primary,
+                fallback,
+            });
+        }
+        out
     }
 
     /// `[schedule.NAME]` tables, each compiled (time zone, windows,
@@ -1129,11 +1242,30 @@ impl Validator<'_> {
                 return None;
             }
         };
+        let breaker_failures = g.breaker_failures.as_ref().map_or(3, |v| *v.get_ref());
+        if let Some(v) = &g.breaker_failures {
+            if !(1..=1000).contains(v.get_ref()) {
+                self.problem(v.span(), "breaker_failures must be between 1 and 1000");
+                ok = false;
+            }
+        }
+        let breaker_probe_s = g.breaker_probe_s.as_ref().map_or(30, |v| *v.get_ref());
+        if let Some(v) = &g.breaker_probe_s {
+            if !(1..=3600).contains(v.get_ref()) {
+                self.problem(
+                    v.span(),
+                    "breaker_probe_s must be between 1 and 3600 seconds",
+                );
+                ok = false;
+            }
+        }
         ok.then(|| GatewayConfig {
             name: g.name.into_inner(),
             kind,
             enabled: g.enabled,
             ports,
+            breaker_failures: breaker_failures as u32,
+            breaker_probe: Duration::from_secs(breaker_probe_s),
             settings,
         })
     }
@@ -1209,6 +1341,7 @@ impl Validator<'_> {
         &mut self,
         raws: Vec<RawDialer>,
         gateways: &[GatewayConfig],
+        groups: &[ChannelGroupConfig],
         schedules: &HashMap<String, std::sync::Arc<crate::dialer::schedule::Schedule>>,
     ) -> Vec<DialerConfig> {
         let mut out = Vec::new();
@@ -1221,14 +1354,30 @@ impl Validator<'_> {
             }
             seen.insert(d.name.get_ref().clone(), d.name.span());
             let gateway = gateways.iter().find(|g| &g.name == d.provider.get_ref());
-            if gateway.is_none() {
+            let group = groups.iter().find(|g| &g.name == d.provider.get_ref());
+            if gateway.is_none() && group.is_none() {
                 self.dangling(
                     &d.provider,
                     "dialer",
                     d.name.get_ref(),
-                    "gateway",
-                    gateways.iter().map(|g| g.name.as_str()),
+                    "gateway or channel group",
+                    gateways
+                        .iter()
+                        .map(|g| g.name.as_str())
+                        .chain(groups.iter().map(|g| g.name.as_str())),
                 );
+            }
+            if let (Some(g), Some(dial)) = (group, &d.dial) {
+                if !dial.get_ref().trim().is_empty() {
+                    self.problem(
+                        dial.span(),
+                        format!(
+                            "dialer {:?} sends through channel group {:?}, whose channels are named in the group; remove `dial`",
+                            d.name.get_ref(),
+                            g.name
+                        ),
+                    );
+                }
             }
             self.schedule_ref(&d.schedule, "dialer", d.name.get_ref(), schedules);
             let dial = d

@@ -139,6 +139,10 @@ pub struct RawGateway {
     pub pin_file: Option<Spanned<String>>,
     pub smsc: Option<Spanned<String>>,
     pub send_timeout_s: Option<Spanned<u64>>,
+    // every kind: the circuit breaker that moves a channel group's traffic
+    // to its fallback channels
+    pub breaker_failures: Option<Spanned<u64>>,
+    pub breaker_probe_s: Option<Spanned<u64>>,
     // sim
     pub latency_ms: Option<Spanned<u64>>,
     pub failure_rate: Option<Spanned<f64>>,
@@ -198,4 +202,14 @@ impl Default for RawImports {
 
 fn default_forbidden() -> String {
     "'\"@".to_string()
+}
+
+/// One `[[channel_group]]`: channels in order of preference.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChannelGroup {
+    pub name: Spanned<String>,
+    pub primary: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub fallback: Vec<Spanned<String>>,
 }

@@ -10,6 +10,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::breaker::Breaker;
 use crate::channel::{Channel, ChannelView, Job, JobDone, JobOutcome, state_label};
 use crate::config::{Config, DialerConfig, GatewayConfig};
 use crate::daemon::Shared;
@@ -18,7 +19,9 @@ use crate::store::now_ms;
 use crate::store::spool::{self, State};
 use crate::transport::{self, Event, Reconciled, Transport};
 
-/// The seed's loader: at most this many messages of one dialer in memory.
+/// The seed's loader: at most this many messages of one dialer waiting in
+/// memory for a channel. Handed to a channel, a message is in that
+/// channel's queue (at most two per channel), no longer the loader's.
 pub const IN_MEMORY: usize = 50;
 
 struct Gateway {
@@ -74,6 +77,15 @@ struct Inner {
     events: mpsc::UnboundedSender<Event>,
     tracker: TaskTracker,
     stop: CancellationToken,
+}
+
+/// Why a push was not taken.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum PushRefused {
+    #[error("no running gateway {0:?} (not configured, disabled, or failed to start)")]
+    NoGateway(String),
+    #[error("{0}")]
+    NotTaken(String),
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -229,9 +241,36 @@ impl Engine {
                 tracing::info!(gateway = %gc.name, "gateway settings changed; restarting its channels");
                 old.stop.cancel();
             }
+            // The token exists before the transport so its background
+            // tasks (pollers) stop with the gateway's channels.
             let stop = self.inner.stop.child_token();
-            match transport::build(gc, self.inner.events.clone(), &stop) {
+            let ctx = transport::BuildContext {
+                events: self.inner.events.clone(),
+                stop: stop.clone(),
+                store: Some(self.inner.shared.store.clone()),
+                default_country: config.daemon.default_country.clone(),
+            };
+            match transport::build(gc, ctx) {
                 Ok(t) => {
+                    let breaker = Arc::new(Breaker::new(
+                        &gc.name,
+                        gc.breaker_failures,
+                        gc.breaker_probe,
+                    ));
+                    self.inner
+                        .shared
+                        .metrics
+                        .breaker_open
+                        .get_or_create(&crate::metrics::GatewayLabel {
+                            gateway: gc.name.clone(),
+                        })
+                        .set(0);
+                    self.inner.tracker.spawn(probe_loop(
+                        self.inner.shared.clone(),
+                        t.clone(),
+                        breaker.clone(),
+                        stop.clone(),
+                    ));
                     let channels = (0..t.ports())
                         .map(|port| {
                             let hb = self
@@ -242,6 +281,7 @@ impl Engine {
                             Channel::start(
                                 &self.inner.shared,
                                 t.clone(),
+                                breaker.clone(),
                                 port,
                                 hb,
                                 stop.clone(),
@@ -284,6 +324,7 @@ impl Engine {
             };
             let looper = DialerLoop {
                 name: d.name.clone(),
+                on_fallback: Mutex::new(false),
                 engine: self.clone(),
                 wake: rt.wake.clone(),
                 stopped: rt.stopped.clone(),
@@ -300,6 +341,21 @@ impl Engine {
         }
         // Loops of removed dialers notice on their own and end.
         dialers.retain(|name, _| config.dialers.iter().any(|d| &d.name == name));
+    }
+
+    /// Hands events a gateway pushed to our API to its transport. Errors
+    /// are for the pusher: unknown gateway, or one that takes no pushes.
+    pub fn gateway_push(
+        &self,
+        gateway: &str,
+        events: Vec<crate::transport::dinstar::PushEvent>,
+    ) -> Result<usize, PushRefused> {
+        let gw = self
+            .gateway(gateway)
+            .ok_or_else(|| PushRefused::NoGateway(gateway.to_string()))?;
+        gw.transport
+            .accept_push(events)
+            .map_err(PushRefused::NotTaken)
     }
 
     fn gateway(&self, name: &str) -> Option<Arc<Gateway>> {
@@ -448,7 +504,12 @@ impl Engine {
                     detail,
                 } => {
                     if !ok {
-                        self.result_failed(gateway, gateway_ref, detail).await;
+                        // Off the event loop: its retries must not hold
+                        // up other events.
+                        let this = self.clone();
+                        tokio::spawn(async move {
+                            this.result_failed(gateway, gateway_ref, detail).await
+                        });
                     }
                 }
                 Event::Delivered {
@@ -519,8 +580,17 @@ impl Engine {
 impl Engine {
     async fn result_failed(&self, gateway: String, gateway_ref: String, detail: String) {
         let store = self.inner.shared.store.clone();
-        let (g, r) = (gateway.clone(), gateway_ref.clone());
-        let found = store.read(move |c| spool::find_sent(c, &g, &r)).await;
+        // A pushed result can overtake the SENT record of its message, as a
+        // delivery report can: look again for a short while.
+        let mut found = Ok(None);
+        for attempt in 0..20u32 {
+            let (g, r) = (gateway.clone(), gateway_ref.clone());
+            found = store.read(move |c| spool::find_sent(c, &g, &r)).await;
+            if !matches!(found, Ok(None)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt.min(5) + 1))).await;
+        }
         let Ok(Some((id, dialer_name, attempts))) = found else {
             tracing::warn!(gateway = %gateway, reference = %gateway_ref, "send result for a message we do not hold as SENT; ignored");
             return;
@@ -549,6 +619,35 @@ impl Engine {
     }
 }
 
+/// While the gateway's breaker is open, asks the transport every probe
+/// interval whether the gateway is back.
+async fn probe_loop(
+    shared: Shared,
+    transport: Arc<dyn Transport>,
+    breaker: Arc<Breaker>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+        if !breaker.probe_due() {
+            continue;
+        }
+        match transport.probe().await {
+            Ok(()) => {
+                if let Some(t) = breaker.probe_passed() {
+                    crate::channel::breaker_switched(&shared, &breaker, &t);
+                }
+            }
+            Err(why) => {
+                tracing::info!(gateway = %breaker.gateway(), reason = %why, "breaker probe: gateway still failing")
+            }
+        }
+    }
+}
+
 /// What identifies a gateway's settings, secrets included, so a reload
 /// restarts a gateway only when something about it changed.
 fn gateway_key(gc: &GatewayConfig) -> String {
@@ -563,11 +662,16 @@ fn gateway_key(gc: &GatewayConfig) -> String {
             .unwrap_or_default(),
         S::Sim(_) => String::new(),
     };
-    format!("{:?}|{}|{secret}", gc.settings, gc.ports)
+    format!(
+        "{:?}|{}|{}|{:?}|{secret}",
+        gc.settings, gc.ports, gc.breaker_failures, gc.breaker_probe
+    )
 }
 
 struct DialerLoop {
     name: String,
+    /// Whether the dialer's channel group sends through its fallback now.
+    on_fallback: Mutex<bool>,
     engine: Engine,
     wake: Arc<Notify>,
     stopped: Arc<std::sync::atomic::AtomicBool>,
@@ -622,19 +726,19 @@ impl DialerLoop {
                     tracing::info!(dialer = %self.name, "dialer sending");
                     last_reason.clear();
                 }
-                if held.len() < IN_MEMORY {
+                if pending.len() < IN_MEMORY {
                     self.load(&dialer, &mut pending, &mut held).await;
                 }
                 self.dispatch(&config, &dialer, &mut pending, &mut cursor, &done_tx);
             }
             if let Ok(mut n) = self.in_memory.lock() {
-                *n = held.len();
+                *n = pending.len();
             }
             shared
                 .metrics
                 .dialer_in_memory
                 .get_or_create(&label)
-                .set(held.len() as i64);
+                .set(pending.len() as i64);
 
             // Sleep until something happens: a channel finished, a wake-up
             // (new messages, start/stop), a retry falls due, or a beat.
@@ -695,7 +799,7 @@ impl DialerLoop {
         let store = self.engine.inner.shared.store.clone();
         let name = dialer.name.clone();
         let skip = held.clone();
-        let want = IN_MEMORY - held.len();
+        let want = IN_MEMORY - pending.len();
         let batch = match store
             .read(move |c| spool::next_to_process(c, &name, now_ms(), want, &skip))
             .await
@@ -781,17 +885,7 @@ impl DialerLoop {
         cursor: &mut usize,
         done: &mpsc::UnboundedSender<JobDone>,
     ) {
-        let Some(gw) = self.engine.gateway(&dialer.provider) else {
-            return;
-        };
-        let ports = config
-            .gateway(&dialer.provider)
-            .and_then(|g| crate::dialer::parse_dial(&dialer.dial, g.ports).ok())
-            .unwrap_or_default();
-        let channels: Vec<&Arc<Channel>> = ports
-            .iter()
-            .filter_map(|p| gw.channels.get(*p as usize))
-            .collect();
+        let channels = self.channels_for(config, dialer);
         if channels.is_empty() {
             return;
         }
@@ -802,7 +896,7 @@ impl DialerLoop {
                 done: done.clone(),
             };
             for _ in 0..channels.len() {
-                let ch = channels[*cursor % channels.len()];
+                let ch = &channels[*cursor % channels.len()];
                 *cursor = (*cursor + 1) % channels.len();
                 if ch.usable().is_err() {
                     continue;
@@ -815,6 +909,69 @@ impl DialerLoop {
             pending.push_front(job.message);
             break;
         }
+    }
+
+    /// The channels a dialer sends through now, in round-robin order. For a
+    /// channel group: its primary channels while one of them can send,
+    /// otherwise its fallback channels (each switch logged and counted).
+    fn channels_for(&self, config: &Config, dialer: &DialerConfig) -> Vec<Arc<Channel>> {
+        let set = |gateway: &str, ports: &[u32]| -> Vec<Arc<Channel>> {
+            self.engine
+                .gateway(gateway)
+                .map(|gw| {
+                    ports
+                        .iter()
+                        .filter_map(|p| gw.channels.get(*p as usize).cloned())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        if let Some(group) = config.channel_group(&dialer.provider) {
+            let collect = |sets: &[crate::config::ChannelSet]| -> Vec<Arc<Channel>> {
+                sets.iter()
+                    .flat_map(|s| set(&s.gateway, &s.ports))
+                    .collect()
+            };
+            let primary = collect(&group.primary);
+            let reasons: Vec<String> = primary
+                .iter()
+                .filter_map(|c| c.usable().err().map(|why| format!("{}: {why}", c.id)))
+                .collect();
+            let primary_ok = reasons.len() < primary.len();
+            let mut on_fallback = self.on_fallback.lock().map(|g| *g).unwrap_or(false);
+            if primary_ok == on_fallback {
+                on_fallback = !primary_ok;
+                if let Ok(mut g) = self.on_fallback.lock() {
+                    *g = on_fallback;
+                }
+                let to = if on_fallback { "fallback" } else { "primary" };
+                if on_fallback {
+                    tracing::warn!(dialer = %dialer.name, group = %group.name, reason = %reasons.join("; "), "no primary channel can send: traffic moves to the fallback channels");
+                } else {
+                    tracing::info!(dialer = %dialer.name, group = %group.name, "a primary channel can send again: traffic moves back from the fallback channels");
+                }
+                self.engine
+                    .inner
+                    .shared
+                    .metrics
+                    .failovers
+                    .get_or_create(&crate::metrics::FailoverLabels {
+                        dialer: dialer.name.clone(),
+                        to,
+                    })
+                    .inc();
+            }
+            return if on_fallback {
+                collect(&group.fallback)
+            } else {
+                primary
+            };
+        }
+        let ports = config
+            .gateway(&dialer.provider)
+            .and_then(|g| crate::dialer::parse_dial(&dialer.dial, g.ports).ok())
+            .unwrap_or_default();
+        set(&dialer.provider, &ports)
     }
 
     async fn next_retry_wait(&self, dialer: &DialerConfig) -> Duration {

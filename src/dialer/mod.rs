@@ -8,7 +8,7 @@ pub mod importer;
 mod lines;
 pub mod schedule;
 
-pub use engine::Engine;
+pub use engine::{Engine, PushRefused};
 
 /// The ports a dial string names on a gateway with `ports` ports, in
 /// round-robin order. Empty means every port of the gateway.

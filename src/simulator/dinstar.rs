@@ -158,6 +158,7 @@ pub struct DinstarSimBuilder {
     auth: SimAuth,
     sn: String,
     latency: Duration,
+    reply_delay: Duration,
     fail_rate: f64,
     seed: u64,
     result_delay: Duration,
@@ -183,6 +184,7 @@ impl Default for DinstarSimBuilder {
             auth: SimAuth::Digest,
             sn: "da00-0030-1901-2817".into(),
             latency: Duration::ZERO,
+            reply_delay: Duration::ZERO,
             fail_rate: 0.0,
             seed: 0x5EED,
             result_delay: Duration::from_millis(50),
@@ -229,6 +231,13 @@ impl DinstarSimBuilder {
     /// Delay before every `/api/*` answer.
     pub fn latency(mut self, d: Duration) -> Self {
         self.latency = d;
+        self
+    }
+    /// Delay after a request has been processed and before its answer is
+    /// written: the gateway has acted but the client does not know yet (a
+    /// crash in this window is what reconciliation is for).
+    pub fn reply_delay(mut self, d: Duration) -> Self {
+        self.reply_delay = d;
         self
     }
     /// Share of `send_sms` requests answered `error_code 500` (0.0-1.0).
@@ -328,6 +337,7 @@ impl DinstarSimBuilder {
             auth: Mutex::new(AuthState::default()),
             log: Mutex::new(Log::default()),
             push_wake: tokio::sync::Notify::new(),
+            reply_delay: Mutex::new(self.reply_delay),
         });
         let shutdown = CancellationToken::new();
         let tasks = tokio_util::task::TaskTracker::new();
@@ -380,6 +390,8 @@ struct Shared {
     auth: Mutex<AuthState>,
     log: Mutex<Log>,
     push_wake: tokio::sync::Notify,
+    /// [`DinstarSimBuilder::reply_delay`], changeable while running.
+    reply_delay: Mutex<Duration>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -530,6 +542,10 @@ impl SimHandle {
         self.shared.push_wake.notify_one();
         ok
     }
+    /// Changes the delay between processing a request and answering it.
+    pub fn set_reply_delay(&self, d: Duration) {
+        *lock(&self.shared.reply_delay) = d;
+    }
     /// Asks the simulator to stop and waits for its tasks.
     pub async fn shutdown(&self) {
         self.shutdown.cancel();
@@ -549,12 +565,12 @@ struct Conn {
 
 fn tls_acceptor(cert_pem: &[u8], key_pem: &[u8]) -> std::io::Result<tokio_rustls::TlsAcceptor> {
     let bad = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
-    let certs: Vec<_> = rustls_pemfile::certs(&mut &cert_pem[..])
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| bad(format!("certificate PEM: {e}")))?;
-    let key = rustls_pemfile::private_key(&mut &key_pem[..])
-        .map_err(|e| bad(format!("key PEM: {e}")))?
-        .ok_or_else(|| bad("no private key in the key PEM".into()))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| bad(format!("key PEM: {e}")))?;
     let cfg =
         rustls::ServerConfig::builder_with_provider(crate::transport::dinstar::tls::provider())
             .with_safe_default_protocol_versions()
@@ -1060,6 +1076,10 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Response<
         }
     };
     shared.push_wake.notify_one();
+    let reply_delay = *lock(&shared.reply_delay);
+    if !reply_delay.is_zero() {
+        tokio::time::sleep(reply_delay).await;
+    }
     match reply {
         Some(v) => {
             rec.status = Some(200);

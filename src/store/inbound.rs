@@ -106,3 +106,22 @@ pub fn kv_raise(tx: &Transaction<'_>, key: &str, value: i64) -> Result<(), Store
     .execute(params![key, value])?;
     Ok(())
 }
+
+/// Which of `source_keys` are not stored for `gateway`. A poller raises its
+/// high-water mark only past messages that are on disk, so a message the
+/// engine failed to store is fetched again.
+pub fn missing(
+    conn: &Connection,
+    gateway: &str,
+    source_keys: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let mut stmt =
+        conn.prepare_cached("SELECT 1 FROM inbound WHERE gateway = ?1 AND source_key = ?2")?;
+    let mut out = Vec::new();
+    for k in source_keys {
+        if !stmt.exists(params![gateway, k])? {
+            out.push(k.clone());
+        }
+    }
+    Ok(out)
+}

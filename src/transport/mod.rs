@@ -10,7 +10,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use tokio_util::sync::CancellationToken;
+
 use crate::config::{GatewayConfig, GatewaySettings};
+use crate::store::Store;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -156,6 +159,23 @@ pub trait Transport: Send + Sync {
     /// Asks the gateway what became of a message left in SENDING.
     fn reconcile<'a>(&'a self, port: u32, reference: i64) -> BoxFuture<'a, Reconciled>;
     fn health(&self, port: u32) -> PortHealth;
+    /// Whether the gateway answers healthily now; an open breaker calls
+    /// this to decide to close. By default: some port reports usable.
+    fn probe<'a>(&'a self) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            if (0..self.ports()).any(|p| self.health(p).usable) {
+                Ok(())
+            } else {
+                Err("no port of the gateway is usable".into())
+            }
+        })
+    }
+    /// Events the gateway pushed to our API (Dinstar's push URL). Only
+    /// transports whose gateway pushes take them; the others refuse.
+    fn accept_push(&self, events: Vec<dinstar::PushEvent>) -> Result<usize, String> {
+        let _ = events;
+        Err(format!("gateway {} does not take pushes", self.name()))
+    }
 }
 
 pub type Events = tokio::sync::mpsc::UnboundedSender<Event>;
@@ -166,46 +186,48 @@ pub enum TransportError {
     Setup { gateway: String, reason: String },
 }
 
-/// Builds the transport a gateway's config describes. Background tasks of
-/// the transport (a listener, polls) end when `stop` fires or the
-/// transport is dropped.
-pub fn build(
-    gw: &GatewayConfig,
-    events: Events,
-    stop: &tokio_util::sync::CancellationToken,
-) -> Result<Arc<dyn Transport>, TransportError> {
+/// What [`build`] gives a transport besides its config.
+#[derive(Clone)]
+pub struct BuildContext {
+    pub events: Events,
+    /// Cancelled when the gateway stops (removed or changed on reload, or
+    /// the daemon stopping): a transport's background tasks end with it.
+    pub stop: CancellationToken,
+    /// For a transport's own persistent marks (Dinstar's inbound high-water
+    /// mark). `None` in tools that keep nothing.
+    pub store: Option<Store>,
+    /// `[daemon] default_country`, for numbers written without a country.
+    pub default_country: String,
+}
+
+/// Builds the transport a gateway's config describes.
+pub fn build(gw: &GatewayConfig, ctx: BuildContext) -> Result<Arc<dyn Transport>, TransportError> {
     match &gw.settings {
         GatewaySettings::DinstarDwg(s) => Ok(Arc::new(dwg::DwgTransport::start(
             &gw.name,
             gw.ports,
             s,
             dwg::DwgOptions::default(),
-            events,
-            stop.clone(),
+            ctx.events,
+            ctx.stop.clone(),
         )?)),
         GatewaySettings::At(s) => Ok(Arc::new(at::AtTransport::start(
             &gw.name,
             s.clone(),
-            events,
-            stop.clone(),
+            ctx.events,
+            ctx.stop.clone(),
         ))),
         GatewaySettings::Sim(s) => Ok(Arc::new(sim::SimTransport::new(
             &gw.name,
             gw.ports,
             s.clone(),
-            events,
+            ctx.events,
         ))),
-        other => Err(TransportError::Setup {
-            gateway: gw.name.clone(),
-            reason: format!(
-                "the {} transport is not built into this version",
-                match other {
-                    GatewaySettings::Dinstar(_) => "dinstar",
-                    GatewaySettings::DinstarDwg(_) => "dinstar-dwg",
-                    GatewaySettings::At(_) => "at",
-                    GatewaySettings::Sim(_) => "sim",
-                }
-            ),
-        }),
+        GatewaySettings::Dinstar(s) => dinstar::DinstarTransport::start(&gw.name, gw.ports, s, ctx)
+            .map(|t| Arc::new(t) as Arc<dyn Transport>)
+            .map_err(|e| TransportError::Setup {
+                gateway: gw.name.clone(),
+                reason: e.to_string(),
+            }),
     }
 }

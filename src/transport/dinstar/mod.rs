@@ -5,6 +5,9 @@
 //!   TLS with pinning, timeouts, error classification, auth backoff.
 //! - [`wire`]: request bodies and lenient, pure reply and push parsers.
 //! - [`digest`]: HTTP Digest (MD5, qop=auth) and Basic.
+//! - [`transport`]: [`DinstarTransport`], the [`crate::transport::Transport`]
+//!   of a `dinstar` gateway: sends, result and report tracking, port
+//!   health, inbound polling and pushes.
 //! - [`tls`]: rustls configuration (system roots, pinned fingerprint, or
 //!   accept-invalid), with the ring provider passed explicitly.
 //!
@@ -12,11 +15,14 @@
 
 pub mod client;
 pub mod digest;
-pub mod tls;
+/// TLS set-up now shared by every client; kept under this name for callers.
+pub use crate::tls;
+pub mod transport;
 pub mod wire;
 
 pub use client::{AuthScheme, BackoffState, DinstarClient, DinstarClientConfig, DinstarError};
 pub use tls::{TlsVerify, parse_fingerprint};
+pub use transport::{DinstarTransport, client_config, run_ussd};
 pub use wire::{
     DeliverStatus, DeliverStatusQuery, DeliveryOutcome, DeviceEvent, Encoding, ExceptionInfo,
     IncomingBatch, IncomingSms, PortInfo, PortInfoType, PushError, PushEvent, PushEventKind,

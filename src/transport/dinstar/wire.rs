@@ -620,6 +620,9 @@ pub struct IncomingBatch {
     pub read: Option<u64>,
     /// Count of unread messages on the gateway.
     pub unread: Option<u64>,
+    /// The gateway's serial number, from the reply envelope: with
+    /// `incoming_sms_id` it is the identity a pushed copy also carries.
+    pub sn: Option<String>,
 }
 
 /// Parses the `sms` list of a `query_incoming_sms` reply, sorted by id.
@@ -633,6 +636,7 @@ pub fn incoming_batch(env: &Envelope) -> IncomingBatch {
         sms,
         read: field_u64(&env.body, "read"),
         unread: field_u64(&env.body, "unread"),
+        sn: env.sn.clone(),
     }
 }
 

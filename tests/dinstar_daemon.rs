@@ -1,0 +1,276 @@
+//! The `dinstar` transport in the real `smsgate` process: a kill while a
+//! send is in flight, and the `probe` and `ussd` commands, against the
+//! simulated gateway on 127.0.0.1.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Daemon, OPERATOR, VIEWER, config_text, free_port};
+use smsgate::daemon::Heartbeat;
+use smsgate::simulator::dinstar::{DinstarSim, SimHandle};
+use smsgate::store::Store;
+use smsgate::store::spool::{self, State};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn gateway_block(sim: &SimHandle, password: &str) -> String {
+    format!(
+        r#"
+[[gateway]]
+name = "gw"
+kind = "dinstar"
+ports = 4
+url = "{url}"
+user = "admin"
+password = "{password}"
+timeout_ms = 10000
+result_poll_ms = 200
+port_poll_s = 1
+incoming_poll_s = 1
+
+[[dialer]]
+name = "dd"
+provider = "gw"
+dial = "0"
+interval_ms = 10
+dncr = false
+"#,
+        url = sim.base_url()
+    )
+}
+
+fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+fn message_in(state_dir: &std::path::Path, id: i64) -> spool::Message {
+    let store = Store::open(state_dir, Heartbeat::detached()).unwrap();
+    let m = store
+        .read_blocking(move |c| spool::get(c, id))
+        .unwrap()
+        .unwrap();
+    store.close();
+    m
+}
+
+#[test]
+fn a_kill_during_sending_reconciles_by_user_id_without_a_second_send() {
+    let rt = runtime();
+    let sim = rt.block_on(DinstarSim::builder().ports(4).start()).unwrap();
+    let mut d = Daemon::start(&gateway_block(&sim, "admin"), &[]);
+    d.wait_ready();
+    let http = d.http();
+    // The channel is in use once the first port poll has read port 0.
+    assert!(wait_until(Duration::from_secs(10), || {
+        http.get(d.url("/api/v1/channels"))
+            .bearer_auth(VIEWER)
+            .send()
+            .ok()
+            .and_then(|r| r.json::<serde_json::Value>().ok())
+            .is_some_and(|v| {
+                v["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c["id"] == "gw:0" && c["usable"] == true)
+            })
+    }));
+    // Over the gateway's 670 characters: refused at submission.
+    let r = http
+        .post(d.url("/api/v1/messages"))
+        .bearer_auth(OPERATOR)
+        .json(&serde_json::json!({"dialer": "dd", "to": "+59899123456", "text": "a".repeat(671)}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    let p: serde_json::Value = r.json().unwrap();
+    assert_eq!(p["code"], "text_too_long");
+    assert!(p["detail"].as_str().unwrap_or("").contains("670"), "{p}");
+    // The gateway takes the message but answers only after 5 s: the
+    // daemon dies in that window.
+    sim.set_reply_delay(Duration::from_secs(5));
+    let r = http
+        .post(d.url("/api/v1/messages"))
+        .bearer_auth(OPERATOR)
+        .json(&serde_json::json!({"dialer": "dd", "to": "+59899123456", "text": "Llegó una sola vez ✅"}))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text());
+    let id = r.json::<serde_json::Value>().unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(10), || sim.sends().len() == 1),
+        "the gateway got the send"
+    );
+    d.signal("KILL");
+    d.wait_exit(Duration::from_secs(5));
+    sim.set_reply_delay(Duration::ZERO);
+
+    let state_dir = d.dir.path().join("state");
+    let m = message_in(&state_dir, id);
+    assert_eq!(
+        m.state,
+        State::Sending.code(),
+        "in flight at the kill: {m:?}"
+    );
+
+    // Restart on the same state and config.
+    let dir = std::mem::replace(&mut d.dir, tempfile::tempdir().unwrap());
+    let (config, port) = (d.config.clone(), d.port);
+    drop(d);
+    let d = Daemon::start_with(dir, config, port, &[]);
+    d.wait_ready();
+    let http = d.http();
+    let mut last = serde_json::Value::Null;
+    let left = wait_until(Duration::from_secs(15), || {
+        last = http
+            .get(d.url(&format!("/api/v1/messages/{id}")))
+            .bearer_auth(VIEWER)
+            .send()
+            .ok()
+            .and_then(|r| r.json().ok())
+            .unwrap_or_default();
+        last["state_name"] == "SENT" || last["state_name"] == "DELIVERED"
+    });
+    assert!(left, "reconciled as sent: {last}");
+    // Give a wrong resend every chance to happen before counting.
+    std::thread::sleep(Duration::from_secs(2));
+    let sends = sim.sends();
+    assert_eq!(sends.len(), 1, "never sent twice: {sends:?}");
+    assert_eq!(
+        sends[0].user_id.map(|u| u.to_string()).as_deref(),
+        last["gateway_ref"].as_str()
+    );
+    assert_eq!(sends[0].handset_text, "Llegó una sola vez ✅");
+}
+
+fn write_config(dir: &std::path::Path, extra: &str) -> std::path::PathBuf {
+    let path = dir.join("smsgate.toml");
+    std::fs::write(&path, config_text(free_port(), &dir.join("state"), extra)).unwrap();
+    path
+}
+
+fn smsgate(args: &[&str], config: &std::path::Path) -> (Option<i32>, String, String) {
+    let out = Command::new(common::bin())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn probe_prints_the_simulators_ports_and_fails_when_refused_or_unreachable() {
+    let rt = runtime();
+    let sim = rt
+        .block_on(
+            DinstarSim::builder()
+                .ports(4)
+                .credentials("admin", "s3cret-pw")
+                .start(),
+        )
+        .unwrap();
+    sim.set_port_sim(2, false);
+    sim.set_port_number(0, "+59899000000");
+    sim.set_port_signal(1, 11);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &gateway_block(&sim, "s3cret-pw"));
+    let (code, out, err) = smsgate(&["probe"], &config);
+    assert_eq!(code, Some(0), "stdout: {out}\nstderr: {err}");
+    assert!(out.contains("gateway gw"), "{out}");
+    assert!(out.contains("authentication OK"), "{out}");
+    let p0 = sim.port(0).unwrap();
+    let line0 = out
+        .lines()
+        .find(|l| l.starts_with("0 "))
+        .expect("port 0 row");
+    assert!(
+        line0.contains(&p0.imsi) && line0.contains("+59899000000") && line0.contains("REGISTER_OK"),
+        "{line0}"
+    );
+    let line1 = out
+        .lines()
+        .find(|l| l.starts_with("1 "))
+        .expect("port 1 row");
+    assert!(line1.contains("11/31"), "{line1}");
+    let line2 = out
+        .lines()
+        .find(|l| l.starts_with("2 "))
+        .expect("port 2 row");
+    assert!(
+        line2.contains("NO_SIM") && line2.contains(" no "),
+        "{line2}"
+    );
+    assert!(!out.contains("s3cret-pw") && !err.contains("s3cret-pw"));
+    assert_eq!(sim.bad_auth_count(), 0);
+
+    // A wrong password: non-zero, says so, and costs one refused login.
+    let config = write_config(dir.path(), &gateway_block(&sim, "wrong-pw"));
+    let (code, out, err) = smsgate(&["probe", "gw"], &config);
+    assert_ne!(code, Some(0));
+    assert!(out.contains("REFUSES OUR PASSWORD"), "{out}{err}");
+    assert!(!out.contains("wrong-pw") && !err.contains("wrong-pw"));
+    assert_eq!(sim.bad_auth_count(), 1);
+
+    // Nobody listening.
+    let dead = format!(
+        r#"
+[[gateway]]
+name = "gone"
+kind = "dinstar"
+ports = 2
+url = "http://127.0.0.1:{}"
+user = "admin"
+password = "x"
+timeout_ms = 2000
+"#,
+        free_port()
+    );
+    let config = write_config(dir.path(), &dead);
+    let (code, out, _) = smsgate(&["probe"], &config);
+    assert_ne!(code, Some(0));
+    assert!(out.contains("UNREACHABLE"), "{out}");
+}
+
+#[test]
+fn ussd_prints_the_reply() {
+    let rt = runtime();
+    let sim = rt.block_on(DinstarSim::builder().ports(4).start()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &gateway_block(&sim, "admin"));
+    let (code, out, err) = smsgate(&["ussd", "gw", "1", "*100#"], &config);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("Su saldo es") && out.contains("*100#"),
+        "{out}"
+    );
+    let sent = sim.requests_to("/api/send_ussd");
+    assert!(sent.iter().any(|r| r.ports == vec![1]));
+    // A port without a SIM: a clear error, non-zero.
+    sim.set_port_sim(3, false);
+    let (code, _, err) = smsgate(&["ussd", "gw", "3", "*100#"], &config);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("not registered"), "{err}");
+}
