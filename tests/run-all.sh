@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests use, by the command they provide.
 declare -A tools=(
   [promtool]=prometheus
+  [gammu]=gammu
 )
 missing=()
 for cmd in "${!tools[@]}"; do
