@@ -183,3 +183,124 @@ async fn traffic_moves_to_the_fallback_and_back_with_pacing_held() {
     assert_paced(&fallback, "fallback");
     assert_paced(&primary, "primary");
 }
+
+/// The case: Dinstar ports first, a GSM modem on a serial port as
+/// fallback. The gateway fails, the breaker opens, traffic goes to the
+/// (simulated) modem, paced; the gateway returns and traffic moves back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_dinstar_moves_traffic_to_the_modem_and_back() {
+    use smsgate::simulator::modem::{FakeModem, ModemState};
+    let dir = tempfile::tempdir().unwrap();
+    let link = dir.path().join("ttyGSM0");
+    let modem = FakeModem::start(&link, ModemState::default()).unwrap();
+    let primary_addr: std::net::SocketAddr = format!("127.0.0.1:{}", common::free_port())
+        .parse()
+        .unwrap();
+    let primary = sim(primary_addr).await;
+    let extra = format!(
+        "{}\n[[gateway]]\nname = \"modem1\"\nkind = \"at\"\ndevice = \"{}\"\ntimeout_ms = 1500\nport_poll_s = 1\nsend_timeout_s = 5\n\n[[channel_group]]\nname = \"grp\"\nprimary = [\"gw1\"]\nfallback = [\"modem1\"]\n\n[[dialer]]\nname = \"grp\"\nprovider = \"grp\"\ninterval_ms = {INTERVAL_MS}\ndncr = false\nretry_backoff_ms = 100\nmax_attempts = 10\n",
+        gateway("gw1", &primary),
+        link.display()
+    );
+    let d = tokio::task::block_in_place(|| {
+        let d = Daemon::start(&extra, &[("NO_COLOR", "1")]);
+        d.wait_ready();
+        d
+    });
+    // Let the modem finish its start-up so the fallback is ready.
+    wait_for("the modem usable", Duration::from_secs(30), || {
+        let ch: Value = tokio::task::block_in_place(|| {
+            d.http()
+                .get(d.url("/api/v1/channels"))
+                .bearer_auth(VIEWER)
+                .send()
+                .unwrap()
+                .json()
+                .unwrap()
+        });
+        ch["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["gateway"] == "modem1" && c["usable"] == true)
+    })
+    .await;
+
+    tokio::task::block_in_place(|| (0..2).for_each(|i| send(&d, &format!("gateway {i}"))));
+    wait_for("2 sends on the gateway", Duration::from_secs(15), || {
+        primary.sends().len() == 2
+    })
+    .await;
+
+    primary.shutdown().await;
+    tokio::task::block_in_place(|| (0..4).for_each(|i| send(&d, &format!("modem {i}"))));
+    let modem_texts = || -> Vec<String> {
+        modem
+            .state()
+            .submits()
+            .iter()
+            .filter_map(|s| s.user_data.body.text())
+            .collect()
+    };
+    wait_for("4 sends on the modem", Duration::from_secs(60), || {
+        modem_texts().len() == 4
+    })
+    .await;
+
+    let primary = sim(primary_addr).await;
+    wait_for("the gateway back in use", Duration::from_secs(30), || {
+        let ch: Value = tokio::task::block_in_place(|| {
+            d.http()
+                .get(d.url("/api/v1/channels"))
+                .bearer_auth(VIEWER)
+                .send()
+                .unwrap()
+                .json()
+                .unwrap()
+        });
+        ch["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["gateway"] == "gw1" && c["usable"] == true)
+    })
+    .await;
+    tokio::task::block_in_place(|| (0..2).for_each(|i| send(&d, &format!("back {i}"))));
+    wait_for(
+        "2 sends on the gateway again",
+        Duration::from_secs(30),
+        || primary.sends().len() == 2,
+    )
+    .await;
+
+    let mut got = modem_texts();
+    got.sort();
+    assert_eq!(
+        got,
+        ["modem 0", "modem 1", "modem 2", "modem 3"],
+        "each message once on the modem"
+    );
+    let mut back = texts(&primary);
+    back.sort();
+    assert_eq!(back, ["back 0", "back 1"]);
+    // interval_ms held on the modem's channel too.
+    let times: Vec<Instant> = modem.state().sent.iter().map(|s| s.at).collect();
+    for w in times.windows(2) {
+        assert!(
+            w[1] - w[0] >= Duration::from_millis(INTERVAL_MS - 5),
+            "modem sends {:?} apart",
+            w[1] - w[0]
+        );
+    }
+    assert_paced(&primary, "primary");
+    let text = tokio::task::block_in_place(|| metrics(&d));
+    assert!(
+        text.contains("smsgate_failovers_total{dialer=\"grp\",to=\"fallback\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("smsgate_failovers_total{dialer=\"grp\",to=\"primary\"} 1"),
+        "{text}"
+    );
+    tokio::task::block_in_place(move || drop(d));
+}

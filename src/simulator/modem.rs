@@ -79,6 +79,8 @@ pub struct Quirks {
 /// One PDU the fake was given with `AT+CMGS`.
 #[derive(Debug, Clone)]
 pub struct SentPdu {
+    /// When the PDU arrived, for pacing checks.
+    pub at: Instant,
     pub hex: String,
     pub length: usize,
     pub mr: u8,
@@ -941,6 +943,7 @@ fn pdu(shared: &Shared, text: &str, length: usize, text_mode: bool) {
             st.next_mr = st.next_mr.wrapping_add(1).max(1);
             let submit = decode_submit(text);
             st.sent.push(SentPdu {
+                at: Instant::now(),
                 hex: text.to_string(),
                 length,
                 mr,
@@ -956,6 +959,7 @@ fn pdu(shared: &Shared, text: &str, length: usize, text_mode: bool) {
         let mr = st.next_mr;
         st.next_mr = st.next_mr.wrapping_add(1).max(1);
         st.sent.push(SentPdu {
+            at: Instant::now(),
             hex: text.to_string(),
             length: 0,
             mr,
@@ -978,6 +982,7 @@ fn pdu(shared: &Shared, text: &str, length: usize, text_mode: bool) {
     let mr = st.next_mr;
     st.next_mr = st.next_mr.wrapping_add(1).max(1);
     st.sent.push(SentPdu {
+        at: Instant::now(),
         hex: text.to_string(),
         length,
         mr,
