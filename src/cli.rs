@@ -78,6 +78,11 @@ pub enum Command {
         #[command(subcommand)]
         command: DncrCommand,
     },
+    /// SMS PDUs: decode what a modem printed, or build what AT+CMGS takes.
+    Pdu {
+        #[command(subcommand)]
+        command: PduCommand,
+    },
     /// Reach each configured Dinstar gateway directly (not through the
     /// daemon) and print its ports: SIM, IMSI, number, registration and
     /// signal, and whether our password works. Exits 1 when a gateway is
@@ -102,6 +107,31 @@ pub enum Command {
     /// Write the man pages and shell completions into DIR (packaging).
     #[command(hide = true)]
     GenerateAssets { dir: PathBuf },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PduCommand {
+    /// Decode a PDU (SMS-DELIVER, SUBMIT or STATUS-REPORT) as JSON; exit 1
+    /// with the reason when it cannot be decoded.
+    Decode {
+        /// The hex as the modem printed it (with or without the service
+        /// centre address).
+        hex: String,
+        /// The <length> the modem announced (+CMGR/+CMT/+CDS): the TPDU
+        /// octets, which tells whether a service centre address leads.
+        #[arg(long, value_name = "N")]
+        length: Option<usize>,
+    },
+    /// Build the SMS-SUBMIT PDUs for a text as JSON (one per segment, with
+    /// the <length> for AT+CMGS); exit 1 with the reason when impossible.
+    Encode {
+        /// The destination (+E.164 or national digits).
+        #[arg(long, value_name = "NUMBER")]
+        to: String,
+        /// The text.
+        #[arg(long)]
+        text: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -195,6 +225,7 @@ pub fn main() -> ExitCode {
                 Ok(())
             })
         }
+        Command::Pdu { command } => pdu(command),
         Command::Probe { gateway } => probe(&cli.config, gateway.as_deref()),
         Command::Ussd {
             gateway,
@@ -262,6 +293,43 @@ pub fn main() -> ExitCode {
                 Ok(())
             }),
         },
+    }
+}
+
+/// `smsgate pdu`: pure codec work, no config or daemon needed, so a
+/// technician can paste what a modem printed.
+fn pdu(command: PduCommand) -> ExitCode {
+    let report = match &command {
+        PduCommand::Decode { hex, length } => {
+            crate::sms::decode_report_with_length(hex, *length).map(serde_json::to_value)
+        }
+        PduCommand::Encode { to, text } => {
+            crate::sms::encode_report(to, text).map(serde_json::to_value)
+        }
+    };
+    match report {
+        Ok(Ok(json)) => match serde_json::to_string_pretty(&json) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("smsgate: cannot print the report: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Ok(Err(e)) => {
+            eprintln!("smsgate: cannot print the report: {e}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            let what = match command {
+                PduCommand::Decode { .. } => "cannot decode the PDU",
+                PduCommand::Encode { .. } => "cannot encode the message",
+            };
+            eprintln!("smsgate: {what}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -446,12 +514,13 @@ pub fn client(
         }
         (None, None) => String::new(),
     };
-    let mut roots = Vec::new();
-    if let Some(tls) = config.as_ref().and_then(|c| c.api.tls.as_ref()) {
-        roots.push(tls.cert.clone());
-    }
+    let tls = match config.as_ref().and_then(|c| c.api.tls.as_ref()) {
+        Some(files) => crate::tls::pinned_to_pem_file(&files.cert).map_err(ClientError::Setup)?,
+        None => crate::tls::client_config(&crate::tls::TlsVerify::System)
+            .map_err(|e| ClientError::Setup(e.to_string()))?,
+    };
     let http = reqwest::blocking::Client::builder()
-        .use_preconfigured_tls(crate::tls::client_config(&roots).map_err(ClientError::Setup)?)
+        .use_preconfigured_tls(tls)
         .no_proxy()
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(600))

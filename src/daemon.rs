@@ -285,7 +285,9 @@ fn init_logging(level: &str) -> Option<LogFilterHandle> {
             return None;
         }
     }
+    use std::io::IsTerminal;
     let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .with_target(false);
     registry.with(fmt).try_init().ok().map(|_| handle)

@@ -88,7 +88,7 @@ fn a_dangling_reference_names_both_places() {
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains(&format!(
-            "{}:11:12: dialer \"campsms\" names gateway \"gw2\", which is not defined; did you mean \"gw1\"?",
+            "{}:11:12: dialer \"campsms\" names gateway or channel group \"gw2\", which is not defined; did you mean \"gw1\"?",
             path.display()
         )),
         "{err}"
@@ -210,4 +210,19 @@ fn the_documented_examples_are_valid_when_uncommented() {
         stdout.contains("4 gateways, 1 dialers, 1 campaigns, 1 API tokens"),
         "{stdout}"
     );
+}
+
+#[test]
+fn channel_groups_are_checked() {
+    let text = format!(
+        "{BASE}\n[[gateway]]\nname = \"gw2\"\nkind = \"sim\"\nports = 2\n\n[[channel_group]]\nname = \"grp\"\nprimary = [\"gw1:0.3\"]\nfallback = [\"gw2:5\", \"nope\"]\n\n[[dialer]]\nname = \"d2\"\nprovider = \"grp\"\ndial = \"0.1\"\n"
+    );
+    let (code, err, _p, _d) = check_text(&text);
+    assert_eq!(code, 1);
+    assert!(err.contains("port 5 does not exist"), "{err}");
+    assert!(
+        err.contains("channel group \"grp\" names gateway \"nope\", which is not defined"),
+        "{err}"
+    );
+    assert!(err.contains("sends through channel group \"grp\", whose channels are named in the group; remove `dial`"), "{err}");
 }

@@ -307,3 +307,39 @@ fn metrics_pass_promtool() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// With [api] tls_cert/tls_key the API speaks HTTPS only, and the CLI
+/// reaches it by trusting that certificate.
+#[test]
+fn the_api_serves_https_when_configured_and_the_cli_follows() {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let text = common::config_text(port, &dir.path().join("state"), "").replace(
+        "[api]\n",
+        &format!(
+            "[api]\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+            fixtures.join("dinstar-sim.crt").display(),
+            fixtures.join("dinstar-sim.key").display()
+        ),
+    );
+    let config = dir.path().join("smsgate.toml");
+    std::fs::write(&config, text).unwrap();
+    let d = Daemon::start_with(dir, config.clone(), port, &[]);
+    d.wait_ready();
+    let out = std::process::Command::new(common::bin())
+        .args(["status", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sim1:0"));
+    // Plain HTTP on the TLS port gets nowhere.
+    let plain = d.http().get(d.url("/healthz")).send();
+    assert!(plain.is_err() || !plain.unwrap().status().is_success());
+}

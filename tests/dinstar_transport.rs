@@ -217,7 +217,9 @@ impl Rig {
 
 fn http() -> reqwest::Client {
     reqwest::Client::builder()
-        .use_preconfigured_tls(smsgate::tls::client_config(&[]).unwrap())
+        .use_preconfigured_tls(
+            smsgate::tls::client_config(&smsgate::tls::TlsVerify::System).unwrap(),
+        )
         .no_proxy()
         .build()
         .unwrap()

@@ -26,8 +26,13 @@ pub struct UploadQuery {
     pub filename: Option<String>,
 }
 
-fn reader(body: Body) -> BufReader<SyncIoBridge<impl tokio::io::AsyncRead + Unpin>> {
-    let stream = body.into_data_stream().map_err(std::io::Error::other);
+type DataStream =
+    futures_util::stream::MapErr<axum::body::BodyDataStream, fn(axum::Error) -> std::io::Error>;
+
+/// The request body as a blocking reader, for the parsers.
+fn reader(body: Body) -> BufReader<SyncIoBridge<StreamReader<DataStream, bytes::Bytes>>> {
+    let to_io: fn(axum::Error) -> std::io::Error = std::io::Error::other;
+    let stream: DataStream = body.into_data_stream().map_err(to_io);
     BufReader::with_capacity(64 * 1024, SyncIoBridge::new(StreamReader::new(stream)))
 }
 

@@ -9,6 +9,8 @@
 //!
 //! smsgate-sim dwg --connect 127.0.0.1:9000 --user smsgate --password secret --ports 8 \
 //!     --no-sim 3 --incoming '0:099123456:¿Mañana? 👍'
+//!
+//! smsgate-sim modem --link /tmp/ttyGSM0 --incoming '+59899123456:¿Mañana? 👍'
 //! ```
 #![forbid(unsafe_code)]
 
@@ -39,6 +41,34 @@ enum Sim {
     /// A Dinstar DWG gateway on the binary "DWG SMS API": it connects to
     /// smsgate's `dinstar-dwg` listener.
     Dwg(DwgArgs),
+    /// A GSM modem answering AT commands on a pseudo-terminal: prints the
+    /// path to give smsgate as `device` (or gammu as `port`).
+    Modem(ModemArgs),
+}
+
+#[derive(clap::Args)]
+struct ModemArgs {
+    /// A stable path (symlink) to the pty, like /dev/serial/by-id/...; it
+    /// follows the pty when the modem is re-plugged.
+    #[arg(long, default_value = "/tmp/smsgate-modem")]
+    link: std::path::PathBuf,
+    /// The SIM asks for this PIN.
+    #[arg(long, env = "SMSGATE_SIM_PIN", hide_env_values = true)]
+    pin: Option<String>,
+    /// Delay before each answer.
+    #[arg(long, default_value_t = 0)]
+    latency_ms: u64,
+    /// Time from a send to its status report (negative = none).
+    #[arg(long, default_value_t = 1000, allow_negative_numbers = true)]
+    report_delay_ms: i64,
+    /// Vendor behaviour: plain, huawei (\r\r\n, COMMAND NOT SUPPORT,
+    /// ^RSSI), wavecom (+CPIN? without OK).
+    #[arg(long, default_value = "plain")]
+    profile: String,
+    /// A received SMS, stored on the SIM before any client comes, as
+    /// FROM:TEXT (repeatable; long texts arrive in parts).
+    #[arg(long)]
+    incoming: Vec<String>,
 }
 
 #[derive(clap::Args)]
@@ -158,7 +188,66 @@ fn main() -> ExitCode {
     match cli.sim {
         Sim::Dinstar(a) => rt.block_on(run_dinstar(a)),
         Sim::Dwg(a) => rt.block_on(run_dwg(a)),
+        Sim::Modem(a) => rt.block_on(run_modem(a)),
     }
+}
+
+async fn run_modem(a: ModemArgs) -> ExitCode {
+    use smsgate::simulator::modem::{FakeModem, ModemState, Quirks};
+    let quirks = match a.profile.as_str() {
+        "plain" => Quirks::default(),
+        "huawei" => Quirks {
+            huawei: true,
+            rssi_flood: true,
+            ..Quirks::default()
+        },
+        "wavecom" => Quirks {
+            cpin_no_ok: true,
+            ..Quirks::default()
+        },
+        other => {
+            eprintln!("smsgate-sim: unknown modem profile {other:?} (plain, huawei, wavecom)");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut state = ModemState::default();
+    state.sim_pin = a.pin.clone();
+    state.quirks = quirks;
+    state.auto_report = (a.report_delay_ms >= 0).then_some(0);
+    state.report_delay = Duration::from_millis(a.report_delay_ms.max(0) as u64);
+    state.faults.delay = Duration::from_millis(a.latency_ms);
+    // --incoming messages are stored before any client sets CNMI: no
+    // announcement, found by AT+CMGL like messages that came while the
+    // daemon was down.
+    let modem = match FakeModem::start(&a.link, state) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("smsgate-sim: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    for (i, spec) in a.incoming.iter().enumerate() {
+        match spec.split_once(':') {
+            Some((from, text)) => {
+                modem.receive(from, text, i as u8 + 1);
+            }
+            None => {
+                eprintln!("smsgate-sim: --incoming wants FROM:TEXT, not {spec:?}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    println!("{}", modem.path().display());
+    if let Some(tty) = modem.tty() {
+        eprintln!(
+            "smsgate-sim: modem on {} (linked from {})",
+            tty.display(),
+            modem.path().display()
+        );
+    }
+    let _ = tokio::signal::ctrl_c().await;
+    drop(modem);
+    ExitCode::SUCCESS
 }
 
 async fn run_dwg(a: DwgArgs) -> ExitCode {

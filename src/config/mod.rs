@@ -227,6 +227,15 @@ pub struct AtSettings {
     pub baud: u32,
     pub pin: Option<Secret>,
     pub smsc: Option<String>,
+    /// `timeout_ms`: how long a simple command (AT, CREG, CMGR...) may take
+    /// before the modem is taken for dead and reopened.
+    pub timeout: Duration,
+    /// `port_poll_s`: how often SIM, registration, operator and signal are
+    /// read.
+    pub port_poll: Duration,
+    /// `send_timeout_s`: from the PDU's Ctrl-Z to `+CMGS`; the network
+    /// decides (Quectel documents up to 120 s), so this is long.
+    pub send_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -974,6 +983,11 @@ impl Validator<'_> {
                 &[GatewayKind::At],
             ),
             (
+                "send_timeout_s",
+                g.send_timeout_s.as_ref().map(|v| v.span()),
+                &[GatewayKind::At],
+            ),
+            (
                 "latency_ms",
                 g.latency_ms.as_ref().map(|v| v.span()),
                 &[GatewayKind::Sim],
@@ -1198,6 +1212,23 @@ impl Validator<'_> {
                         baud: baud as u32,
                         pin,
                         smsc: g.smsc.map(|s| s.into_inner()),
+                        // 5 s for simple commands, as the AT reference
+                        // suggests (ModemManager uses 3 s for CNMI).
+                        timeout: Duration::from_millis(
+                            g.timeout_ms
+                                .as_ref()
+                                .map_or(5_000, |v| *v.get_ref())
+                                .max(100),
+                        ),
+                        port_poll: Duration::from_secs(
+                            g.port_poll_s.as_ref().map_or(30, |v| *v.get_ref()).max(1),
+                        ),
+                        send_timeout: Duration::from_secs(
+                            g.send_timeout_s
+                                .as_ref()
+                                .map_or(130, |v| *v.get_ref())
+                                .max(1),
+                        ),
                     })
                 })?
             }

@@ -138,6 +138,7 @@ pub struct RawGateway {
     pub pin: Option<Spanned<String>>,
     pub pin_file: Option<Spanned<String>>,
     pub smsc: Option<Spanned<String>>,
+    pub send_timeout_s: Option<Spanned<u64>>,
     // every kind: the circuit breaker that moves a channel group's traffic
     // to its fallback channels
     pub breaker_failures: Option<Spanned<u64>>,

@@ -492,25 +492,10 @@ impl Engine {
                     }
                 }
                 Event::Inbound(msg) => {
-                    let (gateway, port, len) =
-                        (msg.gateway.clone(), msg.port, msg.text.chars().count());
-                    let stored = self
-                        .inner
-                        .shared
-                        .store
-                        .write(move |tx| crate::store::inbound::insert(tx, &msg))
-                        .await;
-                    match stored {
-                        Ok(Some(id)) => {
-                            tracing::info!(gateway = %gateway, port = ?port, inbound = id, chars = len, "message received")
-                        }
-                        Ok(None) => {
-                            tracing::debug!(gateway = %gateway, port = ?port, "message received again (push and poll); kept once")
-                        }
-                        Err(e) => {
-                            tracing::error!(gateway = %gateway, error = %e, "cannot store a received message; the gateway keeps it and it is fetched again")
-                        }
-                    }
+                    self.store_inbound(msg).await;
+                }
+                Event::InboundAcked { message, ack } => {
+                    ack.done(self.store_inbound(message).await);
                 }
                 Event::Result {
                     gateway,
@@ -559,6 +544,34 @@ impl Engine {
                         tracing::warn!(gateway = %gateway, reference = %gateway_ref, "delivery report for a message we do not know; ignored");
                     });
                 }
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// Stores a received message once per (gateway, source_key); true when
+    /// it is on disk now (new or stored before).
+    async fn store_inbound(&self, msg: crate::store::inbound::NewInbound) -> bool {
+        let (gateway, port, len) = (msg.gateway.clone(), msg.port, msg.text.chars().count());
+        let stored = self
+            .inner
+            .shared
+            .store
+            .write(move |tx| crate::store::inbound::insert(tx, &msg))
+            .await;
+        match stored {
+            Ok(Some(id)) => {
+                tracing::info!(gateway = %gateway, port = ?port, inbound = id, chars = len, "message received");
+                true
+            }
+            Ok(None) => {
+                tracing::debug!(gateway = %gateway, port = ?port, "message received again (push and poll); kept once");
+                true
+            }
+            Err(e) => {
+                tracing::error!(gateway = %gateway, error = %e, "cannot store a received message; the gateway keeps it and it is fetched again");
+                false
             }
         }
     }

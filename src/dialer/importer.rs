@@ -142,56 +142,27 @@ pub fn import_messages(
         }
     })?;
 
-    let mut refused = Refused::default();
-    let mut lines = 0u64;
-    let mut piping = true;
-    let mut read_error = None;
-    let mut batch = Vec::with_capacity(BATCH);
-    for item in bulk_import(reader, &rules, |d| config.dialer(d).is_some()) {
-        match item {
-            Ok(row) => {
-                lines = row.line;
-                if !piping {
-                    continue;
-                }
-                let number = phone::normalise(&row.destination, &country).ok();
-                let plan = crate::sms::plan(&row.message);
-                let m = NewMessage {
-                    state: if number.is_some() {
-                        State::ToProcess
-                    } else {
-                        State::Invalid
-                    },
-                    number: number.map(|n| n.into_string()),
-                    dialer: row.dialer,
-                    destination: row.destination,
-                    text: row.message,
-                    priority: i64::from(row.priority),
-                    client_id: None,
-                    import_id: None,
-                    encoding: plan.encoding.as_str(),
-                    segments: plan.segments as u32,
-                };
-                batch.push(m);
-                if batch.len() == BATCH && tx.send(Pipe::Rows(std::mem::take(&mut batch))).is_err()
-                {
-                    piping = false;
-                }
-            }
-            Err(e) => {
-                lines = e.line;
-                if e.rule.code() == "read_error" {
-                    read_error = Some(e.message.clone());
-                }
-                if piping {
-                    let _ = tx.send(Pipe::Abort);
-                    piping = false;
-                }
-                refused.add(e);
-            }
+    let rows = bulk_import(reader, &rules, |d| config.dialer(d).is_some());
+    feed(rows, tx, writer, |row| {
+        let number = phone::normalise(&row.destination, &country).ok();
+        let plan = crate::sms::plan(&row.message);
+        NewMessage {
+            state: if number.is_some() {
+                State::ToProcess
+            } else {
+                State::Invalid
+            },
+            number: number.map(|n| n.into_string()),
+            dialer: row.dialer,
+            destination: row.destination,
+            text: row.message,
+            priority: i64::from(row.priority),
+            client_id: None,
+            import_id: None,
+            encoding: plan.encoding.as_str(),
+            segments: plan.segments as u32,
         }
-    }
-    finish(tx, writer, piping, batch, lines, refused, read_error)
+    })
 }
 
 /// Imports a DNCR list (`phone;dialer;`, an empty dialer meaning all).
@@ -232,23 +203,53 @@ pub fn import_dncr(
             }
         }
     })?;
+    let country = config.daemon.default_country.clone();
+    let rows = dncr_import(reader, &rules, &country, |d| config.dialer(d).is_some());
+    feed(rows, tx, writer, |row| row)
+}
+
+/// Something a parser yields for one line, with its line number.
+trait Numbered {
+    fn line(&self) -> u64;
+}
+
+impl Numbered for super::import::ImportRow {
+    fn line(&self) -> u64 {
+        self.line
+    }
+}
+
+impl Numbered for super::dncr_import::DncrRow {
+    fn line(&self) -> u64 {
+        self.line
+    }
+}
+
+/// Drives a parser: accepted rows go to the writer in batches; at the first
+/// refused line the writer is told to roll back, and parsing goes on to
+/// collect every refused line.
+fn feed<R: Numbered, T, S>(
+    parsed: impl Iterator<Item = Result<R, LineError>>,
+    tx: mpsc::SyncSender<Pipe<T>>,
+    writer: tokio::sync::oneshot::Receiver<Result<S, StoreError>>,
+    mut row: impl FnMut(R) -> T,
+) -> Result<S, ImportFailure> {
     let mut refused = Refused::default();
     let mut lines = 0u64;
     let mut piping = true;
     let mut read_error = None;
     let mut batch = Vec::with_capacity(BATCH);
-    let country = config.daemon.default_country.clone();
-    for item in dncr_import(reader, &rules, &country, |d| config.dialer(d).is_some()) {
+    for item in parsed {
         match item {
-            Ok(row) => {
-                lines = row.line;
-                if piping {
-                    batch.push(row);
-                    if batch.len() == BATCH
-                        && tx.send(Pipe::Rows(std::mem::take(&mut batch))).is_err()
-                    {
-                        piping = false;
-                    }
+            Ok(r) => {
+                lines = r.line();
+                if !piping {
+                    continue;
+                }
+                batch.push(row(r));
+                if batch.len() == BATCH && tx.send(Pipe::Rows(std::mem::take(&mut batch))).is_err()
+                {
+                    piping = false;
                 }
             }
             Err(e) => {

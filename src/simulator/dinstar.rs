@@ -579,12 +579,12 @@ struct Conn {
 
 fn tls_acceptor(cert_pem: &[u8], key_pem: &[u8]) -> std::io::Result<tokio_rustls::TlsAcceptor> {
     let bad = |e: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
-    let certs: Vec<_> = rustls_pemfile::certs(&mut &cert_pem[..])
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(cert_pem)
         .collect::<Result<_, _>>()
         .map_err(|e| bad(format!("certificate PEM: {e}")))?;
-    let key = rustls_pemfile::private_key(&mut &key_pem[..])
-        .map_err(|e| bad(format!("key PEM: {e}")))?
-        .ok_or_else(|| bad("no private key in the key PEM".into()))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| bad(format!("key PEM: {e}")))?;
     let cfg =
         rustls::ServerConfig::builder_with_provider(crate::transport::dinstar::tls::provider())
             .with_safe_default_protocol_versions()

@@ -3,3 +3,4 @@
 
 pub mod dinstar;
 pub mod dwg;
+pub mod modem;

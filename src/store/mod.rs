@@ -241,14 +241,16 @@ fn run_in_savepoint<T, F>(tx: &Transaction<'_>, f: F) -> Result<T, StoreError>
 where
     F: FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
 {
-    tx.execute_batch("SAVEPOINT job")?;
+    // Cached statements: this runs for every write, twice.
+    tx.prepare_cached("SAVEPOINT job")?.execute([])?;
     match f(tx) {
         Ok(v) => {
-            tx.execute_batch("RELEASE job")?;
+            tx.prepare_cached("RELEASE job")?.execute([])?;
             Ok(v)
         }
         Err(e) => {
-            tx.execute_batch("ROLLBACK TO job; RELEASE job")?;
+            tx.prepare_cached("ROLLBACK TO job")?.execute([])?;
+            tx.prepare_cached("RELEASE job")?.execute([])?;
             Err(e)
         }
     }

@@ -1,6 +1,7 @@
 //! Transports: the only code that speaks to gateways. Each provider kind
 //! implements [`Transport`]; the engine sees nothing else of it.
 
+pub mod at;
 pub mod dinstar;
 pub mod dwg;
 pub mod sim;
@@ -118,6 +119,37 @@ pub enum Event {
     },
     /// A received message. The engine stores it once per `source_key`.
     Inbound(crate::store::inbound::NewInbound),
+    /// A received message whose sender must know it is on disk before it
+    /// lets go of its own copy (a modem deletes it from the SIM only then):
+    /// the engine stores it as [`Event::Inbound`] and then answers `ack`.
+    InboundAcked {
+        message: crate::store::inbound::NewInbound,
+        ack: StoredAck,
+    },
+}
+
+/// The engine's answer to [`Event::InboundAcked`]: true once the message is
+/// stored (or was stored before). Dropped unanswered counts as not stored.
+#[derive(Clone)]
+pub struct StoredAck(Arc<std::sync::Mutex<Option<tokio::sync::oneshot::Sender<bool>>>>);
+
+impl StoredAck {
+    pub fn new() -> (Self, tokio::sync::oneshot::Receiver<bool>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Self(Arc::new(std::sync::Mutex::new(Some(tx)))), rx)
+    }
+
+    pub fn done(&self, stored: bool) {
+        if let Some(tx) = self.0.lock().ok().and_then(|mut g| g.take()) {
+            let _ = tx.send(stored);
+        }
+    }
+}
+
+impl std::fmt::Debug for StoredAck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StoredAck")
+    }
 }
 
 pub trait Transport: Send + Sync {
@@ -179,6 +211,12 @@ pub fn build(gw: &GatewayConfig, ctx: BuildContext) -> Result<Arc<dyn Transport>
             ctx.events,
             ctx.stop.clone(),
         )?)),
+        GatewaySettings::At(s) => Ok(Arc::new(at::AtTransport::start(
+            &gw.name,
+            s.clone(),
+            ctx.events,
+            ctx.stop.clone(),
+        ))),
         GatewaySettings::Sim(s) => Ok(Arc::new(sim::SimTransport::new(
             &gw.name,
             gw.ports,
@@ -191,17 +229,5 @@ pub fn build(gw: &GatewayConfig, ctx: BuildContext) -> Result<Arc<dyn Transport>
                 gateway: gw.name.clone(),
                 reason: e.to_string(),
             }),
-        other => Err(TransportError::Setup {
-            gateway: gw.name.clone(),
-            reason: format!(
-                "the {} transport is not built into this version",
-                match other {
-                    GatewaySettings::Dinstar(_) => "dinstar",
-                    GatewaySettings::DinstarDwg(_) => "dinstar-dwg",
-                    GatewaySettings::At(_) => "at",
-                    GatewaySettings::Sim(_) => "sim",
-                }
-            ),
-        }),
     }
 }

@@ -198,7 +198,9 @@ impl Daemon {
 
     pub fn http(&self) -> reqwest::blocking::Client {
         reqwest::blocking::Client::builder()
-            .use_preconfigured_tls(smsgate::tls::client_config(&[]).unwrap())
+            .use_preconfigured_tls(
+                smsgate::tls::client_config(&smsgate::tls::TlsVerify::System).unwrap(),
+            )
             .no_proxy()
             .timeout(Duration::from_secs(10))
             .build()

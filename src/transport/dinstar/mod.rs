@@ -15,7 +15,8 @@
 
 pub mod client;
 pub mod digest;
-pub mod tls;
+/// TLS set-up now shared by every client; kept under this name for callers.
+pub use crate::tls;
 pub mod transport;
 pub mod wire;
 
