@@ -118,7 +118,9 @@ fn plain(line: &str) -> String {
 
 fn client() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder()
-        .use_preconfigured_tls(smsgate::tls::client_config(&[]).unwrap())
+        .use_preconfigured_tls(
+            smsgate::tls::client_config(&smsgate::tls::TlsVerify::System).unwrap(),
+        )
         .no_proxy()
         .timeout(Duration::from_secs(120))
         .build()
