@@ -400,6 +400,7 @@ impl Inner {
             number: info.number.clone(),
             registered,
             signal: info.signal.map(i32::from),
+            operator: None,
         }
     }
 
@@ -949,6 +950,7 @@ impl Inner {
                             number: reg.number.clone(),
                             registered: Some(true),
                             signal: old.and_then(|o| o.signal),
+                            operator: None,
                         },
                         RegisterState::Down => PortHealth {
                             usable: false,
@@ -962,6 +964,7 @@ impl Inner {
                             number: reg.number.clone(),
                             registered: Some(false),
                             signal: Some(0),
+                            operator: None,
                         },
                         RegisterState::Other(ref s) => {
                             tracing::info!(gateway = %self.name, port, status = %s, "register push with an unknown status; reading the ports");
