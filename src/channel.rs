@@ -20,6 +20,10 @@ use crate::transport::{Outbound, PortHealth, SendError, Transport};
 /// again, when the transport has no fresher health to offer.
 const PORT_QUARANTINE: Duration = Duration::from_secs(60);
 
+/// The longest a transport's send may take before the channel gives up on
+/// it (transports have their own, much shorter, timeouts).
+const SEND_HARD_LIMIT: Duration = Duration::from_secs(600);
+
 /// A message handed to a channel by a dialer.
 pub struct Job {
     pub message: Queued,
@@ -363,7 +367,30 @@ impl Worker {
         if let Ok(mut g) = self.ch.inner.lock() {
             g.last_send = Some(started);
         }
-        let result = self.ch.transport.send(&outbound).await;
+        // A send may legitimately take long (a modem's +CMGS, a slow
+        // gateway): the loop is alive while it waits, so keep beating; only
+        // a loop that stops turning must let the watchdog fire.
+        // Every transport bounds its own calls; this outer bound only keeps
+        // a transport bug from holding a channel forever.
+        let give_up = started + SEND_HARD_LIMIT;
+        let result = {
+            let send = self.ch.transport.send(&outbound);
+            tokio::pin!(send);
+            loop {
+                tokio::select! {
+                    r = &mut send => break r,
+                    _ = tokio::time::sleep(self.heartbeat.period()) => {
+                        self.heartbeat.beat();
+                        if Instant::now() >= give_up {
+                            tracing::error!(channel = %self.ch.id, message = id, "the transport did not finish a send in 10 minutes; its outcome is unknown");
+                            break Err(SendError::Unknown {
+                                reason: "the transport did not answer within 10 minutes".into(),
+                            });
+                        }
+                    }
+                }
+            }
+        };
         let latency = started.elapsed();
         let m = &self.shared.metrics;
         let outcome_label = match &result {
