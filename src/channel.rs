@@ -99,7 +99,10 @@ impl Channel {
             gateway,
             port,
             inner: Mutex::new(Inner {
-                last_send: None,
+                // The last send before a restart is not known: count the
+                // start as one, so a quick restart never sends sooner than
+                // interval_ms after the last message of the previous run.
+                last_send: Some(Instant::now()),
                 health: transport.health(port),
                 quarantine: None,
             }),

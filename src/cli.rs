@@ -757,29 +757,36 @@ fn probe(config_path: &std::path::Path, only: Option<&str>) -> ExitCode {
     };
     let chosen: Vec<&config::GatewayConfig> = match only {
         Some(name) => match config.gateway(name) {
-            Some(g) if g.kind == config::GatewayKind::Dinstar => vec![g],
-            Some(g) => {
-                eprintln!(
-                    "smsgate: gateway {name:?} is of kind {}; probe reaches kind dinstar",
-                    g.kind.as_str()
-                );
-                return ExitCode::FAILURE;
-            }
+            Some(g) => vec![g],
             None => {
                 eprintln!("smsgate: no gateway {name:?} in {}", config_path.display());
                 return ExitCode::FAILURE;
             }
         },
-        None => config
-            .gateways
-            .iter()
-            .filter(|g| g.enabled && g.kind == config::GatewayKind::Dinstar)
-            .collect(),
+        None => config.gateways.iter().filter(|g| g.enabled).collect(),
     };
     if chosen.is_empty() {
-        println!("no enabled dinstar gateway in {}", config_path.display());
+        println!("no enabled gateway in {}", config_path.display());
         return ExitCode::SUCCESS;
     }
+    // A Dinstar gateway is asked directly over its HTTP API. The others (a
+    // modem holds its serial port exclusively, a DWG gateway dials in) are
+    // seen through the running daemon, which holds them.
+    let (direct, held): (Vec<&config::GatewayConfig>, Vec<&config::GatewayConfig>) = chosen
+        .into_iter()
+        .partition(|g| g.kind == config::GatewayKind::Dinstar);
+    let mut ok = true;
+    if !held.is_empty() {
+        ok &= probe_through_daemon(config_path, &held);
+    }
+    if direct.is_empty() {
+        return if ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
+    let chosen = direct;
     let rt = match small_runtime() {
         Ok(r) => r,
         Err(e) => {
@@ -787,7 +794,6 @@ fn probe(config_path: &std::path::Path, only: Option<&str>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut ok = true;
     for (i, gw) in chosen.iter().enumerate() {
         if i > 0 {
             println!();
@@ -873,6 +879,99 @@ fn probe(config_path: &std::path::Path, only: Option<&str>) -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Prints the health the daemon sees for gateways it holds (modems, DWG,
+/// sim). False when the daemon cannot be reached or a channel cannot send.
+fn probe_through_daemon(
+    config_path: &std::path::Path,
+    gateways: &[&config::GatewayConfig],
+) -> bool {
+    let remote = Remote {
+        api: None,
+        token: None,
+    };
+    let channels = match client(config_path, &remote, Role::Viewer)
+        .and_then(|c| c.get("/api/v1/channels"))
+    {
+        Ok(v) => v,
+        Err(e) => {
+            for g in gateways {
+                println!(
+                    "gateway {} (kind {}): NOT PROBED: the daemon holds it and cannot be asked: {e}",
+                    g.name,
+                    g.kind.as_str()
+                );
+            }
+            return false;
+        }
+    };
+    let mut ok = true;
+    for g in gateways {
+        let mine: Vec<&serde_json::Value> = channels["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["gateway"] == g.name.as_str())
+            .collect();
+        if mine.is_empty() {
+            println!(
+                "gateway {} (kind {}): NOT RUNNING in the daemon (disabled, or it failed to start: see the journal)",
+                g.name,
+                g.kind.as_str()
+            );
+            ok = false;
+            continue;
+        }
+        let usable = mine.iter().filter(|c| c["usable"] == true).count();
+        println!(
+            "gateway {} (kind {}): {usable} of {} channels usable (as the daemon sees it)",
+            g.name,
+            g.kind.as_str(),
+            mine.len()
+        );
+        let mut rows = vec![
+            [
+                "PORT",
+                "USABLE",
+                "SIM",
+                "IMSI",
+                "REGISTERED",
+                "OPERATOR",
+                "SIGNAL",
+                "WHY NOT",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>(),
+        ];
+        let text = |v: &serde_json::Value| match v {
+            serde_json::Value::Null => "-".to_string(),
+            serde_json::Value::Bool(b) => if *b { "yes" } else { "no" }.to_string(),
+            serde_json::Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        for c in &mine {
+            let h = &c["health"];
+            rows.push(vec![
+                c["port"].to_string(),
+                text(&c["usable"]),
+                text(&h["sim"]),
+                text(&h["imsi"]),
+                text(&h["registered"]),
+                text(&h["operator"]),
+                h["signal"]
+                    .as_i64()
+                    .map_or("-".into(), |s| format!("{s}/31")),
+                c["reason"].as_str().unwrap_or_default().to_string(),
+            ]);
+        }
+        print_table(&rows);
+        if usable == 0 {
+            ok = false;
+        }
+    }
+    ok
 }
 
 /// `smsgate ussd GATEWAY PORT CODE`.

@@ -548,3 +548,45 @@ fn metrics_per_dialer_and_channel_exist() {
         assert!(text.contains(needle), "missing {needle:?} in\n{text}");
     }
 }
+
+#[test]
+fn probe_shows_gateways_the_daemon_holds() {
+    let d = Daemon::start("", &[]);
+    d.wait_ready();
+    let out = std::process::Command::new(common::bin())
+        .args(["probe", "sim1", "--config"])
+        .arg(&d.config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("gateway sim1 (kind sim): 4 of 4 channels usable"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("OPERATOR") && stdout.contains("simulated"),
+        "{stdout}"
+    );
+    // With the daemon gone, a gateway it holds cannot be probed: exit 1.
+    drop(d);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("s.toml");
+    std::fs::write(
+        &config,
+        common::config_text(common::free_port(), &dir.path().join("state"), ""),
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args(["probe", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("NOT PROBED"));
+}

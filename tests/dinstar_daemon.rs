@@ -197,7 +197,7 @@ fn probe_prints_the_simulators_ports_and_fails_when_refused_or_unreachable() {
     sim.set_port_signal(1, 11);
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &gateway_block(&sim, "s3cret-pw"));
-    let (code, out, err) = smsgate(&["probe"], &config);
+    let (code, out, err) = smsgate(&["probe", "gw"], &config);
     assert_eq!(code, Some(0), "stdout: {out}\nstderr: {err}");
     assert!(out.contains("gateway gw"), "{out}");
     assert!(out.contains("authentication OK"), "{out}");
@@ -249,7 +249,7 @@ timeout_ms = 2000
         free_port()
     );
     let config = write_config(dir.path(), &dead);
-    let (code, out, _) = smsgate(&["probe"], &config);
+    let (code, out, _) = smsgate(&["probe", "gone"], &config);
     assert_ne!(code, Some(0));
     assert!(out.contains("UNREACHABLE"), "{out}");
 }

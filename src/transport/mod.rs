@@ -92,6 +92,8 @@ pub struct PortHealth {
     pub number: Option<String>,
     pub registered: Option<bool>,
     pub signal: Option<i32>,
+    /// The network operator, where the transport knows it (a modem's +COPS).
+    pub operator: Option<String>,
 }
 
 /// What a transport reports on its own, outside a send call.

@@ -112,6 +112,7 @@ impl Transport for SimTransport {
                 number: None,
                 registered: Some(true),
                 signal: Some(25),
+                operator: Some("simulated".into()),
             }
         } else {
             PortHealth {

@@ -590,6 +590,7 @@ impl<'m, T: AsyncRead + AsyncWrite + Send + 'static> Session<'m, T> {
             number: None,
             registered: self.registered,
             signal: self.signal,
+            operator: self.m.info.lock().ok().and_then(|i| i.operator.clone()),
         };
         self.m.set_health(h);
     }

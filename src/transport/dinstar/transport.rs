@@ -416,6 +416,7 @@ impl Inner {
             number: info.number.clone(),
             registered,
             signal: info.signal.map(i32::from),
+            operator: None,
         }
     }
 
@@ -1061,6 +1062,7 @@ impl Inner {
                             number: reg.number.clone(),
                             registered: Some(true),
                             signal: old.and_then(|o| o.signal),
+                            operator: None,
                         },
                         RegisterState::Down => PortHealth {
                             usable: false,
@@ -1074,6 +1076,7 @@ impl Inner {
                             number: reg.number.clone(),
                             registered: Some(false),
                             signal: Some(0),
+                            operator: None,
                         },
                         RegisterState::Other(ref s) => {
                             tracing::info!(gateway = %self.name, port, status = %s, "register push with an unknown status; reading the ports");
