@@ -213,6 +213,14 @@ impl Rig {
         self.shared.shutdown.cancel();
         self.engine.stop(Duration::from_secs(2)).await;
     }
+
+    /// Stops the engine (as the daemon stopping) and hands back its state
+    /// directory and store, for a new engine on them.
+    async fn stop_keeping_state(self) -> (tempfile::TempDir, Store) {
+        self.shared.shutdown.cancel();
+        self.engine.stop(Duration::from_secs(2)).await;
+        (self._dir, self.store)
+    }
 }
 
 fn http() -> reqwest::Client {
@@ -797,6 +805,106 @@ async fn a_failed_result_after_acceptance_is_retried_on_the_gateway() {
     assert_eq!(sends.len(), 2);
     assert_ne!(sends[0].user_id, sends[1].user_id);
     rig.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_left_sent_by_a_restart_get_their_delivery_reports() {
+    // Reports only when the test says so.
+    let sim = DinstarSim::builder()
+        .ports(2)
+        .deliver_delay(None)
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &sim,
+        &Opts {
+            dial: "0",
+            ..Default::default()
+        },
+    );
+    let store = Store::open(&dir.path().join("state"), Heartbeat::detached()).unwrap();
+    let rig = rig_on(dir, store, cfg.clone(), false).await;
+    let ok = rig.queue("59899000011", "llegará").await;
+    let bad = rig.queue("59899000012", "no llegará").await;
+    let old = rig.queue("59899000013", "demasiado viejo").await;
+    let mut user_ids = Vec::new();
+    for id in [ok, bad, old] {
+        let m = rig
+            .wait_state(id, State::Sent, Duration::from_secs(10))
+            .await;
+        user_ids.push(m.gateway_ref.unwrap().parse::<u64>().unwrap());
+    }
+    // The first run learns the gateway has sent them (SENT_OK), then stops
+    // with their reports still to come.
+    let asked = |uids: &[u64]| {
+        let polled: Vec<u64> = sim
+            .requests_to("/api/query_sms_result")
+            .iter()
+            .flat_map(|r| r.user_ids.clone())
+            .collect();
+        uids.iter().all(|u| polled.contains(u))
+    };
+    assert!(eventually(Duration::from_secs(5), || asked(&user_ids)).await);
+    let (dir, store) = rig.stop_keeping_state().await;
+    // One of them was sent longer ago than a gateway is trusted to
+    // remember: it is not asked about again.
+    store
+        .write(move |tx| {
+            tx.execute(
+                "UPDATE message SET sent_at = sent_at - 4 * 24 * 3600 * 1000 WHERE id = ?1",
+                [old],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    for id in [ok, bad, old] {
+        assert_eq!(
+            spool_state(&store, id).await,
+            State::Sent,
+            "no report before the restart"
+        );
+    }
+
+    let asked_before = sim.requests_to("/api/query_sms_result").len();
+    let rig = rig_on(dir, store, cfg, false).await;
+    assert!(sim.deliver(user_ids[0], 0));
+    assert!(sim.deliver(user_ids[1], 69));
+    assert!(sim.deliver(user_ids[2], 0));
+    let m = rig
+        .wait_state(ok, State::Delivered, Duration::from_secs(10))
+        .await;
+    assert_eq!(m.attempts, 1);
+    let m = rig
+        .wait_state(bad, State::Undelivered, Duration::from_secs(10))
+        .await;
+    assert!(
+        m.error.as_deref().unwrap_or("").contains("not delivered"),
+        "{m:?}"
+    );
+    // Several more polls: the old one is left SENT and never asked about.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rig.message(old).await.state_name, "SENT");
+    let asked_after: Vec<u64> = sim.requests_to("/api/query_sms_result")[asked_before..]
+        .iter()
+        .flat_map(|r| r.user_ids.clone())
+        .collect();
+    assert!(asked_after.contains(&user_ids[0]));
+    assert!(!asked_after.contains(&user_ids[2]), "{asked_after:?}");
+    assert_eq!(sim.sends().len(), 3, "nothing sent again");
+    rig.stop().await;
+}
+
+async fn spool_state(store: &Store, id: i64) -> State {
+    let m = store
+        .read(move |c| spool::get(c, id))
+        .await
+        .unwrap()
+        .unwrap();
+    State::from_code(m.state).unwrap()
 }
 
 #[test]

@@ -603,6 +603,60 @@ pub fn in_flight(conn: &Connection) -> Result<Vec<InFlight>, StoreError> {
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
+/// A message a gateway accepted that still waits for its final word
+/// (state SENT), for a transport rebuilding its table after a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentAwaiting {
+    pub id: i64,
+    /// "gateway:port" of the attempt that sent it.
+    pub channel: Option<String>,
+    /// Our reference of that attempt (Dinstar's user_id).
+    pub reference: Option<i64>,
+    pub gateway_ref: String,
+    /// E.164, as handed to the transport.
+    pub number: Option<String>,
+    pub sent_at: i64,
+}
+
+impl SentAwaiting {
+    /// The port of [`channel`](Self::channel), if it has one.
+    pub fn port(&self) -> Option<u32> {
+        self.channel
+            .as_deref()
+            .and_then(|c| c.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok())
+    }
+}
+
+/// Messages of `gateway` in state SENT since `since_ms` (unix ms), oldest
+/// first. A transport calls this once when it starts, so results and
+/// delivery reports of messages sent before a restart are still awaited.
+pub fn sent_awaiting(
+    conn: &Connection,
+    gateway: &str,
+    since_ms: i64,
+) -> Result<Vec<SentAwaiting>, StoreError> {
+    // `reference IS NOT NULL` lets SQLite walk the (gateway, reference)
+    // index instead of the whole table: every sent message has one.
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, channel, reference, gateway_ref, number, sent_at FROM message \
+         WHERE gateway = ?1 AND reference IS NOT NULL AND state = 4 \
+           AND gateway_ref IS NOT NULL AND sent_at >= ?2 \
+         ORDER BY sent_at, id",
+    )?;
+    let rows = stmt.query_map(params![gateway, since_ms], |r| {
+        Ok(SentAwaiting {
+            id: r.get(0)?,
+            channel: r.get(1)?,
+            reference: r.get(2)?,
+            gateway_ref: r.get(3)?,
+            number: r.get(4)?,
+            sent_at: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
 /// Counts per state of one dialer (the dashboard).
 pub fn dialer_counts(conn: &Connection, dialer: &str) -> Result<Vec<(State, i64)>, StoreError> {
     let mut stmt = conn

@@ -196,7 +196,9 @@ pub struct BuildContext {
     /// the daemon stopping): a transport's background tasks end with it.
     pub stop: CancellationToken,
     /// For a transport's own persistent marks (Dinstar's inbound high-water
-    /// mark). `None` in tools that keep nothing.
+    /// mark) and for rebuilding, at start, what it awaits of messages an
+    /// earlier run sent (results, delivery reports). `None` in tools that
+    /// keep nothing.
     pub store: Option<Store>,
     /// `[daemon] default_country`, for numbers written without a country.
     pub default_country: String,
@@ -213,11 +215,12 @@ pub fn build(gw: &GatewayConfig, ctx: BuildContext) -> Result<Arc<dyn Transport>
             ctx.events,
             ctx.stop.clone(),
         )?)),
-        GatewaySettings::At(s) => Ok(Arc::new(at::AtTransport::start(
+        GatewaySettings::At(s) => Ok(Arc::new(at::AtTransport::start_with_store(
             &gw.name,
             s.clone(),
             ctx.events,
             ctx.stop.clone(),
+            ctx.store,
         ))),
         GatewaySettings::Sim(s) => Ok(Arc::new(sim::SimTransport::new(
             &gw.name,

@@ -18,7 +18,9 @@
 //! (`?` when a modem gave none), e.g. `"42/17.18.19"`. Status reports are
 //! matched on MR and recipient against the messages sent since start;
 //! [`Event::Delivered`] comes when every part is delivered, or at the first
-//! part that will not be.
+//! part that will not be. When the task starts, the messages an earlier
+//! run left SENT in the store (within three days) are tracked again from
+//! their `gateway_ref`, so a restart loses no status report.
 //!
 //! Received messages: read with `AT+CMGR` (on `+CMTI`) or `AT+CMGL=4` (at
 //! start and when a store failed), joined when multi-part, handed to the
@@ -72,6 +74,18 @@ impl AtTransport {
         events: Events,
         stop: CancellationToken,
     ) -> Self {
+        Self::start_with_store(name, settings, events, stop, None)
+    }
+
+    /// [`start`](Self::start), first reading back from `store` the sent
+    /// messages an earlier run left awaiting their status reports.
+    pub fn start_with_store(
+        name: &str,
+        settings: AtSettings,
+        events: Events,
+        stop: CancellationToken,
+        store: Option<crate::store::Store>,
+    ) -> Self {
         let health = Arc::new(Mutex::new(PortHealth {
             usable: false,
             reason: "the modem is being opened".into(),
@@ -86,6 +100,7 @@ impl AtTransport {
             events,
             health.clone(),
             info.clone(),
+            store,
         );
         tokio::spawn(modem.run(rx, stop));
         Self {

@@ -18,6 +18,7 @@ use crate::sms::{
     self, Address, ConcatKey, DeliveryOutcome, Reassembler, Reassembly, ServiceCentre, SmsDeliver,
     SmsStatusReport, SubmitOptions, Tpdu,
 };
+use crate::store::Store;
 use crate::store::inbound::NewInbound;
 use crate::transport::{Accepted, Event, Events, PortHealth, SendError, StoredAck};
 
@@ -100,6 +101,8 @@ pub(crate) struct Modem {
     parts: HashMap<ConcatKey, BTreeMap<u8, Part>>,
     tracked: VecDeque<Tracked>,
     last_reported: Option<PortHealth>,
+    /// Where `tracked` is rebuilt from when the task starts.
+    store: Option<Store>,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +128,7 @@ impl Modem {
         events: Events,
         health: Arc<Mutex<PortHealth>>,
         info: Arc<Mutex<ModemInfo>>,
+        store: Option<Store>,
     ) -> Self {
         Self {
             name,
@@ -140,6 +144,62 @@ impl Modem {
             parts: HashMap::new(),
             tracked: VecDeque::new(),
             last_reported: None,
+            store,
+        }
+    }
+
+    /// Rebuilds the sent messages awaiting status reports from the store:
+    /// those an earlier run (crashed or stopped) left SENT on this modem
+    /// within [`TRACKED_AGE`], newest [`TRACKED_MAX`]. Their `gateway_ref`
+    /// ("<reference>/<mr>.<mr>...") gives each part's MR. Which parts had
+    /// already been reported delivered is not kept: a multi-part message
+    /// whose reports straddle the restart waits for a part that already
+    /// reported and stays SENT (a part that fails still ends it
+    /// UNDELIVERED). Single-part messages resume fully.
+    async fn resume(&mut self) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let now = crate::store::now_ms();
+        let since = now.saturating_sub(TRACKED_AGE.as_millis() as i64);
+        let name = self.name.clone();
+        let rows = match store
+            .read(move |c| crate::store::spool::sent_awaiting(c, &name, since))
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(gateway = %self.name, port = 0u32, error = %e, "cannot read the messages awaiting status reports; those sent before the restart stay SENT");
+                return;
+            }
+        };
+        let skip = rows.len().saturating_sub(TRACKED_MAX);
+        let mut resumed = 0usize;
+        for row in rows.into_iter().skip(skip) {
+            let Some(parts) = parts_of_ref(&row.gateway_ref) else {
+                continue;
+            };
+            if self
+                .tracked
+                .iter()
+                .any(|t| t.gateway_ref == row.gateway_ref)
+            {
+                continue;
+            }
+            let age = Duration::from_millis(u64::try_from(now - row.sent_at).unwrap_or(0));
+            self.tracked.push_back(Tracked {
+                gateway_ref: row.gateway_ref,
+                to_digits: digits(row.number.as_deref().unwrap_or("")),
+                parts: parts.into_iter().map(|mr| (mr, false)).collect(),
+                at: Instant::now().checked_sub(age).unwrap_or_else(Instant::now),
+            });
+            resumed += 1;
+        }
+        while self.tracked.len() > TRACKED_MAX {
+            self.tracked.pop_front();
+        }
+        if resumed > 0 {
+            tracing::info!(gateway = %self.name, port = 0u32, count = resumed, "waiting again for the status reports of messages sent before the restart");
         }
     }
 
@@ -149,6 +209,7 @@ impl Modem {
         mut requests: mpsc::Receiver<SendRequest>,
         stop: CancellationToken,
     ) {
+        self.resume().await;
         let mut backoff = BACKOFF_MIN;
         loop {
             if stop.is_cancelled() {
@@ -1270,6 +1331,18 @@ pub fn creg_stat(v: &str) -> Option<u8> {
     fields.first().and_then(small)
 }
 
+/// The TP-MR of each part from a `gateway_ref` "<reference>/<mr>.<mr>..."
+/// (`?` for a part the modem gave none); None when it is not one.
+fn parts_of_ref(gateway_ref: &str) -> Option<Vec<Option<u8>>> {
+    let (_, mrs) = gateway_ref.split_once('/')?;
+    mrs.split('.')
+        .map(|m| match m {
+            "?" => Some(None),
+            m => m.parse::<u8>().ok().map(Some),
+        })
+        .collect()
+}
+
 fn digits(s: &str) -> String {
     s.chars().filter(|c| c.is_ascii_digit()).collect()
 }
@@ -1287,6 +1360,18 @@ fn same_number(a: &str, b: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn part_mrs_come_back_from_the_gateway_ref() {
+        assert_eq!(parts_of_ref("42/17"), Some(vec![Some(17)]));
+        assert_eq!(
+            parts_of_ref("42/17.?.255"),
+            Some(vec![Some(17), None, Some(255)])
+        );
+        assert_eq!(parts_of_ref("42"), None);
+        assert_eq!(parts_of_ref("42/256"), None);
+        assert_eq!(parts_of_ref("42/x"), None);
+    }
 
     #[test]
     fn creg_forms() {

@@ -9,6 +9,11 @@
 //! - inbound: `query_incoming_sms?flag=all` above a persisted high-water
 //!   mark, so nothing is lost when a push fails (reference §2.12).
 //!
+//! The table of messages awaiting their final word lives in memory; when
+//! the transport starts it is rebuilt from the store (messages this
+//! gateway left SENT within the last three days), so a restart loses no
+//! result or delivery report the gateway still has.
+//!
 //! Pushes (`sms`, `sms_result`, `sms_deliver_status`, `register`, `device`,
 //! `exception_info`) arrive through [`Transport::accept_push`] and feed the
 //! same tables. The loops end when the gateway's stop token is cancelled or
@@ -42,6 +47,12 @@ const RESULT_PATIENCE: Duration = Duration::from_secs(24 * 3600);
 /// How long a sent message waits for its delivery report (SMSC validity
 /// periods are commonly up to three days).
 const REPORT_PATIENCE: Duration = Duration::from_secs(72 * 3600);
+/// Messages found SENT in the store when the transport starts are awaited
+/// again if they were sent within this long: the same patience a running
+/// transport gives a report, and about as long as a gateway can be
+/// expected to remember a result (its memory is finite; older ones it
+/// has most likely forgotten, and they stay SENT).
+const RESUME_WINDOW: Duration = REPORT_PATIENCE;
 /// Pushed delivery reports that match nothing yet (their send result has
 /// not arrived) are kept this long and at most this many.
 const UNMATCHED_KEEP: Duration = Duration::from_secs(3600);
@@ -163,6 +174,9 @@ struct Pending {
     port: u8,
     number: String,
     accepted: Instant,
+    /// Rebuilt from the store when the transport started (sent by an
+    /// earlier run): how long before the start it was sent.
+    resumed: Option<Duration>,
     stage: Stage,
 }
 
@@ -242,6 +256,8 @@ impl DinstarTransport {
             first_poll: tokio::sync::watch::Sender::new(false),
         });
         let stop = ctx.stop.child_token();
+        // The result loop first reads back, from the store, what an
+        // earlier run left waiting (see `Inner::resume`).
         tokio::spawn(inner.clone().result_loop(stop.clone()));
         tokio::spawn(inner.clone().port_loop(stop.clone()));
         tokio::spawn(inner.clone().incoming_loop(stop.clone()));
@@ -474,9 +490,72 @@ impl Inner {
                 port,
                 number: number.to_string(),
                 accepted: Instant::now(),
+                resumed: None,
                 stage: Stage::AwaitResult,
             },
         );
+    }
+
+    /// Rebuilds the table of messages awaiting their final word from the
+    /// store: those an earlier run (crashed or stopped) left SENT on this
+    /// gateway within [`RESUME_WINDOW`]. They are asked for by user_id
+    /// again (their ref_id and send time come with the result, so pushed
+    /// and polled delivery reports match them as usual). Entries this run
+    /// has already made are kept as they are.
+    async fn resume(&self) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let now = crate::store::now_ms();
+        let since = now.saturating_sub(RESUME_WINDOW.as_millis() as i64);
+        let gw = self.name.clone();
+        let rows = match store
+            .read(move |c| crate::store::spool::sent_awaiting(c, &gw, since))
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => {
+                tracing::error!(gateway = %self.name, error = %e, "cannot read the messages awaiting a result or delivery report; those sent before the restart stay SENT");
+                return;
+            }
+        };
+        let (mut resumed, mut skipped) = (0usize, 0usize);
+        {
+            let mut st = lock(&self.state);
+            for row in rows {
+                let user_id = row
+                    .reference
+                    .and_then(|r| u32::try_from(r).ok())
+                    .filter(|u| (1..=i32::MAX as u32).contains(u))
+                    .filter(|u| row.gateway_ref == u.to_string());
+                let port = row
+                    .port()
+                    .filter(|p| *p < self.ports)
+                    .and_then(|p| u8::try_from(p).ok());
+                let (Some(user_id), Some(port)) = (user_id, port) else {
+                    skipped += 1;
+                    continue;
+                };
+                let age = Duration::from_millis(u64::try_from(now - row.sent_at).unwrap_or(0));
+                st.pending.entry(user_id).or_insert_with(|| {
+                    resumed += 1;
+                    Pending {
+                        port,
+                        number: row.number.clone().unwrap_or_default(),
+                        accepted: Instant::now(),
+                        resumed: Some(age),
+                        stage: Stage::AwaitResult,
+                    }
+                });
+            }
+        }
+        if resumed > 0 {
+            tracing::info!(gateway = %self.name, count = resumed, "waiting again for the results and delivery reports of messages sent before the restart");
+            self.wake_results.notify_one();
+        }
+        if skipped > 0 {
+            tracing::warn!(gateway = %self.name, count = skipped, "SENT messages without a usable user_id or port; they stay SENT");
+        }
     }
 
     /// Applies a send result for one of our user_ids.
@@ -666,6 +745,7 @@ impl Inner {
                         self.apply_result(u, r);
                     }
                 }
+                self.forget_unknown_resumed(&ids, &results);
             }
             Err(e) => {
                 tracing::debug!(gateway = %self.name, error = %e, "cannot read send results now")
@@ -718,13 +798,44 @@ impl Inner {
         }
     }
 
+    /// A message sent before a restart that the gateway no longer knows
+    /// (its reply to our question by user_id does not have it) will get no
+    /// result and no report we could match: stop asking (it stays SENT).
+    /// Messages of this run are never dropped this way; they may simply be
+    /// too new for the gateway's answer.
+    fn forget_unknown_resumed(&self, asked: &[u32], results: &[SmsResult]) {
+        let mut st = lock(&self.state);
+        let mut gone = 0usize;
+        for u in asked {
+            if results.iter().any(|r| r.user_id == Some(*u)) {
+                continue;
+            }
+            if st
+                .pending
+                .get(u)
+                .is_some_and(|p| p.resumed.is_some() && matches!(p.stage, Stage::AwaitResult))
+            {
+                st.pending.remove(u);
+                gone += 1;
+            }
+        }
+        drop(st);
+        if gone > 0 {
+            tracing::warn!(gateway = %self.name, count = gone, "the gateway no longer knows messages sent before the restart; they stay SENT");
+        }
+    }
+
     /// Forgets messages whose final word never came (they stay SENT).
     fn expire(&self) {
         let mut st = lock(&self.state);
         let before = st.pending.len();
         st.pending.retain(|_, p| match &p.stage {
             Stage::AwaitResult => p.accepted.elapsed() < RESULT_PATIENCE,
-            Stage::AwaitReport { since, .. } => since.elapsed() < REPORT_PATIENCE,
+            // A message sent before a restart counts the time it waited
+            // then.
+            Stage::AwaitReport { since, .. } => {
+                since.elapsed() + p.resumed.unwrap_or_default() < REPORT_PATIENCE
+            }
         });
         let gone = before - st.pending.len();
         st.unmatched_reports
@@ -736,6 +847,7 @@ impl Inner {
     }
 
     async fn result_loop(self: Arc<Self>, stop: CancellationToken) {
+        self.resume().await;
         if !self.after_first_poll(&stop).await {
             return;
         }
