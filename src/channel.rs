@@ -392,6 +392,13 @@ impl Worker {
             }
         };
         let latency = started.elapsed();
+        // Pace from the end of this send, not its start: the gateway had the
+        // request before it answered, so the next one reaches it at least
+        // interval_ms later whatever the network's jitter (invariant 3 as
+        // the gateway sees it).
+        if let Ok(mut g) = self.ch.inner.lock() {
+            g.last_send = Some(Instant::now());
+        }
         let m = &self.shared.metrics;
         let outcome_label = match &result {
             Ok(_) => "sent",
