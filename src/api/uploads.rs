@@ -77,20 +77,37 @@ fn failure(e: ImportFailure) -> ApiError {
     }
 }
 
+/// The parsers' signature: a store, the config, the file name, the body.
+type Importer<S> = fn(
+    &crate::store::Store,
+    &crate::config::Config,
+    &str,
+    BufReader<SyncIoBridge<StreamReader<DataStream, bytes::Bytes>>>,
+) -> Result<S, ImportFailure>;
+
+/// Runs a streaming import on a blocking thread.
+async fn run<S: Send + 'static>(
+    st: &AppState,
+    q: UploadQuery,
+    body: Body,
+    import: Importer<S>,
+) -> Result<S, ApiError> {
+    let name = filename(q)?;
+    let config = st.shared.config();
+    let store = st.shared.store.clone();
+    let r = reader(body);
+    tokio::task::spawn_blocking(move || import(&store, &config, &name, r))
+        .await
+        .map_err(|_| ApiError::internal("the import task ended unexpectedly"))?
+        .map_err(failure)
+}
+
 pub async fn import_messages(
     State(st): State<AppState>,
     ApiQuery(q): ApiQuery<UploadQuery>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let name = filename(q)?;
-    let config = st.shared.config();
-    let store = st.shared.store.clone();
-    let r = reader(body);
-    let result =
-        tokio::task::spawn_blocking(move || importer::import_messages(&store, &config, &name, r))
-            .await
-            .map_err(|_| ApiError::internal("the import task ended unexpectedly"))?;
-    let summary = result.map_err(failure)?;
+    let summary = run(&st, q, body, importer::import_messages).await?;
     tracing::info!(
         import = summary.import_id,
         file = %summary.filename,
@@ -110,15 +127,7 @@ pub async fn import_dncr(
     ApiQuery(q): ApiQuery<UploadQuery>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let name = filename(q)?;
-    let config = st.shared.config();
-    let store = st.shared.store.clone();
-    let r = reader(body);
-    let result =
-        tokio::task::spawn_blocking(move || importer::import_dncr(&store, &config, &name, r))
-            .await
-            .map_err(|_| ApiError::internal("the import task ended unexpectedly"))?;
-    let summary = result.map_err(failure)?;
+    let summary = run(&st, q, body, importer::import_dncr).await?;
     tracing::info!(import = summary.import_id, file = %summary.filename, entries = summary.entries, "DNCR list imported");
     Ok((StatusCode::CREATED, Json(summary)).into_response())
 }

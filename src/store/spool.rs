@@ -492,6 +492,19 @@ pub fn mark_retry(
     max_attempts: i64,
 ) -> Result<State, StoreError> {
     finish_attempt(tx, id, outcome, None, Some(reason))?;
+    retry_or_fail(tx, id, State::Sending, reason, backoff_ms, max_attempts)
+}
+
+/// Back to the queue after `backoff_ms`, or FAILED when the message's
+/// attempts are spent; only from state `from`.
+fn retry_or_fail(
+    tx: &Transaction<'_>,
+    id: i64,
+    from: State,
+    reason: &str,
+    backoff_ms: i64,
+    max_attempts: i64,
+) -> Result<State, StoreError> {
     let attempts: i64 = tx
         .prepare_cached("SELECT attempts FROM message WHERE id = ?1")?
         .query_row([id], |r| r.get(0))?;
@@ -499,7 +512,7 @@ pub fn mark_retry(
         set_final(
             tx,
             id,
-            State::Sending,
+            from,
             State::Failed,
             Some(&format!("{reason} (after {attempts} attempts)")),
         )?;
@@ -507,9 +520,10 @@ pub fn mark_retry(
     }
     let now = now_ms();
     tx.prepare_cached(
-        "UPDATE message SET state = 1, not_before = ?2, error = ?3, updated_at = ?4 WHERE id = ?1 AND state = 2",
+        "UPDATE message SET state = 1, not_before = ?2, error = ?3, updated_at = ?4, sent_at = NULL \
+         WHERE id = ?1 AND state = ?5",
     )?
-    .execute(params![id, now + backoff_ms, reason, now])?;
+    .execute(params![id, now + backoff_ms, reason, now, from.code()])?;
     Ok(State::ToProcess)
 }
 
@@ -725,28 +739,10 @@ pub fn sent_but_failed(
     backoff_ms: i64,
     max_attempts: i64,
 ) -> Result<State, StoreError> {
-    let attempts: i64 = tx
-        .prepare_cached("SELECT attempts FROM message WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))?;
     tx.prepare_cached(
         "UPDATE attempt SET outcome = 'failed_after_accept', detail = ?2 \
          WHERE id = (SELECT max(id) FROM attempt WHERE message_id = ?1)",
     )?
     .execute(params![id, reason])?;
-    if attempts >= max_attempts {
-        set_final(
-            tx,
-            id,
-            State::Sent,
-            State::Failed,
-            Some(&format!("{reason} (after {attempts} attempts)")),
-        )?;
-        return Ok(State::Failed);
-    }
-    let now = now_ms();
-    tx.prepare_cached(
-        "UPDATE message SET state = 1, not_before = ?2, error = ?3, updated_at = ?4, sent_at = NULL WHERE id = ?1 AND state = 4",
-    )?
-    .execute(params![id, now + backoff_ms, reason, now])?;
-    Ok(State::ToProcess)
+    retry_or_fail(tx, id, State::Sent, reason, backoff_ms, max_attempts)
 }
