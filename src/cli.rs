@@ -83,12 +83,14 @@ pub enum Command {
         #[command(subcommand)]
         command: PduCommand,
     },
-    /// Reach each configured Dinstar gateway directly (not through the
-    /// daemon) and print its ports: SIM, IMSI, number, registration and
-    /// signal, and whether our password works. Exits 1 when a gateway is
-    /// unreachable or refuses us.
+    /// Check each gateway and print its ports (SIM, IMSI, registration, signal).
+    ///
+    /// A Dinstar gateway is asked directly, which also shows whether our
+    /// password works; the gateways the daemon holds (modems, DWG, sim) are
+    /// shown as the running daemon sees them. Exits 1 when a gateway is
+    /// unreachable, refuses us, or has no channel that can send.
     Probe {
-        /// Only this gateway (default: every enabled `dinstar` gateway).
+        /// Only this gateway (default: every enabled gateway).
         gateway: Option<String>,
     },
     /// Send a USSD code (a balance check such as *100#) on a gateway port
