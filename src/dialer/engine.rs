@@ -900,6 +900,11 @@ impl DialerLoop {
         cursor: &mut usize,
         done: &mpsc::UnboundedSender<JobDone>,
     ) -> Option<Arc<Channel>> {
+        // Nothing to send, nothing to decide: a group switches (and says so)
+        // only when it has traffic to move.
+        if pending.is_empty() {
+            return None;
+        }
         let channels = self.channels_for(config, dialer);
         if channels.is_empty() {
             return None;

@@ -1285,6 +1285,21 @@ impl Transport for DinstarTransport {
     fn accept_push(&self, events: Vec<PushEvent>) -> Result<usize, String> {
         Ok(self.inner.push(events))
     }
+
+    /// Asks the gateway itself, not the last polled state: a breaker must
+    /// not close on health read before the gateway went away.
+    fn probe<'a>(&'a self) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let ports: Vec<u8> = (0..self.inner.ports.min(256))
+                .filter_map(|p| u8::try_from(p).ok())
+                .collect();
+            match self.inner.client.get_port_info(&ports, &[]).await {
+                Ok(infos) if infos.iter().any(|i| i.looks_usable()) => Ok(()),
+                Ok(_) => Err("the gateway answers but no port can send".into()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
 }
 
 #[cfg(test)]
