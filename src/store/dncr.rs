@@ -60,16 +60,10 @@ pub fn list(
         "SELECT key, dialer, written, source, added_at FROM dncr \
          WHERE (?1 IS NULL OR key = ?1) AND (?2 IS NULL OR key > ?2) ORDER BY key, dialer LIMIT ?3",
     )?;
-    let mut items = stmt
+    let items = stmt
         .query_map(params![key, after_key, limit + 1], entry)?
         .collect::<Result<Vec<_>, _>>()?;
-    let next = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|e| e.key.clone())
-    } else {
-        None
-    };
-    Ok((items, next))
+    Ok(super::page(items, limit, |e| e.key.clone()))
 }
 
 /// Removes a key, for one dialer or for all; the number of entries removed.

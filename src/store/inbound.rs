@@ -80,14 +80,8 @@ pub fn list(
             campaign: r.get(9)?,
         })
     })?;
-    let mut items = rows.collect::<Result<Vec<_>, _>>()?;
-    let next = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|m| m.id)
-    } else {
-        None
-    };
-    Ok((items, next))
+    let items = rows.collect::<Result<Vec<_>, _>>()?;
+    Ok(super::page(items, limit, |m| m.id))
 }
 
 /// A persistent integer (counters, high-water marks).

@@ -371,6 +371,23 @@ fn fail_job(job: Job, msg: &str) {
     }
 }
 
+/// One page of a list read with `LIMIT limit + 1`: the extra row, when
+/// there, only says that another page follows; the cursor is the last row
+/// kept.
+pub(crate) fn page<T, C>(
+    mut items: Vec<T>,
+    limit: i64,
+    cursor: impl Fn(&T) -> C,
+) -> (Vec<T>, Option<C>) {
+    if items.len() as i64 > limit {
+        items.truncate(limit.max(0) as usize);
+        let next = items.last().map(&cursor);
+        (items, next)
+    } else {
+        (items, None)
+    }
+}
+
 /// Current time in unix milliseconds, the unit of every timestamp column.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -439,6 +456,13 @@ mod tests {
             .unwrap();
         assert_eq!(n, 40);
         store.close();
+    }
+
+    #[test]
+    fn a_page_keeps_limit_rows_and_points_at_the_last_when_more_follow() {
+        assert_eq!(page(vec![5, 4, 3], 2, |v| *v), (vec![5, 4], Some(4)));
+        assert_eq!(page(vec![5, 4], 2, |v| *v), (vec![5, 4], None));
+        assert_eq!(page(Vec::<i64>::new(), 2, |v| *v), (vec![], None));
     }
 
     #[test]

@@ -244,14 +244,8 @@ pub fn list(conn: &Connection, f: &ListFilter) -> Result<(Vec<Message>, Option<i
         ],
         from_row,
     )?;
-    let mut items = rows.collect::<Result<Vec<_>, _>>()?;
-    let next = if items.len() as i64 > limit {
-        items.truncate(limit as usize);
-        items.last().map(|m| m.id)
-    } else {
-        None
-    };
-    Ok((items, next))
+    let items = rows.collect::<Result<Vec<_>, _>>()?;
+    Ok(super::page(items, limit, |m| m.id))
 }
 
 /// Messages per state, for the status line and the metrics.
