@@ -11,15 +11,28 @@ pub struct Lines {
     total: u64,
     line: Vec<u8>,
     pos: usize,
+    worst_case: bool,
 }
 
 impl Lines {
+    /// A campaign file as the seed shows them: routine bulk at priority
+    /// 9999, with every 100th line urgent (priority 1).
     pub fn new(total: u64) -> Self {
         Lines {
             next: 0,
             total,
             line: Vec::with_capacity(96),
             pos: 0,
+            worst_case: false,
+        }
+    }
+
+    /// Every line a different priority of 9999, in turn: each row lands at
+    /// another place of the queue index, the worst case for an import.
+    pub fn worst_case(total: u64) -> Self {
+        Lines {
+            worst_case: true,
+            ..Self::new(total)
         }
     }
 
@@ -39,7 +52,11 @@ impl Lines {
         } else {
             format!("09{subscriber:07}")
         };
-        let prio = 1 + i % 9999;
+        let prio = match (self.worst_case, i % 100) {
+            (true, _) => 1 + i % 9999,
+            (false, 0) => 1,
+            (false, _) => 9999,
+        };
         let _ = io::Write::write_fmt(
             &mut self.line,
             format_args!(

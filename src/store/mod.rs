@@ -466,6 +466,32 @@ mod tests {
     }
 
     #[test]
+    fn the_hot_queries_use_their_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        for (sql, index) in spool::HOT_QUERIES {
+            let plan: Vec<String> = s
+                .read_blocking(|c| {
+                    let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                    // Unbound parameters are NULL, which is fine for a plan.
+                    let mut rows = stmt.raw_query();
+                    let mut out = Vec::new();
+                    while let Some(r) = rows.next()? {
+                        out.push(r.get::<_, String>(3)?);
+                    }
+                    Ok(out)
+                })
+                .unwrap();
+            let plan = plan.join(" / ");
+            assert!(
+                plan.contains(&format!("INDEX {index}")),
+                "{sql}\n  wants {index}, plan: {plan}"
+            );
+        }
+        s.close();
+    }
+
+    #[test]
     fn a_newer_schema_is_refused_with_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         {

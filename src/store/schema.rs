@@ -99,4 +99,16 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX inbound_number ON inbound(number, received_at);
     CREATE INDEX inbound_received ON inbound(received_at);
     "#,
+    // 3: indexes shaped for the dialer's hot path and for bulk imports.
+    // - The number index is dropped: no query can use it (a number search
+    //   also matches the destination as written, so it scans anyway), and
+    //   keeping phone numbers in order made every bulk import insert into
+    //   it at random places.
+    // - Messages waiting for a retry get their own small index: the loader
+    //   asks when the next one falls due each time it runs dry, which
+    //   otherwise walked every queued message of the dialer.
+    r#"
+    DROP INDEX message_number;
+    CREATE INDEX message_retry ON message(dialer, not_before) WHERE state = 1 AND not_before > 0;
+    "#,
 ];

@@ -301,11 +301,7 @@ pub fn next_to_process(
     limit: usize,
     skip: &std::collections::HashSet<i64>,
 ) -> Result<Vec<Queued>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, number, text, priority, attempts FROM message \
-         WHERE dialer = ?1 AND state = 1 AND not_before <= ?2 \
-         ORDER BY priority, id LIMIT ?3",
-    )?;
+    let mut stmt = conn.prepare_cached(NEXT_TO_PROCESS_SQL)?;
     let rows = stmt.query_map(params![dialer, now, (limit + skip.len()) as i64], |r| {
         Ok(Queued {
             id: r.get(0)?,
@@ -331,11 +327,30 @@ pub fn next_to_process(
 /// When the earliest retry of a dialer becomes due, if any is waiting.
 pub fn next_retry_at(conn: &Connection, dialer: &str, now: i64) -> Result<Option<i64>, StoreError> {
     Ok(conn
-        .prepare_cached(
-            "SELECT min(not_before) FROM message WHERE dialer = ?1 AND state = 1 AND not_before > ?2",
-        )?
+        .prepare_cached(NEXT_RETRY_SQL)?
         .query_row(params![dialer, now], |r| r.get(0))?)
 }
+
+// `not_before > 0` spelled out lets SQLite use the partial index
+// message_retry (a bound parameter proves nothing about it).
+const NEXT_RETRY_SQL: &str = "SELECT min(not_before) FROM message \
+     WHERE dialer = ?1 AND state = 1 AND not_before > 0 AND not_before > ?2";
+const NEXT_TO_PROCESS_SQL: &str = "SELECT id, number, text, priority, attempts FROM message \
+     WHERE dialer = ?1 AND state = 1 AND not_before <= ?2 \
+     ORDER BY priority, id LIMIT ?3";
+const APPLY_REPORT_SQL: &str = "UPDATE message SET state = ?3, updated_at = ?4, final_at = ?4, \
+     error = CASE WHEN ?5 THEN error ELSE ?6 END \
+     WHERE gateway = ?1 AND gateway_ref = ?2 AND state = 4";
+
+/// The queries the dialers run per message or per turn, with the index
+/// each must use: a plan that scans the table makes throughput fall with
+/// the size of the spool.
+#[cfg(test)]
+pub(crate) const HOT_QUERIES: &[(&str, &str)] = &[
+    (NEXT_RETRY_SQL, "message_retry"),
+    (NEXT_TO_PROCESS_SQL, "message_queue"),
+    (APPLY_REPORT_SQL, "message_gateway_ref"),
+];
 
 /// A number is blocked when the DNCR list holds it for every dialer ('') or
 /// for this one.
@@ -568,20 +583,14 @@ pub fn apply_report(
         State::Undelivered
     };
     let now = now_ms();
-    let n = tx
-        .prepare_cached(
-            "UPDATE message SET state = ?3, updated_at = ?4, final_at = ?4, \
-             error = CASE WHEN ?5 THEN error ELSE ?6 END \
-             WHERE gateway = ?1 AND gateway_ref = ?2 AND state = 4",
-        )?
-        .execute(params![
-            gateway,
-            gateway_ref,
-            to.code(),
-            now,
-            delivered,
-            detail
-        ])?;
+    let n = tx.prepare_cached(APPLY_REPORT_SQL)?.execute(params![
+        gateway,
+        gateway_ref,
+        to.code(),
+        now,
+        delivered,
+        detail
+    ])?;
     Ok(n > 0)
 }
 
