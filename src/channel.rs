@@ -24,6 +24,14 @@ const PORT_QUARANTINE: Duration = Duration::from_secs(60);
 /// it (transports have their own, much shorter, timeouts).
 const SEND_HARD_LIMIT: Duration = Duration::from_secs(600);
 
+/// A channel records its next attempts together, in one transaction, when
+/// it will send them all within this time: with no interval and a fast
+/// gateway, one commit per message would cap the rate at the commit rate.
+/// What a crash can leave in SENDING is bounded by the same time.
+pub const CLAIM_HORIZON: Duration = Duration::from_millis(50);
+/// The most attempts a channel records (and jobs it queues) at once.
+pub const CLAIM_MAX: usize = 16;
+
 /// A message handed to a channel by a dialer.
 pub struct Job {
     pub message: Queued,
@@ -78,6 +86,12 @@ pub struct Channel {
     inner: Mutex<Inner>,
     queue: mpsc::Sender<Job>,
     queued: AtomicU64,
+    /// Signalled each time the worker takes jobs off the queue.
+    taken: tokio::sync::Notify,
+    /// How long a send takes, smoothed, in microseconds. Starts at the
+    /// claim horizon so a new channel claims one message at a time until
+    /// its gateway has shown it is fast.
+    latency_us: AtomicU64,
     sent: AtomicU64,
     failed: AtomicU64,
 }
@@ -93,10 +107,10 @@ impl Channel {
         stop: CancellationToken,
         tracker: &tokio_util::task::TaskTracker,
     ) -> Arc<Self> {
-        // Capacity 1: a channel holds at most the message it sends and the
-        // next one, so a crash leaves little in flight and an unhealthy
-        // channel strands little.
-        let (tx, rx) = mpsc::channel(1);
+        // A channel holds at most the messages it sends now and as many
+        // again queued (see claim_depth), so a crash leaves little in flight
+        // and an unhealthy channel strands little.
+        let (tx, rx) = mpsc::channel(CLAIM_MAX);
         let gateway = transport.name().to_string();
         let ch = Arc::new(Self {
             id: format!("{gateway}:{port}"),
@@ -114,6 +128,8 @@ impl Channel {
             breaker,
             queue: tx,
             queued: AtomicU64::new(0),
+            taken: tokio::sync::Notify::new(),
+            latency_us: AtomicU64::new(CLAIM_HORIZON.as_micros() as u64),
             sent: AtomicU64::new(0),
             failed: AtomicU64::new(0),
         });
@@ -154,9 +170,34 @@ impl Channel {
         }
     }
 
-    /// Offers a job without waiting. Gives it back when the queue is full
-    /// or the worker is gone.
+    /// How many messages of this dialer the channel records at once, and
+    /// queues ahead: as many as it sends within [`CLAIM_HORIZON`], given
+    /// the dialer's interval and how long the gateway takes per send. One
+    /// for a paced dialer or a slow gateway (a modem), so nothing waits in
+    /// SENDING behind a pacer.
+    pub fn claim_depth(&self, dialer: &DialerConfig) -> usize {
+        let latency = Duration::from_micros(self.latency_us.load(Ordering::Relaxed));
+        let per_message = dialer.interval.max(latency);
+        if per_message.is_zero() {
+            return CLAIM_MAX;
+        }
+        ((CLAIM_HORIZON.as_micros() / per_message.as_micros().max(1)) as usize).clamp(1, CLAIM_MAX)
+    }
+
+    fn observe_latency(&self, took: Duration) {
+        let sample = took.as_micros().min(u128::from(u32::MAX)) as u64;
+        let old = self.latency_us.load(Ordering::Relaxed);
+        self.latency_us
+            .store((old * 7 + sample) / 8, Ordering::Relaxed);
+    }
+
+    /// Offers a job without waiting. Gives it back when the channel holds
+    /// as many of this dialer's jobs as it claims at once, or the worker is
+    /// gone.
     pub fn offer(&self, job: Job) -> Result<(), Job> {
+        if self.queued.load(Ordering::Relaxed) >= self.claim_depth(&job.dialer) as u64 {
+            return Err(job);
+        }
         match self.queue.try_send(job) {
             Ok(()) => {
                 self.queued.fetch_add(1, Ordering::Relaxed);
@@ -173,10 +214,23 @@ impl Channel {
         self.queue.is_closed()
     }
 
-    /// Resolves when the queue has room for a job (or the worker ended).
-    pub async fn has_room(&self) {
-        // The permit is released at once: this only waits for the room.
-        let _ = self.queue.reserve().await;
+    /// Resolves when the queue holds fewer than `depth` jobs (or the
+    /// worker ended).
+    pub async fn has_room(&self, depth: usize) {
+        loop {
+            // Registered before the check, so a take in between is not missed.
+            let taken = self.taken.notified();
+            tokio::pin!(taken);
+            taken.as_mut().enable();
+            if self.queued.load(Ordering::Relaxed) < depth as u64 || self.queue.is_closed() {
+                return;
+            }
+            tokio::select! {
+                _ = taken => {}
+                // The worker may end without taking anything.
+                _ = self.queue.closed() => return,
+            }
+        }
     }
 
     pub fn set_health(&self, health: PortHealth) {
@@ -231,32 +285,66 @@ impl Worker {
         let label = ChannelLabel {
             channel: self.ch.id.clone(),
         };
+        let queued_gauge = self
+            .shared
+            .metrics
+            .channel_queued
+            .get_or_create(&label)
+            .clone();
+        // A job of another dialer met while gathering a batch waits here
+        // for the next one.
+        let mut carried: Option<Job> = None;
         loop {
             self.heartbeat.beat();
-            let job = tokio::select! {
-                biased;
-                _ = self.stop.cancelled() => break,
-                j = rx.recv() => match j { Some(j) => j, None => break },
-                _ = tokio::time::sleep(self.heartbeat.period()) => continue,
+            let first = match carried.take() {
+                Some(j) => j,
+                None => tokio::select! {
+                    biased;
+                    _ = self.stop.cancelled() => break,
+                    j = rx.recv() => match j { Some(j) => j, None => break },
+                    _ = tokio::time::sleep(self.heartbeat.period()) => continue,
+                },
             };
-            self.ch.queued.fetch_sub(1, Ordering::Relaxed);
-            self.shared
-                .metrics
-                .channel_queued
-                .get_or_create(&label)
-                .set(self.ch.queued.load(Ordering::Relaxed) as i64);
-            if !self.pace(&job.dialer).await {
-                let _ = job.done.send(JobDone {
-                    id: job.message.id,
-                    outcome: JobOutcome::Returned(job.message),
-                });
+            // Claim ahead: the jobs of the same dialer already queued, as
+            // many as this channel sends within the claim horizon.
+            let depth = self.ch.claim_depth(&first.dialer);
+            let mut batch = vec![first];
+            while batch.len() < depth {
+                match rx.try_recv() {
+                    Ok(j) if j.dialer.name == batch[0].dialer.name => batch.push(j),
+                    Ok(j) => {
+                        carried = Some(j);
+                        break;
+                    }
+                    Err(_) => break,
+                }
+            }
+            // A carried job stays counted as queued until its batch.
+            self.ch
+                .queued
+                .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+            self.ch.taken.notify_waiters();
+            queued_gauge.set(self.ch.queued.load(Ordering::Relaxed) as i64);
+            if !self.pace(&batch[0].dialer).await {
+                for job in batch {
+                    let _ = job.done.send(JobDone {
+                        id: job.message.id,
+                        outcome: JobOutcome::Returned(job.message),
+                    });
+                }
                 break;
             }
-            self.send(job).await;
+            if !self.send_batch(batch).await {
+                break;
+            }
         }
         // Jobs still queued were never marked SENDING: hand them back.
         rx.close();
-        while let Ok(job) = rx.try_recv() {
+        self.ch.taken.notify_waiters();
+        let rest = carried
+            .into_iter()
+            .chain(std::iter::from_fn(|| rx.try_recv().ok()));
+        for job in rest {
             self.ch.queued.fetch_sub(1, Ordering::Relaxed);
             let _ = job.done.send(JobDone {
                 id: job.message.id,
@@ -291,76 +379,212 @@ impl Worker {
         !self.stop.is_cancelled()
     }
 
-    async fn send(&self, job: Job) {
-        let Job {
-            message,
-            dialer,
-            done,
-        } = job;
-        let id = message.id;
+    /// Records the batch's attempts in one transaction, then sends them one
+    /// by one, paced. False when the daemon is stopping.
+    async fn send_batch(&self, batch: Vec<Job>) -> bool {
+        let dialer = batch[0].dialer.clone();
         if let Err(why) = self.ch.usable() {
-            tracing::debug!(channel = %self.ch.id, message = id, reason = %why, "channel unusable; message returned to its dialer");
-            let _ = done.send(JobDone {
-                id,
-                outcome: JobOutcome::Returned(message),
-            });
-            return;
+            tracing::debug!(channel = %self.ch.id, count = batch.len(), reason = %why, "channel unusable; messages returned to their dialer");
+            for job in batch {
+                let _ = job.done.send(JobDone {
+                    id: job.message.id,
+                    outcome: JobOutcome::Returned(job.message),
+                });
+            }
+            return true;
         }
-        let Some(number) = message.number.clone() else {
-            // Invalid numbers never reach a channel; be safe anyway.
-            let _ = done.send(JobDone {
-                id,
-                outcome: JobOutcome::Finished(State::Invalid),
-            });
-            return;
-        };
+        let mut jobs = Vec::with_capacity(batch.len());
+        for job in batch {
+            if job.message.number.is_some() {
+                jobs.push(job);
+            } else {
+                // Invalid numbers never reach a channel; be safe anyway.
+                let _ = job.done.send(JobDone {
+                    id: job.message.id,
+                    outcome: JobOutcome::Finished(State::Invalid),
+                });
+            }
+        }
+        if jobs.is_empty() {
+            return true;
+        }
+        let ids: Vec<i64> = jobs.iter().map(|j| j.message.id).collect();
         let (gw, chan) = (self.ch.gateway.clone(), self.ch.id.clone());
         let dncr = dialer.dncr.then(|| dialer.name.clone());
         let begun = self
             .shared
             .store
-            .write(move |tx| spool::begin_attempt(tx, id, &gw, &chan, dncr.as_deref()))
+            .write_unguarded(move |tx| spool::begin_attempts(tx, &ids, &gw, &chan, dncr.as_deref()))
             .await;
-        let reference = match begun {
-            Ok(spool::Begun::Attempt(r)) => r,
-            Ok(spool::Begun::Blocked) => {
-                tracing::info!(channel = %self.ch.id, message = id, "number listed on the DNCR while the message waited; blocked");
-                self.shared
-                    .metrics
-                    .dialer_messages
-                    .get_or_create(&DialerStateLabels {
-                        dialer: dialer.name.clone(),
-                        state: state_label(State::Blocked),
-                    })
-                    .inc();
-                let _ = done.send(JobDone {
-                    id,
-                    outcome: JobOutcome::Finished(State::Blocked),
-                });
-                return;
-            }
-            Ok(spool::Begun::Gone) => {
-                // Cancelled while it waited in memory.
-                let _ = done.send(JobDone {
-                    id,
-                    outcome: JobOutcome::Finished(State::Cancelled),
-                });
-                return;
-            }
+        let begun = match begun {
+            Ok(b) => b,
             Err(e) => {
-                tracing::error!(channel = %self.ch.id, message = id, error = %e, "cannot record the attempt; not sending");
-                let _ = done.send(JobDone {
-                    id,
-                    outcome: JobOutcome::Returned(message),
-                });
-                return;
+                tracing::error!(channel = %self.ch.id, count = jobs.len(), error = %e, "cannot record the attempts; not sending");
+                for job in jobs {
+                    let _ = job.done.send(JobDone {
+                        id: job.message.id,
+                        outcome: JobOutcome::Returned(job.message),
+                    });
+                }
+                return true;
             }
         };
+        let mut sent = Vec::new();
+        let mut claimed = jobs.into_iter().zip(begun).peekable();
+        let mut first = true;
+        let mut stopping = false;
+        while let Some((job, begun)) = claimed.next() {
+            let (reference, attempt) = match begun {
+                spool::Begun::Attempt { reference, attempt } => (reference, attempt),
+                spool::Begun::Blocked => {
+                    tracing::info!(channel = %self.ch.id, message = job.message.id, "number listed on the DNCR while the message waited; blocked");
+                    self.finished(&job, State::Blocked);
+                    continue;
+                }
+                spool::Begun::Gone => {
+                    // Cancelled while it waited in memory.
+                    let _ = job.done.send(JobDone {
+                        id: job.message.id,
+                        outcome: JobOutcome::Finished(State::Cancelled),
+                    });
+                    continue;
+                }
+            };
+            // The first was paced before the claim; the rest are paced here,
+            // and given back if the channel stops or fails meanwhile.
+            let release = if first {
+                None
+            } else if !self.pace(&dialer).await {
+                stopping = true;
+                Some("claimed, but the daemon stopped before it was sent".to_string())
+            } else {
+                self.ch.usable().err()
+            };
+            first = false;
+            if let Some(reason) = release {
+                let rest = std::iter::once((job, spool::Begun::Attempt { reference, attempt }))
+                    .chain(claimed.by_ref());
+                self.release(rest, &reason).await;
+                break;
+            }
+            if let Some(mark) = self.send(job, reference, attempt).await {
+                sent.push(mark);
+            }
+        }
+        if !sent.is_empty() {
+            self.record_sent(sent);
+        }
+        !stopping
+    }
+
+    /// Gives claimed, unsent messages back: TO_PROCESS again without
+    /// spending an attempt, and back to their dialer.
+    async fn release(&self, claimed: impl Iterator<Item = (Job, spool::Begun)>, reason: &str) {
+        let mut jobs = Vec::new();
+        for (job, begun) in claimed {
+            if let spool::Begun::Attempt { attempt, .. } = begun {
+                jobs.push((job, attempt));
+            } else {
+                let state = if begun == spool::Begun::Blocked {
+                    State::Blocked
+                } else {
+                    State::Cancelled
+                };
+                let _ = job.done.send(JobDone {
+                    id: job.message.id,
+                    outcome: JobOutcome::Finished(state),
+                });
+            }
+        }
+        let rows: Vec<(i64, i64)> = jobs.iter().map(|(j, a)| (j.message.id, *a)).collect();
+        let why = reason.to_string();
+        let done = self
+            .shared
+            .store
+            .write_unguarded(move |tx| {
+                for (id, attempt) in rows {
+                    spool::requeue(tx, id, spool::AttemptRow::Id(attempt), "not_sent", &why)?;
+                }
+                Ok(())
+            })
+            .await;
+        match done {
+            Ok(()) => {
+                tracing::debug!(channel = %self.ch.id, count = jobs.len(), reason = %reason, "claimed messages given back unsent");
+                for (job, _) in jobs {
+                    let id = job.message.id;
+                    let _ = job.done.send(JobDone {
+                        id,
+                        outcome: JobOutcome::Returned(job.message),
+                    });
+                }
+            }
+            Err(e) => {
+                // They stay SENDING; reconciliation at the next start
+                // settles them. Never resend from here.
+                tracing::error!(channel = %self.ch.id, count = jobs.len(), error = %e, "cannot give claimed messages back; they are settled at the next start");
+                for (job, _) in jobs {
+                    let _ = job.done.send(JobDone {
+                        id: job.message.id,
+                        outcome: JobOutcome::Finished(State::Sending),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Records SENT for messages the gateway took, in one job, without
+    /// waiting: the next send on this channel need not wait for this
+    /// commit. The writer keeps the order of writes, and if the process
+    /// dies first the messages are still SENDING on disk and
+    /// reconciliation settles them; they are never resent from here.
+    fn record_sent(&self, sent: Vec<(i64, i64, String)>) {
+        let count = sent.len();
+        match self
+            .shared
+            .store
+            .write_unguarded_detached(move |tx| spool::mark_sent_many(tx, &sent))
+        {
+            Ok(wait) => {
+                let channel = self.ch.id.clone();
+                tokio::spawn(async move {
+                    if let Ok(Err(e)) = wait.await {
+                        tracing::error!(channel = %channel, count, error = %e, "cannot record send results; the messages are settled at the next start");
+                    }
+                });
+            }
+            Err(e) => {
+                tracing::error!(channel = %self.ch.id, count, error = %e, "cannot record send results; the messages are settled at the next start");
+            }
+        }
+    }
+
+    fn finished(&self, job: &Job, state: State) {
+        self.shared
+            .metrics
+            .dialer_messages
+            .get_or_create(&DialerStateLabels {
+                dialer: job.dialer.name.clone(),
+                state: state_label(state),
+            })
+            .inc();
+        let _ = job.done.send(JobDone {
+            id: job.message.id,
+            outcome: JobOutcome::Finished(state),
+        });
+    }
+
+    /// Sends one recorded attempt. A message the gateway took comes back
+    /// as (id, attempt, gateway reference) for [`record_sent`]; every other
+    /// outcome is recorded here.
+    async fn send(&self, job: Job, reference: i64, attempt: i64) -> Option<(i64, i64, String)> {
+        let id = job.message.id;
+        let dialer = job.dialer.clone();
         let outbound = Outbound {
             message_id: id,
             port: self.ch.port,
-            to: number,
-            text: message.text.clone(),
+            to: job.message.number.clone().unwrap_or_default(),
+            text: job.message.text.clone(),
             reference,
         };
         let started = Instant::now();
@@ -392,6 +616,7 @@ impl Worker {
             }
         };
         let latency = started.elapsed();
+        self.ch.observe_latency(latency);
         // Pace from the end of this send, not its start: the gateway had the
         // request before it answered, so the next one reaches it at least
         // interval_ms later whatever the network's jitter (invariant 3 as
@@ -427,32 +652,13 @@ impl Worker {
             breaker_switched(&self.shared, &self.ch.breaker, &t);
         }
         let max_attempts = dialer.max_attempts as i64;
-        let backoff = backoff_ms(&dialer, message.attempts + 1);
+        let backoff = backoff_ms(&dialer, job.message.attempts + 1);
+        let row = spool::AttemptRow::Id(attempt);
+        let mut accepted = None;
         let state = match result {
             Ok(acc) => {
                 self.ch.sent.fetch_add(1, Ordering::Relaxed);
-                let r = acc.gateway_ref.clone();
-                // Not awaited: the next send on this channel need not wait for
-                // this commit. The writer keeps the order of writes, and if
-                // the process dies first the message is still SENDING on disk
-                // and reconciliation settles it; it is never resent from here.
-                match self
-                    .shared
-                    .store
-                    .write_detached(move |tx| spool::mark_sent(tx, id, &r))
-                {
-                    Ok(wait) => {
-                        let channel = self.ch.id.clone();
-                        tokio::spawn(async move {
-                            if let Ok(Err(e)) = wait.await {
-                                tracing::error!(channel = %channel, message = id, error = %e, "cannot record the send result");
-                            }
-                        });
-                    }
-                    Err(e) => {
-                        tracing::error!(channel = %self.ch.id, message = id, error = %e, "cannot record the send result");
-                    }
-                }
+                accepted = Some((id, attempt, acc.gateway_ref));
                 State::Sent
             }
             Err(e) => {
@@ -462,7 +668,7 @@ impl Worker {
                     SendError::Permanent { reason } => {
                         tracing::warn!(channel = %self.ch.id, message = id, reason = %reason, "the gateway refused the message for good");
                         self.record(id, move |tx| {
-                            spool::mark_failed(tx, id, outcome, &reason).map(|_| State::Failed)
+                            spool::mark_failed(tx, id, row, outcome, &reason).map(|_| State::Failed)
                         })
                         .await
                     }
@@ -470,12 +676,20 @@ impl Worker {
                         tracing::warn!(channel = %self.ch.id, message = id, reason = %reason, "cannot tell whether the message left");
                         if dialer.resend_unknown {
                             self.record(id, move |tx| {
-                                spool::mark_retry(tx, id, outcome, &reason, backoff, max_attempts)
+                                spool::mark_retry(
+                                    tx,
+                                    id,
+                                    row,
+                                    outcome,
+                                    &reason,
+                                    backoff,
+                                    max_attempts,
+                                )
                             })
                             .await
                         } else {
                             self.record(id, move |tx| {
-                                spool::mark_unknown(tx, id, &reason).map(|_| State::Unknown)
+                                spool::mark_unknown(tx, id, row, &reason).map(|_| State::Unknown)
                             })
                             .await
                         }
@@ -484,30 +698,22 @@ impl Worker {
                         tracing::warn!(channel = %self.ch.id, message = id, reason = %reason, "channel taken out of use; the message goes to another channel");
                         self.ch.quarantine(&reason);
                         self.record(id, move |tx| {
-                            spool::requeue(tx, id, outcome, &reason).map(|_| State::ToProcess)
+                            spool::requeue(tx, id, row, outcome, &reason).map(|_| State::ToProcess)
                         })
                         .await
                     }
                     SendError::Temporary { reason } => {
                         tracing::info!(channel = %self.ch.id, message = id, reason = %reason, backoff_ms = backoff, "temporary failure; will retry");
                         self.record(id, move |tx| {
-                            spool::mark_retry(tx, id, outcome, &reason, backoff, max_attempts)
+                            spool::mark_retry(tx, id, row, outcome, &reason, backoff, max_attempts)
                         })
                         .await
                     }
                 }
             }
         };
-        m.dialer_messages
-            .get_or_create(&DialerStateLabels {
-                dialer: dialer.name.clone(),
-                state: state_label(state),
-            })
-            .inc();
-        let _ = done.send(JobDone {
-            id,
-            outcome: JobOutcome::Finished(state),
-        });
+        self.finished(&job, state);
+        accepted
     }
 
     async fn record<F>(&self, id: i64, f: F) -> State

@@ -729,7 +729,8 @@ async fn messages_left_in_sending_are_reconciled_by_user_id_and_never_resent() {
                 let id = match spool::insert(tx, &m)? {
                     spool::Inserted::New(m) | spool::Inserted::Replayed(m) => m.id,
                 };
-                let spool::Begun::Attempt(r) = spool::begin_attempt(tx, id, "gw", "gw:0", None)?
+                let spool::Begun::Attempt { reference: r, .. } =
+                    spool::begin_attempt(tx, id, "gw", "gw:0", None)?
                 else {
                     panic!("attempt begun")
                 };

@@ -424,7 +424,10 @@ impl Engine {
                 Reconciled::Sent { gateway_ref } => {
                     *counts.entry("sent").or_default() += 1;
                     store
-                        .write(move |tx| spool::mark_sent(tx, id, &gateway_ref).map(|_| ()))
+                        .write(move |tx| {
+                            spool::mark_sent(tx, id, spool::AttemptRow::Latest, &gateway_ref)
+                                .map(|_| ())
+                        })
                         .await
                 }
                 Reconciled::NotSent => {
@@ -434,6 +437,7 @@ impl Engine {
                             spool::requeue(
                                 tx,
                                 id,
+                                spool::AttemptRow::Latest,
                                 "not_sent",
                                 "the gateway never received it (checked after a restart)",
                             )
@@ -447,6 +451,7 @@ impl Engine {
                             spool::requeue(
                                 tx,
                                 id,
+                                spool::AttemptRow::Latest,
                                 "unknown",
                                 "in flight at a crash; resending as configured (resend_unknown)",
                             )
@@ -457,7 +462,7 @@ impl Engine {
                     *counts.entry("unknown").or_default() += 1;
                     store
                         .write(move |tx| {
-                            spool::mark_unknown(tx, id, "in flight when smsgate stopped; the gateway cannot tell whether it left").map(|_| ())
+                            spool::mark_unknown(tx, id, spool::AttemptRow::Latest, "in flight when smsgate stopped; the gateway cannot tell whether it left").map(|_| ())
                         })
                         .await
                 }
@@ -470,6 +475,10 @@ impl Engine {
     }
 
     async fn event_loop(self, mut rx: mpsc::UnboundedReceiver<Event>) {
+        let (reports, reports_rx) = mpsc::unbounded_channel();
+        self.inner
+            .tracker
+            .spawn(self.clone().report_loop(reports_rx, reports.clone()));
         loop {
             let ev = tokio::select! {
                 _ = self.inner.stop.cancelled() => return,
@@ -518,32 +527,67 @@ impl Engine {
                     delivered,
                     detail,
                 } => {
-                    let this = self.clone();
-                    // A report can overtake the SENT record of its message;
-                    // try again for a while before giving up on it.
-                    tokio::spawn(async move {
-                        for attempt in 0..30u32 {
-                            let (g, r, d) = (gateway.clone(), gateway_ref.clone(), detail.clone());
-                            match this
-                                .inner
-                                .shared
-                                .store
-                                .write(move |tx| spool::apply_report(tx, &g, &r, delivered, &d))
-                                .await
-                            {
-                                Ok(true) => return,
-                                Ok(false) => {}
-                                Err(e) => {
-                                    tracing::error!(gateway = %gateway, error = %e, "cannot record a delivery report");
-                                    return;
-                                }
-                            }
-                            tokio::time::sleep(Duration::from_millis(50 * (1 << attempt.min(5))))
-                                .await;
-                        }
-                        tracing::warn!(gateway = %gateway, reference = %gateway_ref, "delivery report for a message we do not know; ignored");
-                    });
+                    let report = spool::Report {
+                        gateway,
+                        gateway_ref,
+                        delivered,
+                        detail,
+                    };
+                    let _ = reports.send((report, 0));
                 }
+            }
+        }
+    }
+
+    /// Records delivery reports, all that have arrived in one job. A report
+    /// can overtake the SENT record of its message: one that finds no sent
+    /// message is tried again for a while before it is given up.
+    async fn report_loop(
+        self,
+        mut rx: mpsc::UnboundedReceiver<(spool::Report, u32)>,
+        again: mpsc::UnboundedSender<(spool::Report, u32)>,
+    ) {
+        const MAX_TRIES: u32 = 30;
+        const MAX_BATCH: usize = 1024;
+        loop {
+            let first = tokio::select! {
+                _ = self.inner.stop.cancelled() => return,
+                r = rx.recv() => match r { Some(r) => r, None => return },
+            };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            let reports: Vec<spool::Report> = batch.iter().map(|(r, _)| r.clone()).collect();
+            let found = self
+                .inner
+                .shared
+                .store
+                .write_unguarded(move |tx| spool::apply_reports(tx, &reports))
+                .await;
+            let found = match found {
+                Ok(f) => f,
+                Err(e) => {
+                    tracing::error!(count = batch.len(), error = %e, "cannot record delivery reports");
+                    continue;
+                }
+            };
+            for ((report, tries), found) in batch.into_iter().zip(found) {
+                if found {
+                    continue;
+                }
+                if tries + 1 >= MAX_TRIES {
+                    tracing::warn!(gateway = %report.gateway, reference = %report.gateway_ref, "delivery report for a message we do not know; ignored");
+                    continue;
+                }
+                let again = again.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(50 * (1 << tries.min(5)))).await;
+                    let _ = again.send((report, tries + 1));
+                });
             }
         }
     }
@@ -715,8 +759,9 @@ impl DialerLoop {
             };
             let dialer = Arc::new(dialer);
             let inactive = self.inactive_reason(&dialer).await;
-            // The channel whose turn it is, when its queue was full.
-            let mut turn: Option<Arc<Channel>> = None;
+            // The channel whose turn it is, when its queue was full, and
+            // how many of this dialer's jobs it holds at once.
+            let mut turn: Option<(Arc<Channel>, usize)> = None;
             if let Some(reason) = &inactive {
                 if *reason != last_reason {
                     tracing::info!(dialer = %self.name, reason = %reason, "dialer not sending");
@@ -759,7 +804,7 @@ impl DialerLoop {
                 _ = self.wake.notified() => {}
                 _ = async {
                     match &turn {
-                        Some(ch) => ch.has_room().await,
+                        Some((ch, depth)) => ch.has_room(*depth).await,
                         None => std::future::pending().await,
                     }
                 } => {}
@@ -899,7 +944,7 @@ impl DialerLoop {
         pending: &mut VecDeque<spool::Queued>,
         cursor: &mut usize,
         done: &mpsc::UnboundedSender<JobDone>,
-    ) -> Option<Arc<Channel>> {
+    ) -> Option<(Arc<Channel>, usize)> {
         // Nothing to send, nothing to decide: a group switches (and says so)
         // only when it has traffic to move.
         if pending.is_empty() {
@@ -934,8 +979,9 @@ impl DialerLoop {
                     }
                     // Its turn, but busy: wait until it has room.
                     Err(j) => {
+                        let depth = ch.claim_depth(dialer);
                         pending.push_front(j.message);
-                        return Some(ch.clone());
+                        return Some((ch.clone(), depth));
                     }
                 }
             }

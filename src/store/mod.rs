@@ -70,7 +70,28 @@ impl StoreError {
 }
 
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-type Job = Box<dyn FnOnce(&Transaction<'_>) -> Completion + Send>;
+/// A job runs in the group's transaction and says how its caller hears of
+/// the commit, and whether it failed in a way that spoils the transaction.
+type Job = Box<dyn FnOnce(&Transaction<'_>) -> (Completion, Spoiled) + Send>;
+
+/// An unguarded job failed half-way: the group's transaction must not be
+/// committed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct Spoiled(bool);
+
+/// Whether a job runs in its own savepoint.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    /// It may fail on its own (a conflict, a refused import) without
+    /// undoing its neighbours: the default.
+    Savepoint,
+    /// The dialers' per-message writes, which fail only when the database
+    /// does. A savepoint copies every page a job touches into a
+    /// sub-journal, a third of the writer's work at full rate; without it
+    /// a failure rolls back the whole group, and every caller in it hears
+    /// that the write failed.
+    Unguarded,
+}
 
 enum Command {
     Job(Job),
@@ -88,7 +109,12 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     open: AtomicBool,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    checkpointer: Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
 }
+
+/// How often the checkpointer copies committed pages from the WAL into the
+/// database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
 
 impl Store {
     /// Opens (creating if needed) `dir/smsgate.db`, applies migrations and
@@ -103,14 +129,26 @@ impl Store {
         let mut conn = Connection::open(&path)?;
         configure_writer(&conn)?;
         migrate(&mut conn, &path)?;
+        let spawn_failed = |e| StoreError::StateDir {
+            path: path.clone(),
+            source: e,
+        };
+        // Checkpoints run beside the writer, not inside its commits: a
+        // commit that crosses SQLite's automatic threshold would otherwise
+        // copy the whole WAL (a bulk import's hundred megabytes) while every
+        // channel waits for its attempt to be recorded.
+        let checkpoint_conn = Connection::open(&path)?;
+        checkpoint_conn.busy_timeout(Duration::from_secs(5))?;
+        let (stop_checkpoints, checkpoint_rx) = mpsc::channel();
+        let checkpointer = std::thread::Builder::new()
+            .name("store-checkpoint".into())
+            .spawn(move || checkpoint_loop(checkpoint_conn, checkpoint_rx))
+            .map_err(spawn_failed)?;
         let (tx, rx) = mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || writer_loop(conn, rx, heartbeat))
-            .map_err(|e| StoreError::StateDir {
-                path: path.clone(),
-                source: e,
-            })?;
+            .map_err(spawn_failed)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
@@ -118,6 +156,7 @@ impl Store {
                 readers: Mutex::new(Vec::new()),
                 open: AtomicBool::new(true),
                 writer: Mutex::new(Some(writer)),
+                checkpointer: Mutex::new(Some((stop_checkpoints, checkpointer))),
             }),
         })
     }
@@ -137,8 +176,36 @@ impl Store {
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let (done, wait) = oneshot::channel();
-        self.submit(f, done)?;
+        self.submit(f, done, Guard::Savepoint)?;
         wait.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// [`Store::write`] without a savepoint, for the dialers' per-message
+    /// writes: `f` must fail only when the database does (see
+    /// [`Guard::Unguarded`]).
+    pub async fn write_unguarded<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (done, wait) = oneshot::channel();
+        self.submit(f, done, Guard::Unguarded)?;
+        wait.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// [`Store::write_detached`] without a savepoint (see
+    /// [`Store::write_unguarded`]).
+    pub fn write_unguarded_detached<T, F>(
+        &self,
+        f: F,
+    ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (done, wait) = oneshot::channel();
+        self.submit(f, done, Guard::Unguarded)?;
+        Ok(wait)
     }
 
     /// The blocking twin of [`Store::write`], for threads outside the runtime.
@@ -148,7 +215,7 @@ impl Store {
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let (done, wait) = oneshot::channel();
-        self.submit(f, done)?;
+        self.submit(f, done, Guard::Savepoint)?;
         wait.blocking_recv().map_err(|_| StoreError::Closed)?
     }
 
@@ -164,7 +231,7 @@ impl Store {
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let (done, wait) = oneshot::channel();
-        self.submit(f, done)?;
+        self.submit(f, done, Guard::Savepoint)?;
         Ok(wait)
     }
 
@@ -172,20 +239,28 @@ impl Store {
         &self,
         f: F,
         done: oneshot::Sender<Result<T, StoreError>>,
+        guard: Guard,
     ) -> Result<(), StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
         let job: Job = Box::new(move |tx| {
-            let outcome = run_in_savepoint(tx, f);
-            Box::new(move |commit: Result<(), StoreError>| {
+            let outcome = match guard {
+                Guard::Savepoint => run_in_savepoint(tx, f),
+                Guard::Unguarded => f(tx),
+            };
+            let spoiled = Spoiled(guard == Guard::Unguarded && outcome.is_err());
+            let completion: Completion = Box::new(move |commit: Result<(), StoreError>| {
                 let result = match (commit, outcome) {
                     (Ok(()), outcome) => outcome,
+                    // The job that spoiled the group hears its own error.
+                    (Err(_), Err(own)) if spoiled.0 => Err(own),
                     (Err(e), _) => Err(e),
                 };
                 let _ = done.send(result);
-            })
+            });
+            (completion, spoiled)
         });
         self.inner
             .tx
@@ -226,6 +301,16 @@ impl Store {
     /// Finishes queued writes, then stops the writer thread.
     pub fn close(&self) {
         self.inner.open.store(false, Ordering::Relaxed);
+        let checkpointer = self
+            .inner
+            .checkpointer
+            .lock()
+            .ok()
+            .and_then(|mut c| c.take());
+        if let Some((stop, handle)) = checkpointer {
+            let _ = stop.send(());
+            let _ = handle.join();
+        }
         let _ = self.inner.tx.send(Command::Shutdown);
         let handle = self.inner.writer.lock().ok().and_then(|mut h| h.take());
         if let Some(h) = handle {
@@ -266,7 +351,42 @@ fn configure_writer(conn: &Connection) -> Result<(), StoreError> {
     // (phone numbers), and the 2 MiB default makes it thrash.
     conn.pragma_update(None, "cache_size", -16384)?;
     conn.busy_timeout(Duration::from_secs(5))?;
+    // The checkpointer thread does this work (see Store::open).
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(())
+}
+
+/// Copies committed pages into the database file every
+/// [`CHECKPOINT_EVERY`], without blocking the writer (PASSIVE), until told
+/// to stop. The writer truncates the WAL itself when the store closes.
+fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
+    let mut failing = false;
+    loop {
+        match stop.recv_timeout(CHECKPOINT_EVERY) {
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        // (busy, WAL frames, frames copied)
+        let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        });
+        match done {
+            Ok(_) if failing => {
+                failing = false;
+                tracing::info!("store: WAL checkpoints work again");
+            }
+            Ok(_) => {}
+            Err(e) if !failing => {
+                failing = true;
+                tracing::error!(error = %e, "store: cannot checkpoint the WAL; it grows until this clears");
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
@@ -347,9 +467,25 @@ fn commit_group(conn: &mut Connection, group: Vec<Job>) {
             return;
         }
     };
-    let completions: Vec<Completion> = group.into_iter().map(|job| job(&tx)).collect();
-    let commit = tx.commit().map_err(StoreError::from);
-    if let Err(e) = &commit {
+    let mut spoiled = false;
+    let completions: Vec<Completion> = group
+        .into_iter()
+        .map(|job| {
+            let (completion, s) = job(&tx);
+            spoiled |= s.0;
+            completion
+        })
+        .collect();
+    let commit = if spoiled {
+        let _ = tx.rollback();
+        tracing::error!("store: a write failed half-way; its whole group was rolled back");
+        Err(StoreError::CommitFailed(
+            "a write in the same transaction failed; the transaction was rolled back".into(),
+        ))
+    } else {
+        tx.commit().map_err(StoreError::from)
+    };
+    if let (Err(e), false) = (&commit, spoiled) {
         tracing::error!(error = %e, "store: commit failed");
     }
     for c in completions {
@@ -365,7 +501,7 @@ fn commit_group(conn: &mut Connection, group: Vec<Job>) {
 fn fail_job(job: Job, msg: &str) {
     if let Ok(mut mem) = Connection::open_in_memory() {
         if let Ok(tx) = mem.transaction() {
-            let completion = job(&tx);
+            let (completion, _) = job(&tx);
             completion(Err(StoreError::CommitFailed(msg.to_string())));
         }
     }
@@ -455,6 +591,46 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 40);
+        store.close();
+    }
+
+    #[tokio::test]
+    async fn an_unguarded_failure_rolls_back_its_group_and_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(dir.path());
+        // Queued together, so they share one transaction.
+        let guarded = store
+            .write_detached(|tx| {
+                tx.execute("INSERT INTO kv(key, value) VALUES ('kept?', 1)", [])?;
+                Ok(())
+            })
+            .unwrap();
+        let failing = store
+            .write_unguarded_detached(|tx| {
+                tx.execute("INSERT INTO kv(key, value) VALUES ('half', 1)", [])?;
+                Err::<(), _>(StoreError::Sqlite(rusqlite::Error::InvalidQuery))
+            })
+            .unwrap();
+        let own = failing.await.unwrap().unwrap_err();
+        assert!(matches!(own, StoreError::Sqlite(_)), "{own}");
+        let neighbour = guarded.await.unwrap().unwrap_err();
+        assert!(
+            matches!(neighbour, StoreError::CommitFailed(_)),
+            "{neighbour}"
+        );
+        let n: i64 = store
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM kv", [], |r| r.get(0))?))
+            .await
+            .unwrap();
+        assert_eq!(n, 0, "nothing of the group may remain");
+        // The store goes on.
+        store
+            .write_unguarded(|tx| {
+                tx.execute("INSERT INTO kv(key, value) VALUES ('after', 1)", [])?;
+                Ok(())
+            })
+            .await
+            .unwrap();
         store.close();
     }
 

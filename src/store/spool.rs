@@ -397,21 +397,19 @@ pub fn mark_blocked(tx: &Transaction<'_>, id: i64) -> Result<bool, StoreError> {
     )
 }
 
-/// What [`begin_attempt`] decided.
+/// What [`begin_attempts`] decided for one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Begun {
-    /// Recorded as SENDING: call the transport with this reference.
-    Attempt(i64),
+    /// Recorded as SENDING: call the transport with this reference. The
+    /// attempt row's id goes back with the outcome.
+    Attempt { reference: i64, attempt: i64 },
     /// The number went on the DNCR list while the message waited: BLOCKED.
     Blocked,
     /// The message left TO_PROCESS meanwhile (cancelled by an operator).
     Gone,
 }
 
-/// Records an attempt before the transport is called (invariants 1 and 2):
-/// the message moves to SENDING with the channel and a fresh reference. The
-/// DNCR list is checked again in the same transaction, so a number listed
-/// after the message was loaded is still never sent to (invariant 4).
+/// [`begin_attempts`] for one message.
 pub fn begin_attempt(
     tx: &Transaction<'_>,
     id: i64,
@@ -419,66 +417,167 @@ pub fn begin_attempt(
     channel: &str,
     dncr_dialer: Option<&str>,
 ) -> Result<Begun, StoreError> {
+    let begun = begin_attempts(tx, &[id], gateway, channel, dncr_dialer)?;
+    Ok(begun.first().copied().unwrap_or(Begun::Gone))
+}
+
+/// Records attempts before the transport is called (invariants 1 and 2):
+/// each message moves to SENDING with the channel and a fresh reference.
+/// The DNCR list is checked again in the same statement, so a number
+/// listed after the message was loaded is still never sent to (invariant
+/// 4). One answer per id, in order.
+pub fn begin_attempts(
+    tx: &Transaction<'_>,
+    ids: &[i64],
+    gateway: &str,
+    channel: &str,
+    dncr_dialer: Option<&str>,
+) -> Result<Vec<Begun>, StoreError> {
     let now = now_ms();
+    let mut references = References::read(tx)?;
+    let mut out = Vec::with_capacity(ids.len());
+    {
+        // One statement moves the message, unless it left the queue or its
+        // number is listed; only then is it worth asking which.
+        let mut take = tx.prepare_cached(
+            "UPDATE message SET state = 2, attempts = attempts + 1, gateway = ?2, channel = ?3, \
+             reference = ?4, gateway_ref = NULL, updated_at = ?5 \
+             WHERE id = ?1 AND state = 1 AND (?6 IS NULL OR number IS NULL OR NOT EXISTS \
+               (SELECT 1 FROM dncr WHERE key = message.number AND dialer IN ('', ?6)))",
+        )?;
+        let mut attempt = tx.prepare_cached(
+            "INSERT INTO attempt (message_id, channel, reference, started_at) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for &id in ids {
+            let reference = references.next();
+            if take.execute(params![id, gateway, channel, reference, now, dncr_dialer])? == 1 {
+                attempt.execute(params![id, channel, reference, now])?;
+                out.push(Begun::Attempt {
+                    reference,
+                    attempt: tx.last_insert_rowid(),
+                });
+            } else {
+                references.give_back();
+                out.push(not_taken(tx, id, dncr_dialer)?);
+            }
+        }
+    }
+    references.write(tx)?;
+    Ok(out)
+}
+
+/// Why [`begin_attempts`] did not take a message.
+fn not_taken(
+    tx: &Transaction<'_>,
+    id: i64,
+    dncr_dialer: Option<&str>,
+) -> Result<Begun, StoreError> {
     let row: Option<(i64, Option<String>)> = tx
         .prepare_cached("SELECT state, number FROM message WHERE id = ?1")?
         .query_row([id], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?;
-    let Some((1, number)) = row else {
-        return Ok(Begun::Gone);
-    };
-    if let (Some(dialer), Some(number)) = (dncr_dialer, number.as_deref()) {
-        if is_blocked(tx, number, dialer)? {
+    if let (Some((1, Some(number))), Some(dialer)) = (row, dncr_dialer) {
+        if is_blocked(tx, &number, dialer)? {
             mark_blocked(tx, id)?;
             return Ok(Begun::Blocked);
         }
     }
-    let reference = next_reference(tx)?;
-    tx.prepare_cached(
-        "UPDATE message SET state = 2, attempts = attempts + 1, gateway = ?2, channel = ?3, \
-         reference = ?4, gateway_ref = NULL, updated_at = ?5 WHERE id = ?1 AND state = 1",
-    )?
-    .execute(params![id, gateway, channel, reference, now])?;
-    tx.prepare_cached(
-        "INSERT INTO attempt (message_id, channel, reference, started_at) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![id, channel, reference, now])?;
-    Ok(Begun::Attempt(reference))
+    Ok(Begun::Gone)
 }
 
-/// A persistent counter from 1 to 2^31-1 (Dinstar's user_id range), then
-/// around again. Old references are long final by the time it wraps.
-fn next_reference(tx: &Transaction<'_>) -> Result<i64, StoreError> {
+/// The persistent reference counter: 1 to 2^31-1 (Dinstar's user_id
+/// range), then around again; old references are long final by the time
+/// it wraps. Read once and written once per batch of attempts.
+struct References {
+    last: i64,
+    changed: bool,
+}
+
+impl References {
     const MAX: i64 = (1 << 31) - 1;
-    let current: Option<i64> = tx
-        .prepare_cached("SELECT value FROM kv WHERE key = 'reference'")?
-        .query_row([], |r| r.get(0))
-        .optional()?;
-    let next = match current {
-        Some(v) if v < MAX => v + 1,
-        _ => 1,
-    };
-    tx.prepare_cached("INSERT INTO kv(key, value) VALUES ('reference', ?1) ON CONFLICT(key) DO UPDATE SET value = ?1")?
-        .execute([next])?;
-    Ok(next)
+
+    fn read(tx: &Transaction<'_>) -> Result<Self, StoreError> {
+        let last: Option<i64> = tx
+            .prepare_cached("SELECT value FROM kv WHERE key = 'reference'")?
+            .query_row([], |r| r.get(0))
+            .optional()?;
+        Ok(Self {
+            last: last.unwrap_or(0),
+            changed: false,
+        })
+    }
+
+    fn next(&mut self) -> i64 {
+        self.last = if (1..Self::MAX).contains(&self.last) {
+            self.last + 1
+        } else {
+            1
+        };
+        self.changed = true;
+        self.last
+    }
+
+    /// Returns the reference just taken (its message was not sent).
+    fn give_back(&mut self) {
+        self.last = if self.last > 1 {
+            self.last - 1
+        } else {
+            Self::MAX
+        };
+    }
+
+    fn write(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
+        if self.changed {
+            tx.prepare_cached(
+                "INSERT INTO kv(key, value) VALUES ('reference', ?1) \
+                 ON CONFLICT(key) DO UPDATE SET value = ?1",
+            )?
+            .execute([self.last])?;
+        }
+        Ok(())
+    }
+}
+
+/// Which attempt row an outcome closes: known to the channel that began
+/// it; looked up (the message's latest) when settling after a restart.
+#[derive(Debug, Clone, Copy)]
+pub enum AttemptRow {
+    Id(i64),
+    Latest,
 }
 
 fn finish_attempt(
     tx: &Transaction<'_>,
     id: i64,
+    row: AttemptRow,
     outcome: &str,
     gateway_ref: Option<&str>,
     detail: Option<&str>,
 ) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "UPDATE attempt SET finished_at = ?2, outcome = ?3, gateway_ref = ?4, detail = ?5 \
-         WHERE id = (SELECT max(id) FROM attempt WHERE message_id = ?1)",
-    )?
-    .execute(params![id, now_ms(), outcome, gateway_ref, detail])?;
+    let now = now_ms();
+    match row {
+        AttemptRow::Id(attempt) => tx
+            .prepare_cached(
+                "UPDATE attempt SET finished_at = ?2, outcome = ?3, gateway_ref = ?4, detail = ?5 \
+                 WHERE id = ?1",
+            )?
+            .execute(params![attempt, now, outcome, gateway_ref, detail])?,
+        AttemptRow::Latest => tx
+            .prepare_cached(
+                "UPDATE attempt SET finished_at = ?2, outcome = ?3, gateway_ref = ?4, detail = ?5 \
+                 WHERE id = (SELECT max(id) FROM attempt WHERE message_id = ?1)",
+            )?
+            .execute(params![id, now, outcome, gateway_ref, detail])?,
+    };
     Ok(())
 }
 
-pub fn mark_sent(tx: &Transaction<'_>, id: i64, gateway_ref: &str) -> Result<bool, StoreError> {
+pub fn mark_sent(
+    tx: &Transaction<'_>,
+    id: i64,
+    row: AttemptRow,
+    gateway_ref: &str,
+) -> Result<bool, StoreError> {
     let now = now_ms();
     let n = tx
         .prepare_cached(
@@ -486,8 +585,26 @@ pub fn mark_sent(tx: &Transaction<'_>, id: i64, gateway_ref: &str) -> Result<boo
              WHERE id = ?1 AND state = 2",
         )?
         .execute(params![id, gateway_ref, now])?;
-    finish_attempt(tx, id, "sent", Some(gateway_ref), None)?;
+    finish_attempt(tx, id, row, "sent", Some(gateway_ref), None)?;
     Ok(n == 1)
+}
+
+/// [`mark_sent`] for many messages of one channel: (message id, attempt
+/// row, the gateway's reference).
+pub fn mark_sent_many(tx: &Transaction<'_>, sent: &[(i64, i64, String)]) -> Result<(), StoreError> {
+    let now = now_ms();
+    let mut message = tx.prepare_cached(
+        "UPDATE message SET state = 4, gateway_ref = ?2, sent_at = ?3, updated_at = ?3, error = NULL \
+         WHERE id = ?1 AND state = 2",
+    )?;
+    let mut attempt = tx.prepare_cached(
+        "UPDATE attempt SET finished_at = ?2, outcome = 'sent', gateway_ref = ?3 WHERE id = ?1",
+    )?;
+    for (id, row, gateway_ref) in sent {
+        message.execute(params![id, gateway_ref, now])?;
+        attempt.execute(params![row, now, gateway_ref])?;
+    }
+    Ok(())
 }
 
 /// A failed attempt: back to the queue after `backoff_ms`, or FAILED when
@@ -495,12 +612,13 @@ pub fn mark_sent(tx: &Transaction<'_>, id: i64, gateway_ref: &str) -> Result<boo
 pub fn mark_retry(
     tx: &Transaction<'_>,
     id: i64,
+    row: AttemptRow,
     outcome: &str,
     reason: &str,
     backoff_ms: i64,
     max_attempts: i64,
 ) -> Result<State, StoreError> {
-    finish_attempt(tx, id, outcome, None, Some(reason))?;
+    finish_attempt(tx, id, row, outcome, None, Some(reason))?;
     retry_or_fail(tx, id, State::Sending, reason, backoff_ms, max_attempts)
 }
 
@@ -541,10 +659,11 @@ fn retry_or_fail(
 pub fn requeue(
     tx: &Transaction<'_>,
     id: i64,
+    row: AttemptRow,
     outcome: &str,
     reason: &str,
 ) -> Result<(), StoreError> {
-    finish_attempt(tx, id, outcome, None, Some(reason))?;
+    finish_attempt(tx, id, row, outcome, None, Some(reason))?;
     tx.prepare_cached(
         "UPDATE message SET state = 1, attempts = max(attempts - 1, 0), error = ?2, updated_at = ?3 \
          WHERE id = ?1 AND state = 2",
@@ -556,15 +675,21 @@ pub fn requeue(
 pub fn mark_failed(
     tx: &Transaction<'_>,
     id: i64,
+    row: AttemptRow,
     outcome: &str,
     reason: &str,
 ) -> Result<bool, StoreError> {
-    finish_attempt(tx, id, outcome, None, Some(reason))?;
+    finish_attempt(tx, id, row, outcome, None, Some(reason))?;
     set_final(tx, id, State::Sending, State::Failed, Some(reason))
 }
 
-pub fn mark_unknown(tx: &Transaction<'_>, id: i64, reason: &str) -> Result<bool, StoreError> {
-    finish_attempt(tx, id, "unknown", None, Some(reason))?;
+pub fn mark_unknown(
+    tx: &Transaction<'_>,
+    id: i64,
+    row: AttemptRow,
+    reason: &str,
+) -> Result<bool, StoreError> {
+    finish_attempt(tx, id, row, "unknown", None, Some(reason))?;
     set_final(tx, id, State::Sending, State::Unknown, Some(reason))
 }
 
@@ -592,6 +717,40 @@ pub fn apply_report(
         detail
     ])?;
     Ok(n > 0)
+}
+
+/// One delivery report, for [`apply_reports`].
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub gateway: String,
+    pub gateway_ref: String,
+    pub delivered: bool,
+    pub detail: String,
+}
+
+/// [`apply_report`] for many reports in one job: whether each found its
+/// message, in order.
+pub fn apply_reports(tx: &Transaction<'_>, reports: &[Report]) -> Result<Vec<bool>, StoreError> {
+    let now = now_ms();
+    let mut stmt = tx.prepare_cached(APPLY_REPORT_SQL)?;
+    let mut found = Vec::with_capacity(reports.len());
+    for r in reports {
+        let to = if r.delivered {
+            State::Delivered
+        } else {
+            State::Undelivered
+        };
+        let n = stmt.execute(params![
+            r.gateway,
+            r.gateway_ref,
+            to.code(),
+            now,
+            r.delivered,
+            r.detail
+        ])?;
+        found.push(n > 0);
+    }
+    Ok(found)
 }
 
 /// A message left in SENDING, for crash reconciliation.
