@@ -24,6 +24,10 @@ use crate::transport::{self, Event, Reconciled, Transport};
 /// channel's queue (at most two per channel), no longer the loader's.
 pub const IN_MEMORY: usize = 50;
 
+/// The loader reads its queue from the top at least this often, so a
+/// retry that fell due while it was busy is not left behind.
+const RESCAN: Duration = Duration::from_secs(1);
+
 struct Gateway {
     config_key: String,
     transport: Arc<dyn Transport>,
@@ -732,6 +736,14 @@ impl DialerLoop {
         let mut pending: VecDeque<spool::Queued> = VecDeque::new();
         let mut held: HashSet<i64> = HashSet::new();
         let mut cursor = 0usize;
+        // Where the last load stopped in the dialer's queue: the next load
+        // reads on from there instead of past every message already handed
+        // to a channel. Anything that can land before it (a new message, a
+        // requeued one, a retry falling due) sends the loader back to the
+        // top: a wake-up, a message back in the queue, a load that came up
+        // short, and at least every RESCAN.
+        let mut queue_pos: Option<(i64, i64)> = None;
+        let mut last_rescan = std::time::Instant::now();
         let mut last_reason = String::new();
         let label = DialerLabel {
             dialer: self.name.clone(),
@@ -762,6 +774,8 @@ impl DialerLoop {
             // The channel whose turn it is, when its queue was full, and
             // how many of this dialer's jobs it holds at once.
             let mut turn: Option<(Arc<Channel>, usize)> = None;
+            // The last load was full, so the queue may hold more.
+            let mut more = false;
             if let Some(reason) = &inactive {
                 if *reason != last_reason {
                     tracing::info!(dialer = %self.name, reason = %reason, "dialer not sending");
@@ -773,8 +787,16 @@ impl DialerLoop {
                     tracing::info!(dialer = %self.name, "dialer sending");
                     last_reason.clear();
                 }
+                if last_rescan.elapsed() >= RESCAN {
+                    queue_pos = None;
+                }
+                if queue_pos.is_none() {
+                    last_rescan = std::time::Instant::now();
+                }
                 if pending.len() < IN_MEMORY {
-                    self.load(&dialer, &mut pending, &mut held).await;
+                    more = self
+                        .load(&dialer, &mut pending, &mut held, &mut queue_pos)
+                        .await;
                 }
                 turn = self.dispatch(&config, &dialer, &mut pending, &mut cursor, &done_tx);
             }
@@ -787,6 +809,22 @@ impl DialerLoop {
                 .get_or_create(&label)
                 .set(pending.len() as i64);
 
+            // Everything loaded went to channels that had room, and the
+            // queue holds more: load again at once rather than wait for a
+            // channel to finish (which at full rate is what keeps the
+            // channels' queues filled).
+            if more && turn.is_none() && pending.is_empty() {
+                let mut requeued = false;
+                while let Ok(d) = done_rx.try_recv() {
+                    requeued |= self.finished(d, &mut pending, &mut held);
+                }
+                if requeued {
+                    queue_pos = None;
+                }
+                tokio::task::yield_now().await;
+                continue;
+            }
+
             // Sleep until something happens: a channel finished, the channel
             // whose turn it is has room, a wake-up (new messages,
             // start/stop), a retry falls due, or a beat.
@@ -798,10 +836,14 @@ impl DialerLoop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 d = done_rx.recv() => {
-                    if let Some(d) = d { self.finished(d, &mut pending, &mut held); }
-                    while let Ok(d) = done_rx.try_recv() { self.finished(d, &mut pending, &mut held); }
+                    let mut requeued = false;
+                    if let Some(d) = d { requeued |= self.finished(d, &mut pending, &mut held); }
+                    while let Ok(d) = done_rx.try_recv() { requeued |= self.finished(d, &mut pending, &mut held); }
+                    if requeued {
+                        queue_pos = None;
+                    }
                 }
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => queue_pos = None,
                 _ = async {
                     match &turn {
                         Some((ch, depth)) => ch.has_room(*depth).await,
@@ -813,9 +855,19 @@ impl DialerLoop {
         }
     }
 
-    fn finished(&self, d: JobDone, pending: &mut VecDeque<spool::Queued>, held: &mut HashSet<i64>) {
+    /// True when the message went back to the queue in the store, where the
+    /// loader must look for it again.
+    fn finished(
+        &self,
+        d: JobDone,
+        pending: &mut VecDeque<spool::Queued>,
+        held: &mut HashSet<i64>,
+    ) -> bool {
         match d.outcome {
-            JobOutcome::Returned(q) => pending.push_front(q),
+            JobOutcome::Returned(q) => {
+                pending.push_front(q);
+                false
+            }
             JobOutcome::Finished(state) => {
                 held.remove(&d.id);
                 if state == State::Sent {
@@ -823,6 +875,7 @@ impl DialerLoop {
                         r.add(now_ms() / 1000);
                     }
                 }
+                state == State::ToProcess
             }
         }
     }
@@ -844,50 +897,51 @@ impl DialerLoop {
         None
     }
 
+    /// Loads what the dialer may take next. True when the load was full
+    /// (the queue may hold more).
     async fn load(
         &self,
         dialer: &Arc<DialerConfig>,
         pending: &mut VecDeque<spool::Queued>,
         held: &mut HashSet<i64>,
-    ) {
+        queue_pos: &mut Option<(i64, i64)>,
+    ) -> bool {
         let store = self.engine.inner.shared.store.clone();
         let name = dialer.name.clone();
-        let skip = held.clone();
+        // Resuming, nothing before the position is read, so nothing held
+        // needs skipping; from the top, every held message must be.
+        let skip = if queue_pos.is_some() {
+            HashSet::new()
+        } else {
+            held.clone()
+        };
         let want = IN_MEMORY - pending.len();
+        let after = *queue_pos;
+        // DNCR is checked when the message is taken, not only at upload:
+        // a number added to the list after the upload is still blocked. (It
+        // is checked once more in the transaction that starts the attempt.)
+        let dncr = dialer.dncr.then(|| dialer.name.clone());
         let batch = match store
-            .read(move |c| spool::next_to_process(c, &name, now_ms(), want, &skip))
+            .read(move |c| {
+                spool::next_to_process(c, &name, now_ms(), want, after, &skip, dncr.as_deref())
+            })
             .await
         {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(dialer = %dialer.name, error = %e, "cannot load messages");
-                return;
+                return false;
             }
         };
-        // DNCR is checked when the message is taken, not only at upload:
-        // a number added to the list after the upload is still blocked. (It
-        // is checked once more in the transaction that starts the attempt.)
-        let blocked: std::collections::HashSet<i64> = if dialer.dncr {
-            let name = dialer.name.clone();
-            let candidates: Vec<(i64, String)> = batch
-                .iter()
-                .filter_map(|q| q.number.clone().map(|n| (q.id, n)))
-                .collect();
-            store
-                .read(move |c| {
-                    let mut hit = std::collections::HashSet::new();
-                    for (id, number) in candidates {
-                        if spool::is_blocked(c, &number, &name)? {
-                            hit.insert(id);
-                        }
-                    }
-                    Ok(hit)
-                })
-                .await
-                .unwrap_or_default()
+        let full = batch.len() == want;
+        *queue_pos = if batch.len() < want {
+            // Came up short: the next load starts from the top, so a
+            // message that became due behind the position is not missed.
+            None
         } else {
-            Default::default()
+            batch.last().map(spool::Queued::position)
         };
+        let blocked: HashSet<i64> = batch.iter().filter(|q| q.listed).map(|q| q.id).collect();
         if !blocked.is_empty() {
             let ids: Vec<i64> = blocked.iter().copied().collect();
             let marked = store
@@ -927,6 +981,7 @@ impl DialerLoop {
             held.insert(q.id);
             pending.push_back(q);
         }
+        full
     }
 
     /// Hands pending messages to the dialer's channels, round-robin in dial

@@ -594,6 +594,56 @@ mod tests {
         store.close();
     }
 
+    #[test]
+    fn the_loader_resumes_behind_its_position_in_queue_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        // Priorities 5 and 9 in mixed load order; one number on the DNCR.
+        let ids: Vec<i64> = s
+            .write_blocking(|tx| {
+                tx.execute(
+                    "INSERT INTO dncr(key, dialer, written, source, added_at) \
+                     VALUES ('+59899000003', '', '099000003', 'test', 0)",
+                    [],
+                )?;
+                let mut ids = Vec::new();
+                for (i, priority) in [9, 5, 9, 5, 5, 9].into_iter().enumerate() {
+                    let m = spool::NewMessage {
+                        dialer: "d".into(),
+                        destination: format!("09900000{i}"),
+                        number: Some(format!("+5989900000{i}")),
+                        text: "x".into(),
+                        priority,
+                        client_id: None,
+                        import_id: None,
+                        encoding: "gsm7",
+                        segments: 1,
+                        state: spool::State::ToProcess,
+                    };
+                    ids.push(spool::insert_fast(tx, &m, 0)?);
+                }
+                Ok(ids)
+            })
+            .unwrap();
+        let load = |after, limit| {
+            s.read_blocking(move |c| {
+                spool::next_to_process(c, "d", 1, limit, after, &Default::default(), Some("d"))
+            })
+            .unwrap()
+        };
+        let all = load(None, 10);
+        let order: Vec<i64> = all.iter().map(|q| q.id).collect();
+        assert_eq!(order, [ids[1], ids[3], ids[4], ids[0], ids[2], ids[5]]);
+        let listed: Vec<i64> = all.iter().filter(|q| q.listed).map(|q| q.id).collect();
+        assert_eq!(listed, [ids[3]]);
+        // Resuming inside priority 5 keeps its later messages, then 9.
+        let first = load(None, 2);
+        let rest = load(first.last().map(spool::Queued::position), 10);
+        let rest: Vec<i64> = rest.iter().map(|q| q.id).collect();
+        assert_eq!(rest, [ids[4], ids[0], ids[2], ids[5]]);
+        s.close();
+    }
+
     #[tokio::test]
     async fn an_unguarded_failure_rolls_back_its_group_and_says_so() {
         let dir = tempfile::tempdir().unwrap();

@@ -290,34 +290,71 @@ pub struct Queued {
     pub text: String,
     pub priority: i64,
     pub attempts: i64,
+    /// The number is on the DNCR list for this dialer (when asked).
+    pub listed: bool,
+}
+
+impl Queued {
+    /// Where the message stands in its dialer's queue: the loader's order.
+    pub fn position(&self) -> (i64, i64) {
+        (self.priority, self.id)
+    }
 }
 
 /// The next messages in state TO_PROCESS of one dialer, lower priority
-/// number first, then load order; `skip` are those already in memory.
+/// number first, then load order. `after` resumes behind a position the
+/// loader reached before (nothing before it is read); `skip` are the
+/// messages already in memory. With `dncr_dialer`, each says whether its
+/// number is on that dialer's DNCR list, checked in the same read.
 pub fn next_to_process(
     conn: &Connection,
     dialer: &str,
     now: i64,
     limit: usize,
+    after: Option<(i64, i64)>,
     skip: &std::collections::HashSet<i64>,
+    dncr_dialer: Option<&str>,
 ) -> Result<Vec<Queued>, StoreError> {
-    let mut stmt = conn.prepare_cached(NEXT_TO_PROCESS_SQL)?;
-    let rows = stmt.query_map(params![dialer, now, (limit + skip.len()) as i64], |r| {
+    let map = |r: &Row<'_>| {
         Ok(Queued {
             id: r.get(0)?,
             number: r.get(1)?,
             text: r.get(2)?,
             priority: r.get(3)?,
             attempts: r.get(4)?,
+            listed: r.get(5)?,
         })
-    })?;
+    };
     let mut out = Vec::with_capacity(limit);
-    for row in rows {
-        let q = row?;
+    let mut keep = |q: Queued| {
         if !skip.contains(&q.id) {
             out.push(q);
-            if out.len() == limit {
-                break;
+        }
+        out.len() < limit
+    };
+    match after {
+        Some((priority, id)) => {
+            let mut stmt = conn.prepare_cached(NEXT_TO_PROCESS_AFTER_SQL)?;
+            let rows = stmt.query_map(
+                params![dialer, now, limit as i64, dncr_dialer, priority, id],
+                map,
+            )?;
+            for row in rows {
+                if !keep(row?) {
+                    break;
+                }
+            }
+        }
+        None => {
+            let mut stmt = conn.prepare_cached(NEXT_TO_PROCESS_SQL)?;
+            let rows = stmt.query_map(
+                params![dialer, now, (limit + skip.len()) as i64, dncr_dialer],
+                map,
+            )?;
+            for row in rows {
+                if !keep(row?) {
+                    break;
+                }
             }
         }
     }
@@ -335,8 +372,15 @@ pub fn next_retry_at(conn: &Connection, dialer: &str, now: i64) -> Result<Option
 // message_retry (a bound parameter proves nothing about it).
 const NEXT_RETRY_SQL: &str = "SELECT min(not_before) FROM message \
      WHERE dialer = ?1 AND state = 1 AND not_before > 0 AND not_before > ?2";
-const NEXT_TO_PROCESS_SQL: &str = "SELECT id, number, text, priority, attempts FROM message \
+const NEXT_TO_PROCESS_SQL: &str = "SELECT id, number, text, priority, attempts, \
+       ?4 IS NOT NULL AND EXISTS (SELECT 1 FROM dncr WHERE key = message.number AND dialer IN ('', ?4)) \
+     FROM message \
      WHERE dialer = ?1 AND state = 1 AND not_before <= ?2 \
+     ORDER BY priority, id LIMIT ?3";
+const NEXT_TO_PROCESS_AFTER_SQL: &str = "SELECT id, number, text, priority, attempts, \
+       ?4 IS NOT NULL AND EXISTS (SELECT 1 FROM dncr WHERE key = message.number AND dialer IN ('', ?4)) \
+     FROM message \
+     WHERE dialer = ?1 AND state = 1 AND (priority, id) > (?5, ?6) AND not_before <= ?2 \
      ORDER BY priority, id LIMIT ?3";
 const APPLY_REPORT_SQL: &str = "UPDATE message SET state = ?3, updated_at = ?4, final_at = ?4, \
      error = CASE WHEN ?5 THEN error ELSE ?6 END \
@@ -349,6 +393,12 @@ const APPLY_REPORT_SQL: &str = "UPDATE message SET state = ?3, updated_at = ?4, 
 pub(crate) const HOT_QUERIES: &[(&str, &str)] = &[
     (NEXT_RETRY_SQL, "message_retry"),
     (NEXT_TO_PROCESS_SQL, "message_queue"),
+    // SQLite's plan names only the row value's first column; the
+    // comparison itself is exact (see the store's loader test).
+    (
+        NEXT_TO_PROCESS_AFTER_SQL,
+        "message_queue (dialer=? AND state=? AND priority>?)",
+    ),
     (APPLY_REPORT_SQL, "message_gateway_ref"),
 ];
 
