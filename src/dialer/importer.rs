@@ -21,8 +21,8 @@ use crate::store::{Store, StoreError, dncr, now_ms, spool};
 
 /// At most this many refused lines are listed; the count covers them all.
 pub const MAX_REPORTED_ERRORS: usize = 1000;
-/// Rows in flight between the parser and the writer.
-const PIPE: usize = 8;
+/// Batches in flight between the parser and the writer.
+const PIPE: usize = 4;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ImportSummary {
@@ -63,7 +63,7 @@ pub enum ImportFailure {
 
 /// Rows travel in batches: one hand-over between threads per batch, not
 /// per row.
-const BATCH: usize = 1024;
+const BATCH: usize = 4096;
 
 enum Pipe<T> {
     Rows(Vec<T>),
@@ -114,9 +114,8 @@ pub fn import_messages(
         loop {
             match rx.recv() {
                 Ok(Pipe::Rows(rows)) => {
-                    for mut m in rows {
-                        m.import_id = Some(import_id);
-                        spool::insert_fast(t, &m, now)?;
+                    spool::insert_many(t, &rows, import_id, now)?;
+                    for m in rows {
                         if m.state == State::Invalid {
                             summary.invalid += 1;
                         } else {
@@ -143,7 +142,7 @@ pub fn import_messages(
     })?;
 
     let rows = bulk_import(reader, &rules, |d| config.dialer(d).is_some());
-    feed(rows, tx, writer, |row| {
+    let convert = Convert::Split(|row: super::import::ImportRow| {
         let number = phone::normalise(&row.destination, &country).ok();
         let plan = crate::sms::plan(&row.message);
         NewMessage {
@@ -162,7 +161,8 @@ pub fn import_messages(
             encoding: plan.encoding.as_str(),
             segments: plan.segments as u32,
         }
-    })
+    });
+    feed(rows, tx, writer, convert)
 }
 
 /// Imports a DNCR list (`phone;dialer;`, an empty dialer meaning all).
@@ -205,7 +205,7 @@ pub fn import_dncr(
     })?;
     let country = config.daemon.default_country.clone();
     let rows = dncr_import(reader, &rules, &country, |d| config.dialer(d).is_some());
-    feed(rows, tx, writer, |row| row)
+    feed(rows, tx, writer, Convert::Inline(|row| row))
 }
 
 /// Something a parser yields for one line, with its line number.
@@ -228,17 +228,18 @@ impl Numbered for super::dncr_import::DncrRow {
 /// Drives a parser: accepted rows go to the writer in batches; at the first
 /// refused line the writer is told to roll back, and parsing goes on to
 /// collect every refused line.
-fn feed<R: Numbered, T, S>(
+fn feed<R: Numbered + Send, T: Send, S>(
     parsed: impl Iterator<Item = Result<R, LineError>>,
     tx: mpsc::SyncSender<Pipe<T>>,
     writer: tokio::sync::oneshot::Receiver<Result<S, StoreError>>,
-    mut row: impl FnMut(R) -> T,
+    convert: Convert<impl Fn(R) -> T + Sync>,
 ) -> Result<S, ImportFailure> {
     let mut refused = Refused::default();
     let mut lines = 0u64;
     let mut piping = true;
     let mut read_error = None;
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut raw = Vec::with_capacity(BATCH);
+    let mut batch = Vec::new();
     for item in parsed {
         match item {
             Ok(r) => {
@@ -246,10 +247,12 @@ fn feed<R: Numbered, T, S>(
                 if !piping {
                     continue;
                 }
-                batch.push(row(r));
-                if batch.len() == BATCH && tx.send(Pipe::Rows(std::mem::take(&mut batch))).is_err()
-                {
-                    piping = false;
+                raw.push(r);
+                if raw.len() == BATCH {
+                    let rows = convert.run(std::mem::take(&mut raw));
+                    if tx.send(Pipe::Rows(rows)).is_err() {
+                        piping = false;
+                    }
                 }
             }
             Err(e) => {
@@ -265,7 +268,48 @@ fn feed<R: Numbered, T, S>(
             }
         }
     }
+    if piping {
+        batch = convert.run(raw);
+    }
     finish(tx, writer, piping, batch, lines, refused, read_error)
+}
+
+/// How accepted lines become rows for the writer.
+enum Convert<F> {
+    /// Cheap: on the parsing thread.
+    Inline(F),
+    /// Costly (phone-number parsing, segment planning): each batch is
+    /// shared with a second thread, so the import runs on two cores while
+    /// the writer inserts on a third, or shares them.
+    Split(F),
+}
+
+impl<F> Convert<F> {
+    fn run<R: Send, T: Send>(&self, raw: Vec<R>) -> Vec<T>
+    where
+        F: Fn(R) -> T + Sync,
+    {
+        match self {
+            Convert::Inline(f) => raw.into_iter().map(f).collect(),
+            Convert::Split(f) if raw.len() >= 64 => {
+                let mut first = raw;
+                let second = first.split_off(first.len() / 2);
+                std::thread::scope(|scope| {
+                    let helper = scope.spawn(|| second.into_iter().map(f).collect::<Vec<T>>());
+                    let mut rows: Vec<T> = first.into_iter().map(f).collect();
+                    match helper.join() {
+                        Ok(rest) => rows.extend(rest),
+                        // The conversion is pure code on parsed text; a
+                        // panic there is a bug, and the import must not go
+                        // on without those rows.
+                        Err(panic) => std::panic::resume_unwind(panic),
+                    }
+                    rows
+                })
+            }
+            Convert::Split(f) => raw.into_iter().map(f).collect(),
+        }
+    }
 }
 
 fn rules(config: &Config) -> ImportRules {

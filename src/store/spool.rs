@@ -183,13 +183,51 @@ pub fn insert(tx: &Transaction<'_>, m: &NewMessage) -> Result<Inserted, StoreErr
     Ok(Inserted::New(msg))
 }
 
-/// Inserts without reading back: the bulk import path.
+const INSERT_SQL: &str = "INSERT INTO message (dialer, destination, number, text, priority, state, \
+     client_id, import_id, encoding, segments, created_at, updated_at, final_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)";
+
+/// Inserts without reading back.
 pub fn insert_fast(tx: &Transaction<'_>, m: &NewMessage, now: i64) -> Result<i64, StoreError> {
-    let mut stmt = tx.prepare_cached(
-        "INSERT INTO message (dialer, destination, number, text, priority, state, client_id, \
-         import_id, encoding, segments, created_at, updated_at, final_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)",
-    )?;
+    let mut stmt = tx.prepare_cached(INSERT_SQL)?;
+    insert_with(&mut stmt, m, now)?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// Inserts rows of a bulk import, all with the import's id, through one
+/// prepared statement.
+pub fn insert_many(
+    tx: &Transaction<'_>,
+    rows: &[NewMessage],
+    import_id: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached(INSERT_SQL)?;
+    for m in rows {
+        let final_at = m.state.is_final().then_some(now);
+        stmt.execute(params![
+            m.dialer,
+            m.destination,
+            m.number,
+            m.text,
+            m.priority,
+            m.state.code(),
+            m.client_id,
+            import_id,
+            m.encoding,
+            m.segments,
+            now,
+            final_at,
+        ])?;
+    }
+    Ok(())
+}
+
+fn insert_with(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    m: &NewMessage,
+    now: i64,
+) -> Result<(), StoreError> {
     let final_at = m.state.is_final().then_some(now);
     stmt.execute(params![
         m.dialer,
@@ -205,7 +243,7 @@ pub fn insert_fast(tx: &Transaction<'_>, m: &NewMessage, now: i64) -> Result<i64
         now,
         final_at,
     ])?;
-    Ok(tx.last_insert_rowid())
+    Ok(())
 }
 
 pub fn get(conn: &Connection, id: i64) -> Result<Option<Message>, StoreError> {
