@@ -590,3 +590,81 @@ fn probe_shows_gateways_the_daemon_holds() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("NOT PROBED"));
 }
+
+/// A fast channel records its next attempts together (claim-ahead). A
+/// graceful stop in the middle of such a batch gives the unsent ones back
+/// to the queue: nothing is left SENDING or UNKNOWN, and after a restart
+/// every message is sent exactly once.
+#[test]
+fn a_graceful_stop_gives_claimed_messages_back_and_none_goes_twice() {
+    const N: usize = 4000;
+    let fast =
+        "\n[[dialer]]\nname = \"fast\"\nprovider = \"sim1\"\ndial = \"0.3\"\ninterval_ms = 2\n";
+    let mut d = Daemon::start(fast, &[]);
+    d.wait_ready();
+    let mut csv = String::new();
+    for i in 0..N {
+        csv.push_str(&format!("fast;09{:07};claim {i};5;\r\n", 1_000_000 + i));
+    }
+    let (status, body) = upload(&d, "/api/v1/imports", "FAST.csv", csv.into_bytes());
+    assert_eq!(status, 201, "{body}");
+    // Four channels at 2 ms send about 2,000 a second: stop half-way.
+    std::thread::sleep(Duration::from_millis(700));
+    d.signal("TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(10)).0, Some(0));
+
+    let db = d.dir.path().join("state/smsgate.db");
+    let query = |sql: &str| -> i64 {
+        let c = rusqlite::Connection::open(&db).unwrap();
+        c.query_row(sql, [], |r| r.get(0)).unwrap()
+    };
+    assert_eq!(
+        query("SELECT count(*) FROM message WHERE state IN (2, 9)"),
+        0,
+        "a graceful stop leaves nothing SENDING or UNKNOWN"
+    );
+    let released = query("SELECT count(*) FROM attempt WHERE outcome = 'not_sent'");
+    assert!(
+        released > 0,
+        "the stop should have met claimed, unsent messages (else this test proves nothing)"
+    );
+    let sent_before = query("SELECT count(*) FROM message WHERE state IN (4, 5)");
+    assert!(
+        sent_before > 0 && (sent_before as usize) < N,
+        "stopped half-way: {sent_before} of {N} sent"
+    );
+    assert_eq!(
+        query(
+            "SELECT count(*) FROM message WHERE state = 1 AND attempts <> 0 AND id IN \
+             (SELECT message_id FROM attempt WHERE outcome = 'not_sent')"
+        ),
+        0,
+        "a message given back has not spent an attempt"
+    );
+
+    let dir = std::mem::replace(&mut d.dir, tempfile::tempdir().unwrap());
+    let config = d.config.clone();
+    let d = Daemon::start_with(dir, config, d.port, &[]);
+    d.wait_ready();
+    let dash = settle(&d, "fast", Duration::from_secs(60));
+    assert_eq!(dash["delivered"], N as u64, "{dash}");
+    let db = d.dir.path().join("state/smsgate.db");
+    let c = rusqlite::Connection::open(&db).unwrap();
+    let twice: i64 = c
+        .query_row(
+            "SELECT count(*) FROM (SELECT message_id FROM attempt WHERE outcome = 'sent' \
+             GROUP BY message_id HAVING count(*) > 1)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(twice, 0, "no message was sent twice");
+    let once: i64 = c
+        .query_row(
+            "SELECT count(DISTINCT message_id) FROM attempt WHERE outcome = 'sent'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(once, N as i64);
+}

@@ -140,14 +140,16 @@ impl Store {
         let checkpoint_conn = Connection::open(&path)?;
         checkpoint_conn.busy_timeout(Duration::from_secs(5))?;
         let (stop_checkpoints, checkpoint_rx) = mpsc::channel();
+        let committed = Arc::new(AtomicBool::new(false));
+        let seen = committed.clone();
         let checkpointer = std::thread::Builder::new()
             .name("store-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpoint_conn, checkpoint_rx))
+            .spawn(move || checkpoint_loop(checkpoint_conn, checkpoint_rx, seen))
             .map_err(spawn_failed)?;
         let (tx, rx) = mpsc::channel();
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(conn, rx, heartbeat))
+            .spawn(move || writer_loop(conn, rx, heartbeat, committed))
             .map_err(spawn_failed)?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -357,14 +359,19 @@ fn configure_writer(conn: &Connection) -> Result<(), StoreError> {
 }
 
 /// Copies committed pages into the database file every
-/// [`CHECKPOINT_EVERY`], without blocking the writer (PASSIVE), until told
-/// to stop. The writer truncates the WAL itself when the store closes.
-fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>) {
+/// [`CHECKPOINT_EVERY`] when something was committed, without blocking the
+/// writer (PASSIVE), until told to stop. The writer truncates the WAL
+/// itself when the store closes.
+fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>, committed: Arc<AtomicBool>) {
     let mut failing = false;
     loop {
         match stop.recv_timeout(CHECKPOINT_EVERY) {
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Ok(()) | Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        // A failed checkpoint is tried again even with no new commit.
+        if !committed.swap(false, Ordering::Relaxed) && !failing {
+            continue;
         }
         // (busy, WAL frames, frames copied)
         let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
@@ -419,7 +426,12 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Command>, heartbeat: Heartbeat) {
+fn writer_loop(
+    mut conn: Connection,
+    rx: mpsc::Receiver<Command>,
+    heartbeat: Heartbeat,
+    committed: Arc<AtomicBool>,
+) {
     let mut shutting_down = false;
     while !shutting_down {
         heartbeat.beat();
@@ -440,6 +452,7 @@ fn writer_loop(mut conn: Connection, rx: mpsc::Receiver<Command>, heartbeat: Hea
             }
         }
         commit_group(&mut conn, group);
+        committed.store(true, Ordering::Relaxed);
     }
     // Drain what was queued before the shutdown request.
     let rest: Vec<Job> = rx
