@@ -21,7 +21,7 @@ use crate::transport::{self, Event, Reconciled, Transport};
 
 /// The seed's loader: at most this many messages of one dialer waiting in
 /// memory for a channel. Handed to a channel, a message is in that
-/// channel's queue (at most two per channel), no longer the loader's.
+/// channel's queue (at most twice its claim depth), no longer the loader's.
 pub const IN_MEMORY: usize = 50;
 
 /// The loader reads its queue from the top at least this often, so a
