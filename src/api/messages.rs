@@ -12,9 +12,7 @@ use crate::config::{MAX_PRIORITY, MIN_PRIORITY};
 use crate::sms::phone;
 use crate::store::spool::{self, Inserted, ListFilter, NewMessage, State as MsgState};
 
-/// The longest text accepted: ten concatenated parts (1530 GSM-7
-/// characters, 670 UCS-2 ones, the Dinstar gateway's own limit).
-pub const MAX_SEGMENTS: usize = 10;
+pub use crate::sms::MAX_SEGMENTS;
 const MAX_CLIENT_ID: usize = 128;
 
 #[derive(Debug, Deserialize)]
@@ -59,18 +57,14 @@ pub async fn send(
     }
     // A Dinstar gateway takes at most 670 characters whatever the encoding
     // (reference §5): refuse now rather than fail the message later.
-    if config
-        .gateway(&dialer.provider)
-        .is_some_and(|g| g.kind == crate::config::GatewayKind::Dinstar)
-    {
-        use crate::transport::dinstar::wire::{MAX_TEXT_CHARS, text_length};
-        let n = text_length(&req.text);
-        if n > MAX_TEXT_CHARS {
+    if let Some((max, gateway)) = config.text_limit(dialer) {
+        let n = crate::transport::dinstar::wire::text_length(&req.text);
+        if n > max {
             return Err(ApiError::unprocessable(
                 "text_too_long",
                 format!(
-                    "the text is {n} characters long; dialer {:?} sends through the Dinstar gateway {:?}, which takes at most {MAX_TEXT_CHARS}",
-                    dialer.name, dialer.provider
+                    "the text is {n} characters long; dialer {:?} sends through the Dinstar gateway {gateway:?}, which takes at most {max}",
+                    dialer.name
                 ),
             ));
         }

@@ -327,6 +327,32 @@ impl Config {
         self.dialers.iter().find(|d| d.name == name)
     }
 
+    /// The longest text a dialer can send, in UTF-16 units, when one of the
+    /// gateways it may send through caps it (a Dinstar gateway takes at
+    /// most 670 characters whatever the encoding), with that gateway's
+    /// name. None when only the ten-part SMS limit applies.
+    pub fn text_limit(&self, dialer: &DialerConfig) -> Option<(usize, &str)> {
+        let gateways: Vec<&str> = match self.channel_group(&dialer.provider) {
+            Some(group) => group
+                .primary
+                .iter()
+                .chain(&group.fallback)
+                .map(|set| set.gateway.as_str())
+                .collect(),
+            None => vec![dialer.provider.as_str()],
+        };
+        gateways
+            .into_iter()
+            .filter_map(|name| self.gateway(name))
+            .find(|g| g.kind == GatewayKind::Dinstar)
+            .map(|g| {
+                (
+                    crate::transport::dinstar::wire::MAX_TEXT_CHARS,
+                    g.name.as_str(),
+                )
+            })
+    }
+
     /// A token's role, compared in constant time against every configured
     /// token so the time taken does not tell how much of a guess was right.
     pub fn role_for_token(&self, presented: &str) -> Option<Role> {

@@ -102,6 +102,7 @@ pub enum Rule {
     EmptyMessage,
     BadPriority,
     BadPhone,
+    TextTooLong,
     LineTooLong,
     UnsupportedEncoding,
     ReadError,
@@ -119,6 +120,7 @@ impl Rule {
             Rule::EmptyMessage => "empty_message",
             Rule::BadPriority => "bad_priority",
             Rule::BadPhone => "bad_phone",
+            Rule::TextTooLong => "text_too_long",
             Rule::LineTooLong => "line_too_long",
             Rule::UnsupportedEncoding => "unsupported_encoding",
             Rule::ReadError => "read_error",
@@ -159,6 +161,9 @@ pub struct ImportRules {
     pub forbidden: Vec<char>,
     /// Longest line, in bytes, before its line end.
     pub max_line_bytes: usize,
+    /// Dialers whose gateway caps a text's length, in UTF-16 units, with
+    /// that gateway's name (see `Config::text_limit`).
+    pub text_limits: std::collections::BTreeMap<String, (usize, String)>,
 }
 
 impl Default for ImportRules {
@@ -166,8 +171,50 @@ impl Default for ImportRules {
         ImportRules {
             forbidden: vec!['\'', '"', '@'],
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
+            text_limits: Default::default(),
         }
     }
+}
+
+/// The ten-part limit can only be passed by texts longer than this many
+/// UTF-16 units (ten UCS-2 parts); only those are planned while parsing.
+const SURELY_SHORT_ENOUGH: usize = 670;
+
+/// Refuses a message text no gateway of `dialer` could send.
+fn check_text_length(
+    no: u64,
+    dialer: &str,
+    message: &str,
+    rules: &ImportRules,
+) -> Result<(), LineError> {
+    let units = message.encode_utf16().count();
+    if let Some((max, gateway)) = rules.text_limits.get(dialer) {
+        if units > *max {
+            return Err(LineError::new(
+                no,
+                Rule::TextTooLong,
+                format!(
+                    "the message is {units} characters long; dialer {dialer:?} sends through the Dinstar gateway {gateway:?}, which takes at most {max}"
+                ),
+            ));
+        }
+    }
+    if units > SURELY_SHORT_ENOUGH {
+        let plan = crate::sms::plan(message);
+        if plan.segments > crate::sms::MAX_SEGMENTS {
+            return Err(LineError::new(
+                no,
+                Rule::TextTooLong,
+                format!(
+                    "the message needs {} SMS parts ({}); at most {} are sent (1530 GSM-7 or 670 UCS-2 characters)",
+                    plan.segments,
+                    plan.encoding.as_str(),
+                    crate::sms::MAX_SEGMENTS
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// One accepted line of a bulk import.
@@ -355,6 +402,7 @@ impl<F: FnMut(&str) -> bool> Checker<'_, F> {
                 "the message (third column) is empty",
             ));
         }
+        check_text_length(no, dialer, message, self.rules)?;
         let priority = parse_priority(priority).ok_or_else(|| {
             let hint = if extra {
                 "; if the message contains ';', remove it: ';' separates the columns"
@@ -604,6 +652,45 @@ mod tests {
     }
 
     #[test]
+    fn rule_text_too_long_for_ten_parts_or_for_the_dialers_gateway() {
+        let mut rules = ImportRules {
+            max_line_bytes: 16 * 1024,
+            ..ImportRules::default()
+        };
+        rules
+            .text_limits
+            .insert("viadinstar".into(), (670, "gw1".into()));
+        let gsm = |n: usize| "a".repeat(n);
+        let ucs2 = |n: usize| "\u{3b1}".repeat(n);
+        let file = format!(
+            "campsms;1;{};1\ncampsms;1;{};1\ncampsms;1;{};1\nviadinstar;1;{};1\nviadinstar;1;{};1\nviadinstar;1;{};1\n",
+            gsm(1530),
+            gsm(1531),
+            ucs2(671),
+            gsm(670),
+            gsm(671),
+            ucs2(671),
+        );
+        let got: Vec<_> = bulk_import(file.as_bytes(), &rules, |_: &str| true).collect();
+        assert!(got[0].is_ok(), "ten GSM-7 parts are fine");
+        for (i, needle) in [
+            (1, "11 SMS parts (gsm7)"),
+            (2, "11 SMS parts (ucs2)"),
+            (
+                4,
+                "671 characters long; dialer \"viadinstar\" sends through the Dinstar gateway \"gw1\"",
+            ),
+            (5, "at most 670"),
+        ] {
+            let e = got[i].as_ref().unwrap_err();
+            assert_eq!((e.line, e.rule), (i as u64 + 1, Rule::TextTooLong), "{e:?}");
+            assert!(e.message.contains(needle), "line {}: {}", i + 1, e.message);
+        }
+        assert!(got[3].is_ok(), "670 characters pass a Dinstar gateway");
+        assert_eq!(Rule::TextTooLong.code(), "text_too_long");
+    }
+
+    #[test]
     fn rule_utf16_file_is_refused_once() {
         let got = parse(b"\xFF\xFEc\x00a\x00\n\x00");
         assert_eq!(got.len(), 1);
@@ -699,6 +786,7 @@ mod tests {
             (Rule::EmptyMessage, "empty_message"),
             (Rule::BadPriority, "bad_priority"),
             (Rule::BadPhone, "bad_phone"),
+            (Rule::TextTooLong, "text_too_long"),
             (Rule::LineTooLong, "line_too_long"),
             (Rule::UnsupportedEncoding, "unsupported_encoding"),
             (Rule::ReadError, "read_error"),

@@ -315,6 +315,15 @@ impl<F> Convert<F> {
 fn rules(config: &Config) -> ImportRules {
     ImportRules {
         forbidden: config.imports.forbidden_characters.clone(),
+        text_limits: config
+            .dialers
+            .iter()
+            .filter_map(|d| {
+                config
+                    .text_limit(d)
+                    .map(|(max, gateway)| (d.name.clone(), (max, gateway.to_string())))
+            })
+            .collect(),
         ..ImportRules::default()
     }
 }
@@ -358,4 +367,49 @@ fn finish<T, S>(
         return Err(ImportFailure::Empty);
     }
     Ok(committed?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dialer_through_a_dinstar_gateway_or_a_group_holding_one_gets_its_text_limit() {
+        let text = r#"
+[[gateway]]
+name = "gw1"
+kind = "dinstar"
+ports = 4
+url = "http://127.0.0.1:9"
+user = "admin"
+password = "secret"
+
+[[gateway]]
+name = "sim1"
+kind = "sim"
+ports = 2
+
+[[channel_group]]
+name = "main"
+primary = ["sim1:0"]
+fallback = ["gw1:0.1"]
+
+[[dialer]]
+name = "direct"
+provider = "gw1"
+
+[[dialer]]
+name = "grouped"
+provider = "main"
+
+[[dialer]]
+name = "simulated"
+provider = "sim1"
+"#;
+        let config = Config::from_source(std::path::Path::new("t.toml"), text).unwrap();
+        let limits = rules(&config).text_limits;
+        assert_eq!(limits.get("direct"), Some(&(670, "gw1".to_string())));
+        assert_eq!(limits.get("grouped"), Some(&(670, "gw1".to_string())));
+        assert_eq!(limits.get("simulated"), None);
+    }
 }

@@ -38,5 +38,9 @@ pub use report::{
     encode_report_with,
 };
 pub use segment::{Encoding, Part, RefWidth, SegmentPlan, plan, plan_with};
+
+/// The most parts one message is sent in: 1530 GSM-7 characters or 670
+/// UCS-2 ones. Longer texts are refused where they come in (API, imports).
+pub const MAX_SEGMENTS: usize = 10;
 pub use timestamp::ScTimestamp;
 pub use udh::{Concat, InformationElement, UserDataHeader};
