@@ -205,9 +205,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
-        let (done, wait) = oneshot::channel();
-        self.submit(f, done, Guard::Unguarded)?;
-        Ok(wait)
+        self.detached(f, Guard::Unguarded)
     }
 
     /// The blocking twin of [`Store::write`], for threads outside the runtime.
@@ -232,8 +230,20 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
+        self.detached(f, Guard::Savepoint)
+    }
+
+    fn detached<T, F>(
+        &self,
+        f: F,
+        guard: Guard,
+    ) -> Result<oneshot::Receiver<Result<T, StoreError>>, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
         let (done, wait) = oneshot::channel();
-        self.submit(f, done, Guard::Savepoint)?;
+        self.submit(f, done, guard)?;
         Ok(wait)
     }
 

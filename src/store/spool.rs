@@ -190,7 +190,7 @@ const INSERT_SQL: &str = "INSERT INTO message (dialer, destination, number, text
 /// Inserts without reading back.
 pub fn insert_fast(tx: &Transaction<'_>, m: &NewMessage, now: i64) -> Result<i64, StoreError> {
     let mut stmt = tx.prepare_cached(INSERT_SQL)?;
-    insert_with(&mut stmt, m, now)?;
+    insert_with(&mut stmt, m, m.import_id, now)?;
     Ok(tx.last_insert_rowid())
 }
 
@@ -204,21 +204,7 @@ pub fn insert_many(
 ) -> Result<(), StoreError> {
     let mut stmt = tx.prepare_cached(INSERT_SQL)?;
     for m in rows {
-        let final_at = m.state.is_final().then_some(now);
-        stmt.execute(params![
-            m.dialer,
-            m.destination,
-            m.number,
-            m.text,
-            m.priority,
-            m.state.code(),
-            m.client_id,
-            import_id,
-            m.encoding,
-            m.segments,
-            now,
-            final_at,
-        ])?;
+        insert_with(&mut stmt, m, Some(import_id), now)?;
     }
     Ok(())
 }
@@ -226,6 +212,7 @@ pub fn insert_many(
 fn insert_with(
     stmt: &mut rusqlite::CachedStatement<'_>,
     m: &NewMessage,
+    import_id: Option<i64>,
     now: i64,
 ) -> Result<(), StoreError> {
     let final_at = m.state.is_final().then_some(now);
@@ -237,7 +224,7 @@ fn insert_with(
         m.priority,
         m.state.code(),
         m.client_id,
-        m.import_id,
+        import_id,
         m.encoding,
         m.segments,
         now,
