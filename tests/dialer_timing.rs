@@ -10,7 +10,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, OPERATOR, VIEWER};
+use common::{Daemon, OPERATOR, get, wait_until};
 use serde_json::{Value, json};
 use smsgate::simulator::dinstar::{AuthOutcome, DinstarSim, SimHandle};
 
@@ -48,28 +48,6 @@ fn dialer(name: &str, dial: &str, interval_ms: u64, extra: &str) -> String {
     format!(
         "\n[[dialer]]\nname = \"{name}\"\nprovider = \"gw\"\ndial = \"{dial}\"\ninterval_ms = {interval_ms}\ndncr = false\n{extra}\n"
     )
-}
-
-fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    f()
-}
-
-fn get(d: &Daemon, path: &str) -> Value {
-    let r = d
-        .http()
-        .get(d.url(path))
-        .bearer_auth(VIEWER)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200, "{path}");
-    r.json().unwrap()
 }
 
 fn post(d: &Daemon, path: &str) {

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{ADMIN, Daemon, OPERATOR, VIEWER};
+use common::{ADMIN, Daemon, OPERATOR, VIEWER, get};
 use serde_json::{Value, json};
 
 const SEED_DIALER: &str = "\n[[dialer]]\nname = \"marcadortest\"\nprovider = \"sim1\"\ndial = \"0.1\"\ninterval_ms = 10\n";
@@ -31,17 +31,6 @@ fn upload(d: &Daemon, path: &str, filename: &str, body: Vec<u8>) -> (u16, Value)
         .unwrap();
     let status = r.status().as_u16();
     (status, r.json().unwrap())
-}
-
-fn get(d: &Daemon, path: &str) -> Value {
-    let r = d
-        .http()
-        .get(d.url(path))
-        .bearer_auth(VIEWER)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200, "{path}");
-    r.json().unwrap()
 }
 
 fn send(d: &Daemon, body: Value) -> (u16, Value) {

@@ -5,9 +5,9 @@
 mod common;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{Daemon, OPERATOR, VIEWER, config_text, free_port};
+use common::{Daemon, OPERATOR, VIEWER, config_text, free_port, wait_until};
 use smsgate::daemon::Heartbeat;
 use smsgate::simulator::dinstar::{DinstarSim, SimHandle};
 use smsgate::store::Store;
@@ -45,17 +45,6 @@ dncr = false
 "#,
         url = sim.base_url()
     )
-}
-
-fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
 }
 
 fn message_in(state_dir: &std::path::Path, id: i64) -> spool::Message {

@@ -7,23 +7,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Daemon, OPERATOR, VIEWER, free_port};
+use common::{Daemon, OPERATOR, free_port, get};
 use serde_json::{Value, json};
 use smsgate::simulator::dwg::DwgSim;
 
 const PASSWORD: &str = "dwg-Pa55-xyz";
 const TEXT: &str = "Hola Ñandú, ¿confirmás el turno? 👍🏽";
-
-fn get(d: &Daemon, path: &str) -> Value {
-    let r = d
-        .http()
-        .get(d.url(path))
-        .bearer_auth(VIEWER)
-        .send()
-        .unwrap();
-    assert_eq!(r.status(), 200, "{path}");
-    r.json().unwrap()
-}
 
 #[test]
 fn a_message_goes_out_through_the_dwg_gateway_and_is_delivered() {

@@ -214,3 +214,27 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+/// A viewer's GET of `path`, which must answer 200 with JSON.
+pub fn get(d: &Daemon, path: &str) -> serde_json::Value {
+    let r = d
+        .http()
+        .get(d.url(path))
+        .bearer_auth(VIEWER)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200, "{path}");
+    r.json().unwrap()
+}
+
+/// Polls `f` until it holds or `within` has passed; its last answer.
+pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
