@@ -72,6 +72,24 @@ async fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Whether any channel of `gateway` can send now, as the API shows it.
+fn gateway_usable(d: &Daemon, gateway: &str) -> bool {
+    let ch: Value = tokio::task::block_in_place(|| {
+        d.http()
+            .get(d.url("/api/v1/channels"))
+            .bearer_auth(VIEWER)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    });
+    ch["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["gateway"] == gateway && c["usable"] == true)
+}
+
 fn metrics(d: &Daemon) -> String {
     d.http()
         .get(d.url("/metrics"))
@@ -123,20 +141,7 @@ async fn traffic_moves_to_the_fallback_and_back_with_pacing_held() {
     // 3. The primary comes back: traffic moves back.
     let primary = sim(primary_addr).await;
     wait_for("the primary back in use", Duration::from_secs(30), || {
-        let ch: Value = tokio::task::block_in_place(|| {
-            d.http()
-                .get(d.url("/api/v1/channels"))
-                .bearer_auth(VIEWER)
-                .send()
-                .unwrap()
-                .json()
-                .unwrap()
-        });
-        ch["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["gateway"] == "gw1" && c["usable"] == true)
+        gateway_usable(&d, "gw1")
     })
     .await;
     tokio::task::block_in_place(|| (0..4).for_each(|i| send(&d, &format!("after {i}"))));
@@ -208,20 +213,7 @@ async fn a_failing_dinstar_moves_traffic_to_the_modem_and_back() {
     });
     // Let the modem finish its start-up so the fallback is ready.
     wait_for("the modem usable", Duration::from_secs(30), || {
-        let ch: Value = tokio::task::block_in_place(|| {
-            d.http()
-                .get(d.url("/api/v1/channels"))
-                .bearer_auth(VIEWER)
-                .send()
-                .unwrap()
-                .json()
-                .unwrap()
-        });
-        ch["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["gateway"] == "modem1" && c["usable"] == true)
+        gateway_usable(&d, "modem1")
     })
     .await;
 
@@ -248,20 +240,7 @@ async fn a_failing_dinstar_moves_traffic_to_the_modem_and_back() {
 
     let primary = sim(primary_addr).await;
     wait_for("the gateway back in use", Duration::from_secs(30), || {
-        let ch: Value = tokio::task::block_in_place(|| {
-            d.http()
-                .get(d.url("/api/v1/channels"))
-                .bearer_auth(VIEWER)
-                .send()
-                .unwrap()
-                .json()
-                .unwrap()
-        });
-        ch["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["gateway"] == "gw1" && c["usable"] == true)
+        gateway_usable(&d, "gw1")
     })
     .await;
     tokio::task::block_in_place(|| (0..2).for_each(|i| send(&d, &format!("back {i}"))));
