@@ -621,6 +621,11 @@ pub enum AttemptRow {
     Latest,
 }
 
+const FINISH_ATTEMPT_SQL: &str = "UPDATE attempt SET finished_at = ?2, outcome = ?3, \
+     gateway_ref = ?4, detail = ?5 WHERE id = ?1";
+const MARK_SENT_SQL: &str = "UPDATE message SET state = 4, gateway_ref = ?2, sent_at = ?3, \
+     updated_at = ?3, error = NULL WHERE id = ?1 AND state = 2";
+
 fn finish_attempt(
     tx: &Transaction<'_>,
     id: i64,
@@ -631,12 +636,13 @@ fn finish_attempt(
 ) -> Result<(), StoreError> {
     let now = now_ms();
     match row {
-        AttemptRow::Id(attempt) => tx
-            .prepare_cached(
-                "UPDATE attempt SET finished_at = ?2, outcome = ?3, gateway_ref = ?4, detail = ?5 \
-                 WHERE id = ?1",
-            )?
-            .execute(params![attempt, now, outcome, gateway_ref, detail])?,
+        AttemptRow::Id(attempt) => tx.prepare_cached(FINISH_ATTEMPT_SQL)?.execute(params![
+            attempt,
+            now,
+            outcome,
+            gateway_ref,
+            detail
+        ])?,
         AttemptRow::Latest => tx
             .prepare_cached(
                 "UPDATE attempt SET finished_at = ?2, outcome = ?3, gateway_ref = ?4, detail = ?5 \
@@ -655,10 +661,7 @@ pub fn mark_sent(
 ) -> Result<bool, StoreError> {
     let now = now_ms();
     let n = tx
-        .prepare_cached(
-            "UPDATE message SET state = 4, gateway_ref = ?2, sent_at = ?3, updated_at = ?3, error = NULL \
-             WHERE id = ?1 AND state = 2",
-        )?
+        .prepare_cached(MARK_SENT_SQL)?
         .execute(params![id, gateway_ref, now])?;
     finish_attempt(tx, id, row, "sent", Some(gateway_ref), None)?;
     Ok(n == 1)
@@ -668,16 +671,11 @@ pub fn mark_sent(
 /// row, the gateway's reference).
 pub fn mark_sent_many(tx: &Transaction<'_>, sent: &[(i64, i64, String)]) -> Result<(), StoreError> {
     let now = now_ms();
-    let mut message = tx.prepare_cached(
-        "UPDATE message SET state = 4, gateway_ref = ?2, sent_at = ?3, updated_at = ?3, error = NULL \
-         WHERE id = ?1 AND state = 2",
-    )?;
-    let mut attempt = tx.prepare_cached(
-        "UPDATE attempt SET finished_at = ?2, outcome = 'sent', gateway_ref = ?3 WHERE id = ?1",
-    )?;
+    let mut message = tx.prepare_cached(MARK_SENT_SQL)?;
+    let mut attempt = tx.prepare_cached(FINISH_ATTEMPT_SQL)?;
     for (id, row, gateway_ref) in sent {
         message.execute(params![id, gateway_ref, now])?;
-        attempt.execute(params![row, now, gateway_ref])?;
+        attempt.execute(params![row, now, "sent", gateway_ref, None::<&str>])?;
     }
     Ok(())
 }
@@ -768,32 +766,6 @@ pub fn mark_unknown(
     set_final(tx, id, State::Sending, State::Unknown, Some(reason))
 }
 
-/// Applies a delivery report. False when no sent message carries that
-/// reference (yet): the caller may try again shortly.
-pub fn apply_report(
-    tx: &Transaction<'_>,
-    gateway: &str,
-    gateway_ref: &str,
-    delivered: bool,
-    detail: &str,
-) -> Result<bool, StoreError> {
-    let to = if delivered {
-        State::Delivered
-    } else {
-        State::Undelivered
-    };
-    let now = now_ms();
-    let n = tx.prepare_cached(APPLY_REPORT_SQL)?.execute(params![
-        gateway,
-        gateway_ref,
-        to.code(),
-        now,
-        delivered,
-        detail
-    ])?;
-    Ok(n > 0)
-}
-
 /// One delivery report, for [`apply_reports`].
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -803,8 +775,9 @@ pub struct Report {
     pub detail: String,
 }
 
-/// [`apply_report`] for many reports in one job: whether each found its
-/// message, in order.
+/// Applies delivery reports, in order: whether each found its message. A
+/// report that found none may have overtaken its message's SENT record;
+/// the caller may try it again shortly.
 pub fn apply_reports(tx: &Transaction<'_>, reports: &[Report]) -> Result<Vec<bool>, StoreError> {
     let now = now_ms();
     let mut stmt = tx.prepare_cached(APPLY_REPORT_SQL)?;
