@@ -10,7 +10,7 @@ use std::io::{self, BufReader};
 use std::time::Instant;
 
 use smsgate::dialer::import::{ImportRules, bulk_import};
-use smsgate::sms::phone;
+use smsgate_proto::sms::phone;
 
 mod support;
 use support::{Lines, peak_rss_kib};

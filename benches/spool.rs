@@ -53,7 +53,7 @@ fn main() {
     let any_mode = has("import") || has("spool") || has("worst");
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config(dir.path());
-    smsgate::sms::phone::warm_up();
+    smsgate_proto::sms::phone::warm_up();
 
     if has("import") || !any_mode {
         import(&config, dir.path(), "import", Lines::new(1_000_000));

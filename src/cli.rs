@@ -303,10 +303,10 @@ pub fn main() -> ExitCode {
 fn pdu(command: PduCommand) -> ExitCode {
     let report = match &command {
         PduCommand::Decode { hex, length } => {
-            crate::sms::decode_report_with_length(hex, *length).map(serde_json::to_value)
+            smsgate_proto::sms::decode_report_with_length(hex, *length).map(serde_json::to_value)
         }
         PduCommand::Encode { to, text } => {
-            crate::sms::encode_report(to, text).map(serde_json::to_value)
+            smsgate_proto::sms::encode_report(to, text).map(serde_json::to_value)
         }
     };
     match report {

@@ -14,7 +14,7 @@ pub mod daemon;
 pub mod dialer;
 pub mod metrics;
 pub mod simulator;
-pub mod sms;
+
 pub mod store;
 pub mod tls;
 pub mod transport;

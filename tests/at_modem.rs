@@ -10,12 +10,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use smsgate::config::{AtSettings, Secret};
 use smsgate::simulator::modem::{FakeModem, ModemState};
-use smsgate::sms::Body;
 use smsgate::transport::at::AtTransport;
-use smsgate::transport::at::framing::{AtCodec, FinalResult, Frame};
 use smsgate::transport::{Event, Outbound, SendError, Transport};
+use smsgate_proto::at::framing::{AtCodec, FinalResult, Frame};
+use smsgate_proto::sms::Body;
 use tokio::sync::mpsc;
-use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
 const DUMPS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/at/gammu-at-dumps");

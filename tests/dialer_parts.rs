@@ -6,7 +6,7 @@ use std::io::{BufReader, Write};
 
 use smsgate::dialer::dncr_import::dncr_import;
 use smsgate::dialer::import::{ImportRow, ImportRules, Rule, bulk_import, check_file_name};
-use smsgate::sms::phone::{dncr_key, normalise};
+use smsgate_proto::sms::phone::{dncr_key, normalise};
 
 fn seed_file(name: &str) -> BufReader<File> {
     let path = format!("{}/tests/data/seed/{name}", env!("CARGO_MANIFEST_DIR"));

@@ -8,7 +8,7 @@
 use jiff::civil::DateTime;
 use jiff::tz::Offset;
 use serde_json::Value;
-use smsgate::sms::{
+use smsgate_proto::sms::{
     self, Address, AddressKind, Body, DecodedPdu, Reassembler, Reassembly, RefWidth, ScTimestamp,
     ServiceCentre, SubmitOptions, Tpdu, Validity,
 };

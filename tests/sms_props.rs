@@ -3,7 +3,7 @@
 //! `plan`, and no input makes the decoder panic.
 
 use proptest::prelude::*;
-use smsgate::sms::{
+use smsgate_proto::sms::{
     self, Address, Encoding, Reassembler, Reassembly, RefWidth, ServiceCentre, SubmitOptions, Tpdu,
     gsm7,
 };

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use smsgate::sms;
+use smsgate_proto::sms;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&hint, rest)) = data.split_first() else {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use smsgate::sms::{self, Address, RefWidth, SubmitOptions};
+use smsgate_proto::sms::{self, Address, RefWidth, SubmitOptions};
 
 fuzz_target!(|text: &str| {
     for width in [RefWidth::Bits8, RefWidth::Bits16] {

@@ -9,10 +9,10 @@ use serde_json::json;
 
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, AppState};
 use crate::config::{MAX_PRIORITY, MIN_PRIORITY};
-use crate::sms::phone;
 use crate::store::spool::{self, Inserted, ListFilter, NewMessage, State as MsgState};
+use smsgate_proto::sms::phone;
 
-pub use crate::sms::MAX_SEGMENTS;
+pub use smsgate_proto::sms::MAX_SEGMENTS;
 const MAX_CLIENT_ID: usize = 128;
 
 #[derive(Debug, Deserialize)]
@@ -44,7 +44,7 @@ pub async fn send(
     if req.text.is_empty() {
         return Err(ApiError::unprocessable("empty_text", "the text is empty"));
     }
-    let plan = crate::sms::plan(&req.text);
+    let plan = smsgate_proto::sms::plan(&req.text);
     if plan.segments > MAX_SEGMENTS {
         return Err(ApiError::unprocessable(
             "text_too_long",
@@ -58,7 +58,7 @@ pub async fn send(
     // A Dinstar gateway takes at most 670 characters whatever the encoding
     // (reference §5): refuse now rather than fail the message later.
     if let Some((max, gateway)) = config.text_limit(dialer) {
-        let n = crate::transport::dinstar::wire::text_length(&req.text);
+        let n = smsgate_proto::dinstar::wire::text_length(&req.text);
         if n > max {
             return Err(ApiError::unprocessable(
                 "text_too_long",

@@ -17,8 +17,8 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::{ApiError, ApiPath, ApiQuery, AppState};
 use crate::dialer::importer::{self, ImportFailure};
-use crate::sms::phone;
 use crate::store::dncr;
+use smsgate_proto::sms::phone;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

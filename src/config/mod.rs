@@ -347,7 +347,7 @@ impl Config {
             .find(|g| g.kind == GatewayKind::Dinstar)
             .map(|g| {
                 (
-                    crate::transport::dinstar::wire::MAX_TEXT_CHARS,
+                    smsgate_proto::dinstar::wire::MAX_TEXT_CHARS,
                     g.name.as_str(),
                 )
             })
@@ -738,7 +738,7 @@ impl Validator<'_> {
 
     fn daemon(&mut self, raw: RawDaemon) -> DaemonConfig {
         let country = raw.default_country.get_ref().to_ascii_uppercase();
-        if let Err(e) = crate::sms::phone::check_country(&country) {
+        if let Err(e) = smsgate_proto::sms::phone::check_country(&country) {
             self.problem(raw.default_country.span(), format!("default_country: {e}"));
         } else if country.len() != 2 || !country.chars().all(|c| c.is_ascii_alphabetic()) {
             self.problem(

@@ -14,7 +14,7 @@ use std::io::BufRead;
 
 use super::import::{ImportRules, LineError, Rule, check_common, line_text};
 use super::lines::LineReader;
-use crate::sms::phone::dncr_key;
+use smsgate_proto::sms::phone::dncr_key;
 
 /// One accepted DNCR line.
 #[derive(Debug, Clone, PartialEq, Eq)]

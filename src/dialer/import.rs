@@ -20,7 +20,7 @@
 //! Whether the destination is a possible phone number is NOT a reason to
 //! refuse the line: such messages are stored as INVALID and counted as
 //! "others" on the dashboard, as the seed's dashboard describes. The caller
-//! runs [`crate::sms::phone::normalise`] on each row.
+//! runs [`smsgate_proto::sms::phone::normalise`] on each row.
 //!
 //! Why a hand-written splitter and not the `csv` crate: the format has no
 //! quoting (the seed forbids '"', so a field can never hold a ';' or a line
@@ -200,8 +200,8 @@ fn check_text_length(
         }
     }
     if units > SURELY_SHORT_ENOUGH {
-        let plan = crate::sms::plan(message);
-        if plan.segments > crate::sms::MAX_SEGMENTS {
+        let plan = smsgate_proto::sms::plan(message);
+        if plan.segments > smsgate_proto::sms::MAX_SEGMENTS {
             return Err(LineError::new(
                 no,
                 Rule::TextTooLong,
@@ -209,7 +209,7 @@ fn check_text_length(
                     "the message needs {} SMS parts ({}); at most {} are sent (1530 GSM-7 or 670 UCS-2 characters)",
                     plan.segments,
                     plan.encoding.as_str(),
-                    crate::sms::MAX_SEGMENTS
+                    smsgate_proto::sms::MAX_SEGMENTS
                 ),
             ));
         }

@@ -15,9 +15,9 @@ use serde::Serialize;
 use super::dncr_import::dncr_import;
 use super::import::{ImportError, ImportRules, LineError, bulk_import, check_file_name};
 use crate::config::Config;
-use crate::sms::phone;
 use crate::store::spool::{NewMessage, State};
 use crate::store::{Store, StoreError, dncr, now_ms, spool};
+use smsgate_proto::sms::phone;
 
 /// At most this many refused lines are listed; the count covers them all.
 pub const MAX_REPORTED_ERRORS: usize = 1000;
@@ -144,7 +144,7 @@ pub fn import_messages(
     let rows = bulk_import(reader, &rules, |d| config.dialer(d).is_some());
     let convert = Convert::Split(|row: super::import::ImportRow| {
         let number = phone::normalise(&row.destination, &country).ok();
-        let plan = crate::sms::plan(&row.message);
+        let plan = smsgate_proto::sms::plan(&row.message);
         NewMessage {
             state: if number.is_some() {
                 State::ToProcess

@@ -37,8 +37,8 @@ use serde_json::{Map, Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::transport::dinstar::digest::{self, DigestCredentials};
-use crate::transport::dinstar::wire;
+use smsgate_proto::dinstar::digest::{self, DigestCredentials};
+use smsgate_proto::dinstar::wire;
 
 use state::{Behaviour, Params, SimState};
 pub use state::{SentSms, SimPort};

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::sms::{
+use smsgate_proto::sms::{
     self, Address, Body, Concat, DataCoding, RefWidth, ScTimestamp, SmsDeliver, SmsStatusReport,
     Tpdu, UserData, UserDataHeader,
 };

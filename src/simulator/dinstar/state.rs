@@ -5,7 +5,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{Map, Value, json};
 
-use crate::transport::dinstar::wire::{self, Encoding};
+use smsgate_proto::dinstar::wire::{self, Encoding};
 
 /// State of one simulated port.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,16 +11,16 @@ use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
-use super::framing::{AtCodec, FinalResult, Frame, Urc, last_int};
+use super::framing::{AtFramer, FinalResult, Frame, Urc, last_int};
 use super::{ModemInfo, SendRequest, errors};
 use crate::config::AtSettings;
-use crate::sms::{
-    self, Address, ConcatKey, DeliveryOutcome, Reassembler, Reassembly, ServiceCentre, SmsDeliver,
-    SmsStatusReport, SubmitOptions, Tpdu,
-};
 use crate::store::Store;
 use crate::store::inbound::NewInbound;
 use crate::transport::{Accepted, Event, Events, PortHealth, SendError, StoredAck};
+use smsgate_proto::sms::{
+    self, Address, ConcatKey, DeliveryOutcome, Reassembler, Reassembly, ServiceCentre, SmsDeliver,
+    SmsStatusReport, SubmitOptions, Tpdu,
+};
 
 /// Ctrl-Z ends the PDU; ESC abandons a prompt (at-modems.md §1.3).
 const CTRL_Z: u8 = 0x1A;
@@ -292,7 +292,7 @@ impl Modem {
 /// One open port.
 struct Session<'m, T> {
     m: &'m mut Modem,
-    reader: FramedRead<ReadHalf<T>, AtCodec>,
+    reader: FramedRead<ReadHalf<T>, AtFramer>,
     writer: WriteHalf<T>,
     urcs: VecDeque<Urc>,
     garbage: u32,
@@ -315,7 +315,7 @@ impl<'m, T: AsyncRead + AsyncWrite + Send + 'static> Session<'m, T> {
         let (r, w) = tokio::io::split(port);
         Self {
             m,
-            reader: FramedRead::new(r, AtCodec::new()),
+            reader: FramedRead::new(r, AtFramer::new()),
             writer: w,
             urcs: VecDeque::new(),
             garbage: 0,

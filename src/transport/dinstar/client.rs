@@ -8,9 +8,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use reqwest::{Method, StatusCode, Url, header};
 use serde_json::Value;
 
-use super::digest::{self, Challenge};
 use super::tls::{self, TlsVerify};
-use super::wire::{
+use smsgate_proto::dinstar::digest::{self, Challenge};
+use smsgate_proto::dinstar::wire::{
     self, DeliverStatus, DeliverStatusQuery, Encoding, Envelope, IncomingBatch, MAX_NUMBER_BYTES,
     MAX_PORT, MAX_QUERY_IDS, MAX_TEXT_CHARS, PortInfo, PortInfoType, SendAccepted, SmsResult,
     UssdPortStatus,

@@ -3,8 +3,8 @@
 //!
 //! - [`client`]: [`DinstarClient`], one per gateway: Digest or Basic auth,
 //!   TLS with pinning, timeouts, error classification, auth backoff.
-//! - [`wire`]: request bodies and lenient, pure reply and push parsers.
-//! - [`digest`]: HTTP Digest (MD5, qop=auth) and Basic.
+//! - [`wire`], [`digest`] (from `smsgate_proto`): request bodies, lenient
+//!   reply and push parsers, HTTP Digest (MD5, qop=auth) and Basic.
 //! - [`transport`]: [`DinstarTransport`], the [`crate::transport::Transport`]
 //!   of a `dinstar` gateway: sends, result and report tracking, port
 //!   health, inbound polling and pushes.
@@ -14,11 +14,12 @@
 //! Sources and quirks: `shared/reference/dinstar-api.md`.
 
 pub mod client;
-pub mod digest;
 /// TLS set-up now shared by every client; kept under this name for callers.
 pub use crate::tls;
 pub mod transport;
-pub mod wire;
+/// The pure JSON and Digest code, in the proto crate; kept under these
+/// names for callers.
+pub use smsgate_proto::dinstar::{digest, wire};
 
 pub use client::{AuthScheme, BackoffState, DinstarClient, DinstarClientConfig, DinstarError};
 pub use tls::{TlsVerify, parse_fingerprint};

@@ -28,18 +28,18 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::{AuthScheme, DinstarClient, DinstarClientConfig, DinstarError};
 use super::tls::{TlsVerify, parse_fingerprint};
-use super::wire::{
-    self, DeliverStatus, DeliverStatusQuery, DeliveryOutcome, Encoding, IncomingSms, PortInfo,
-    PushEvent, PushEventKind, RegStatus, RegisterState, SmsResult, SmsStatus,
-};
 use crate::config::DinstarSettings;
-use crate::sms::gsm7::is_gsm7;
 use crate::store::Store;
 use crate::store::inbound::NewInbound;
 use crate::transport::{
     Accepted, BoxFuture, BuildContext, Event, Events, Outbound, PortHealth, Reconciled, SendError,
     Transport,
 };
+use smsgate_proto::dinstar::wire::{
+    self, DeliverStatus, DeliverStatusQuery, DeliveryOutcome, Encoding, IncomingSms, PortInfo,
+    PushEvent, PushEventKind, RegStatus, RegisterState, SmsResult, SmsStatus,
+};
+use smsgate_proto::sms::gsm7::is_gsm7;
 
 /// How long a message accepted by the gateway is asked about before we give
 /// up on its send result (it stays SENT).
@@ -891,7 +891,7 @@ impl Inner {
             sender: m.number.clone().unwrap_or_default(),
             // Short codes and alphanumeric senders have no E.164 form.
             number: m.number.as_deref().and_then(|n| {
-                crate::sms::phone::normalise(n, &self.default_country)
+                smsgate_proto::sms::phone::normalise(n, &self.default_country)
                     .ok()
                     .map(|p| p.into_string())
             }),

@@ -42,7 +42,7 @@ use tokio_util::codec::{Decoder, Encoder};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use self::codec::{
-    Ack, AuthRequest, Body, CRED_LEN, CodecError, DwgCodec, Frame, MsgId, PortState, ReceivedSms,
+    Ack, AuthRequest, Body, CRED_LEN, CodecError, DwgFramer, Frame, MsgId, PortState, ReceivedSms,
     SendCode, SendSms, SmsResult, choose_encoding,
 };
 use super::{
@@ -52,13 +52,13 @@ use super::{
 use crate::config::DwgSettings;
 use crate::store::inbound::NewInbound;
 
-/// A TCP stream read and written frame by frame with [`DwgCodec`].
+/// A TCP stream read and written frame by frame with [`DwgFramer`].
 ///
 /// `next` is cancel-safe (bytes read stay in the buffer), so it can sit in
 /// a `select!` next to timers and outgoing queues.
 pub struct Conn {
     stream: TcpStream,
-    codec: DwgCodec,
+    codec: DwgFramer,
     rbuf: BytesMut,
     wbuf: BytesMut,
 }
@@ -67,7 +67,7 @@ impl Conn {
     pub fn new(stream: TcpStream) -> Self {
         Self {
             stream,
-            codec: DwgCodec,
+            codec: DwgFramer::default(),
             rbuf: BytesMut::with_capacity(4096),
             wbuf: BytesMut::new(),
         }

@@ -289,10 +289,7 @@ impl Address {
     }
 
     /// Writes a service centre address (length in octets, type included).
-    pub(crate) fn write_service_centre(
-        sca: Option<&Address>,
-        out: &mut Vec<u8>,
-    ) -> Result<(), PduError> {
+    pub fn write_service_centre(sca: Option<&Address>, out: &mut Vec<u8>) -> Result<(), PduError> {
         let Some(sca) = sca else {
             out.push(0);
             return Ok(());

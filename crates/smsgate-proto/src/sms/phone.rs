@@ -115,7 +115,7 @@ pub fn warm_up() {
 /// national trunk prefix ("0" in Uruguay) removed.
 ///
 /// ```
-/// use smsgate::sms::phone::normalise;
+/// use smsgate_proto::sms::phone::normalise;
 /// assert_eq!(normalise("098344384", "UY").unwrap().as_str(), "+59898344384");
 /// ```
 pub fn normalise(raw: &str, default_country: &str) -> Result<PhoneNumber, PhoneError> {

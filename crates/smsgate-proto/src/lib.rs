@@ -1,0 +1,17 @@
+//! smsgate's sans-IO layer: every decision about bytes on a wire, and none
+//! of the I/O. Nothing here opens a socket, a file or a database, starts a
+//! task, or reads the clock, so all of it can be fuzzed and unit-tested on
+//! any input, and the daemon and the simulators share one definition of
+//! each format.
+//!
+//! - [`sms`]: GSM 03.38 / UCS-2, segmentation, the PDU codec, phone numbers;
+//! - [`dinstar`]: the Dinstar HTTP API's JSON ([`dinstar::wire`]) and HTTP
+//!   Digest ([`dinstar::digest`]);
+//! - [`dwg`]: the DWG binary TCP protocol's frames;
+//! - [`at`]: AT command framing and what `+CMS`/`+CME` errors mean.
+#![forbid(unsafe_code)]
+
+pub mod at;
+pub mod dinstar;
+pub mod dwg;
+pub mod sms;
