@@ -3,8 +3,9 @@
 #
 #   packaging/build-deb.sh
 #
-# 1. cargo build --release
+# 1. cargo build --release -p smsgate -p smsgate-sim
 # 2. target/release/smsgate generate-assets target/assets   (man pages, completions)
+#    target/release/smsgate-sim generate-man target/assets   (smsgate-sim.1)
 # 3. cargo deb --no-build                                    ([package.metadata.deb] in Cargo.toml)
 #
 # Also writes target/debian/smsgate-dbgsym_<version>-<rev>_<arch>.ddeb (debug symbols).
@@ -40,14 +41,16 @@ changelog_version=$(sed -n '1s/^smsgate (\([^)]*\)).*/\1/p' packaging/changelog)
 [ "$changelog_version" = "$version-1" ] ||
 	die "packaging/changelog starts with version '$changelog_version' but Cargo.toml says $version: add an entry for $version-1"
 
-say "cargo build --release"
-cargo build --release
+say "cargo build --release -p smsgate -p smsgate-sim"
+cargo build --release --locked -p smsgate -p smsgate-sim
 
 say "generating man pages and completions into target/assets"
 rm -rf target/assets
 target/release/smsgate generate-assets target/assets ||
 	die "'smsgate generate-assets target/assets' failed (does src/cli.rs have the hidden generate-assets subcommand?)"
-for f in target/assets/smsgate.1 target/assets/completions/smsgate.bash \
+target/release/smsgate-sim generate-man target/assets ||
+	die "'smsgate-sim generate-man target/assets' failed"
+for f in target/assets/smsgate.1 target/assets/smsgate-sim.1 target/assets/completions/smsgate.bash \
 	target/assets/completions/_smsgate target/assets/completions/smsgate.fish; do
 	[ -s "$f" ] || die "generate-assets did not write $f"
 done

@@ -154,6 +154,7 @@ check "smsgate's primary group is smsgate" sh -c "[ \"\$(chroot '$ROOT' id -gn s
 check "smsgate is in dialout" sh -c "chroot '$ROOT' id -nG smsgate | tr ' ' '\n' | grep -qx dialout"
 check "smsgate has no login shell" sh -c "chroot '$ROOT' getent passwd smsgate | grep -Eq ':(/usr/sbin/nologin|/sbin/nologin|/bin/false)\$'"
 stat_is /usr/bin/smsgate "root:root 755"
+stat_is /usr/bin/smsgate-sim "root:root 755"
 stat_is /etc/smsgate "root:root 755"
 stat_is /etc/smsgate/smsgate.toml "root:smsgate 640"
 stat_is /usr/lib/systemd/system/smsgate.service "root:root 644"
@@ -171,6 +172,8 @@ check "the unit is not enabled by the package (the technician enables it)" \
 	sh -c "! ls '$ROOT'/etc/systemd/system/*.wants/smsgate.service 2>/dev/null | grep -q ."
 check "nothing started: no /var/lib/smsgate yet" test ! -e "$ROOT/var/lib/smsgate"
 check "smsgate --version runs in bookworm" in_root smsgate --version
+check "smsgate-sim --help runs in bookworm" in_root smsgate-sim --help
+check "smsgate-sim has its manual page" test -s "$ROOT/usr/share/man/man1/smsgate-sim.1.gz"
 check "smsgate check-config /etc/smsgate/smsgate.toml (as root)" \
 	in_root smsgate check-config /etc/smsgate/smsgate.toml
 check "smsgate check-config /etc/smsgate/smsgate.toml (as the smsgate user)" \

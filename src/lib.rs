@@ -13,7 +13,6 @@ pub mod config;
 pub mod daemon;
 pub mod dialer;
 pub mod metrics;
-pub mod simulator;
 
 pub mod store;
 pub mod tls;

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use smsgate::config::{AtSettings, Secret};
-use smsgate::simulator::modem::{FakeModem, ModemState};
 use smsgate::transport::at::AtTransport;
 use smsgate::transport::{Event, Outbound, SendError, Transport};
 use smsgate_proto::at::framing::{AtCodec, FinalResult, Frame};
 use smsgate_proto::sms::Body;
+use smsgate_sim::modem::{FakeModem, ModemState};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -357,7 +357,7 @@ async fn unsolicited_cmti_in_the_middle_of_cmgs_breaks_neither() {
     r.usable(Duration::from_secs(10)).await;
     // A message arrives while we send: its +CMTI comes between the prompt
     // and +CMGS, and vendor noise before the prompt.
-    let hex = smsgate::simulator::modem::deliver_pdus("+59899555666", "llegó durante el envío", 3);
+    let hex = smsgate_sim::modem::deliver_pdus("+59899555666", "llegó durante el envío", 3);
     let index = r.modem.store_pdu(&hex[0]).expect("stored");
     {
         let mut st = r.modem.state();
@@ -525,7 +525,7 @@ async fn pin_is_sent_once_and_never_retried_when_wrong() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vendor_quirks_do_not_stop_the_start_up() {
-    use smsgate::simulator::modem::Quirks;
+    use smsgate_sim::modem::Quirks;
     for quirks in [
         Quirks {
             cpin_no_ok: true,
@@ -599,7 +599,7 @@ async fn inbound_three_part_comes_back_whole_and_leaves_the_sim_only_once_stored
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("tty");
     let modem = FakeModem::start(&link, ModemState::default()).unwrap();
-    let pdus = smsgate::simulator::modem::deliver_pdus("+59899777888", &text, 9);
+    let pdus = smsgate_sim::modem::deliver_pdus("+59899777888", &text, 9);
     for p in pdus.iter().rev() {
         modem.store_pdu(p).unwrap();
     }
@@ -685,11 +685,9 @@ fn daemon_loses_nothing_and_sends_nothing_twice_across_an_unplug() {
     st.sim_pin = Some("8642".into());
     let modem = FakeModem::start(&link, st).unwrap();
     // A message waiting on the SIM before the daemon starts.
-    for p in smsgate::simulator::modem::deliver_pdus(
-        "+59899555000",
-        "BAJA por favor 🙏 ".repeat(5).trim(),
-        77,
-    ) {
+    for p in
+        smsgate_sim::modem::deliver_pdus("+59899555000", "BAJA por favor 🙏 ".repeat(5).trim(), 77)
+    {
         modem.store_pdu(&p).unwrap();
     }
     let config = daemon_config(&link).replace(

@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use common::{Daemon, OPERATOR, VIEWER, config_text, free_port};
 use serde_json::Value;
 use smsgate::daemon::Heartbeat;
-use smsgate::simulator::dinstar::{DinstarSim, SimHandle};
 use smsgate::store::Store;
 use smsgate::store::spool::{self, ListFilter, State};
+use smsgate_sim::dinstar::{DinstarSim, SimHandle};
 
 /// SplitMix64: small, seedable, good enough to pick moments.
 struct Rng(u64);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::{Daemon, OPERATOR, get, wait_until};
 use serde_json::{Value, json};
-use smsgate::simulator::dinstar::{AuthOutcome, DinstarSim, SimHandle};
+use smsgate_sim::dinstar::{AuthOutcome, DinstarSim, SimHandle};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

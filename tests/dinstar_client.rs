@@ -4,12 +4,12 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use smsgate::simulator::dinstar::{AuthOutcome, DinstarSim, HttpFault, SimAuth, SimHandle};
 use smsgate::transport::dinstar::{
     AuthScheme, DeliverStatusQuery, DeliveryOutcome, DinstarClient, DinstarClientConfig,
     DinstarError, Encoding, PortInfoType, PushEventKind, RegStatus, RegisterState, SmsStatus,
     parse_push,
 };
+use smsgate_sim::dinstar::{AuthOutcome, DinstarSim, HttpFault, SimAuth, SimHandle};
 
 fn config(sim: &SimHandle, password: &str) -> DinstarClientConfig {
     let mut c = DinstarClientConfig::new("gw1", sim.base_url(), "admin", password);

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use common::{Daemon, OPERATOR, VIEWER, config_text, free_port, wait_until};
 use smsgate::daemon::Heartbeat;
-use smsgate::simulator::dinstar::{DinstarSim, SimHandle};
 use smsgate::store::Store;
 use smsgate::store::spool::{self, State};
+use smsgate_sim::dinstar::{DinstarSim, SimHandle};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()

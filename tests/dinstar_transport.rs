@@ -7,9 +7,9 @@ use std::time::{Duration, Instant};
 use smsgate::config::{Config, GatewaySettings};
 use smsgate::daemon::{Heartbeat, Heartbeats, Shared};
 use smsgate::dialer::Engine;
-use smsgate::simulator::dinstar::{DinstarSim, SimHandle};
 use smsgate::store::spool::{self, NewMessage, State};
 use smsgate::store::{Store, inbound};
+use smsgate_sim::dinstar::{DinstarSim, SimHandle};
 
 struct Rig {
     _dir: tempfile::TempDir,

@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use smsgate::config::{DwgSettings, Secret};
-use smsgate::simulator::dwg::{DwgSim, DwgSimBuilder, DwgSimHandle, SimPort};
 use smsgate::transport::dwg::{DwgOptions, DwgTransport, NOT_CONNECTED};
 use smsgate::transport::{Event, Outbound, SendError, Transport};
 use smsgate_proto::dwg::{
     self as codec, Body, DwgCodec, Frame, MsgId, PortState, SendCode, SendSms, TextEncoding,
 };
+use smsgate_sim::dwg::{DwgSim, DwgSimBuilder, DwgSimHandle, SimPort};
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio_util::bytes::BytesMut;
 use tokio_util::sync::CancellationToken;

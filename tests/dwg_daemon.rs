@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::{Daemon, OPERATOR, free_port, get};
 use serde_json::{Value, json};
-use smsgate::simulator::dwg::DwgSim;
+use smsgate_sim::dwg::DwgSim;
 
 const PASSWORD: &str = "dwg-Pa55-xyz";
 const TEXT: &str = "Hola Ñandú, ¿confirmás el turno? 👍🏽";

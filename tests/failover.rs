@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{Daemon, OPERATOR, VIEWER};
 use serde_json::{Value, json};
-use smsgate::simulator::dinstar::{DinstarSim, SimHandle};
+use smsgate_sim::dinstar::{DinstarSim, SimHandle};
 
 const INTERVAL_MS: u64 = 200;
 
@@ -193,7 +193,7 @@ async fn traffic_moves_to_the_fallback_and_back_with_pacing_held() {
 /// (simulated) modem, paced; the gateway returns and traffic moves back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_dinstar_moves_traffic_to_the_modem_and_back() {
-    use smsgate::simulator::modem::{FakeModem, ModemState};
+    use smsgate_sim::modem::{FakeModem, ModemState};
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("ttyGSM0");
     let modem = FakeModem::start(&link, ModemState::default()).unwrap();

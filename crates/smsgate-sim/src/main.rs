@@ -19,9 +19,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use smsgate::simulator::dinstar::{DinstarSim, SimAuth};
-use smsgate::simulator::dwg::{DwgSim, SimPort};
-use smsgate::transport::dwg::codec::PortState;
+use smsgate_proto::dwg::PortState;
+use smsgate_sim::dinstar::{DinstarSim, SimAuth};
+use smsgate_sim::dwg::{DwgSim, SimPort};
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +44,9 @@ enum Sim {
     /// A GSM modem answering AT commands on a pseudo-terminal: prints the
     /// path to give smsgate as `device` (or gammu as `port`).
     Modem(ModemArgs),
+    /// Writes the manual page smsgate-sim.1 into DIR (the .deb's build).
+    #[command(hide = true)]
+    GenerateMan { dir: std::path::PathBuf },
 }
 
 #[derive(clap::Args)]
@@ -174,6 +177,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Sim::GenerateMan { dir } = &cli.sim {
+        return generate_man(dir);
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -189,11 +195,31 @@ fn main() -> ExitCode {
         Sim::Dinstar(a) => rt.block_on(run_dinstar(a)),
         Sim::Dwg(a) => rt.block_on(run_dwg(a)),
         Sim::Modem(a) => rt.block_on(run_modem(a)),
+        Sim::GenerateMan { .. } => ExitCode::SUCCESS,
+    }
+}
+
+fn generate_man(dir: &std::path::Path) -> ExitCode {
+    use clap::CommandFactory;
+    let mut page = Vec::new();
+    let written = clap_mangen::Man::new(Cli::command())
+        .render(&mut page)
+        .and_then(|()| std::fs::create_dir_all(dir))
+        .and_then(|()| std::fs::write(dir.join("smsgate-sim.1"), page));
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!(
+                "smsgate-sim: cannot write {}: {e}",
+                dir.join("smsgate-sim.1").display()
+            );
+            ExitCode::FAILURE
+        }
     }
 }
 
 async fn run_modem(a: ModemArgs) -> ExitCode {
-    use smsgate::simulator::modem::{FakeModem, ModemState, Quirks};
+    use smsgate_sim::modem::{FakeModem, ModemState, Quirks};
     let quirks = match a.profile.as_str() {
         "plain" => Quirks::default(),
         "huawei" => Quirks {

@@ -7,7 +7,7 @@
 //!
 //! ```no_run
 //! # async fn demo() {
-//! use smsgate::simulator::dwg::DwgSim;
+//! use smsgate_sim::dwg::DwgSim;
 //! let sim = DwgSim::builder()
 //!     .connect("127.0.0.1:9000".parse().unwrap())
 //!     .credentials("smsgate", "secret")
@@ -23,15 +23,56 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::transport::dwg::Conn;
-use crate::transport::dwg::codec::{
-    Ack, AuthRequest, Body, Frame, MsgId, PortState, ReceivedSms, SendCode, SmsReceipt, SmsResult,
-    TextEncoding, choose_encoding, encode_text,
+use smsgate_proto::dwg::{
+    Ack, AuthRequest, Body, CodecError, DwgCodec, Frame, MsgId, PortState, ReceivedSms, SendCode,
+    SmsReceipt, SmsResult, TextEncoding, choose_encoding, encode_text,
 };
+
+/// The gateway's side of the TCP stream, frame by frame. `next` is
+/// cancel-safe (bytes read stay in the buffer), so it can sit in a
+/// `select!`.
+struct Conn {
+    stream: TcpStream,
+    codec: DwgCodec,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+}
+
+impl Conn {
+    fn new(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            codec: DwgCodec,
+            rbuf: BytesMut::with_capacity(4096),
+            wbuf: BytesMut::new(),
+        }
+    }
+
+    /// The next frame; `Ok(None)` when smsgate closed the connection.
+    async fn next(&mut self) -> Result<Option<Frame>, CodecError> {
+        loop {
+            if let Some(f) = self.codec.decode(&mut self.rbuf)? {
+                return Ok(Some(f));
+            }
+            if self.stream.read_buf(&mut self.rbuf).await? == 0 {
+                return Ok(None);
+            }
+        }
+    }
+
+    async fn send(&mut self, frame: Frame) -> Result<(), CodecError> {
+        self.wbuf.clear();
+        self.codec.encode(frame, &mut self.wbuf)?;
+        self.stream.write_all(&self.wbuf).await?;
+        Ok(())
+    }
+}
 
 /// One send request as the simulated gateway saw it.
 #[derive(Debug, Clone)]
@@ -528,14 +569,12 @@ impl Shared {
                 conn.send(frame.reply(Body::SendUssdResponse(SendCode::Succeed)))
                     .await
                     .map_err(|e| e.to_string())?;
-                let reply = self.frame(Body::ReceiveUssd(
-                    crate::transport::dwg::codec::ReceivedUssd {
-                        port: u.port,
-                        status: 0,
-                        encoding: TextEncoding::Ascii,
-                        content: b"Simulated balance: 100.00".to_vec(),
-                    },
-                ));
+                let reply = self.frame(Body::ReceiveUssd(smsgate_proto::dwg::ReceivedUssd {
+                    port: u.port,
+                    status: 0,
+                    encoding: TextEncoding::Ascii,
+                    content: b"Simulated balance: 100.00".to_vec(),
+                }));
                 let _ = tx.send(Cmd::Frame(reply)).await;
             }
             Body::ReceiveSmsAck(a) => {

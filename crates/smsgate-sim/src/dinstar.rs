@@ -11,7 +11,7 @@
 //!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
-//! use smsgate::simulator::dinstar::DinstarSim;
+//! use smsgate_sim::dinstar::DinstarSim;
 //! let sim = DinstarSim::builder().ports(4).credentials("admin", "admin").start().await?;
 //! let base = sim.base_url(); // http://127.0.0.1:PORT
 //! sim.set_port_sim(2, false);
@@ -585,13 +585,12 @@ fn tls_acceptor(cert_pem: &[u8], key_pem: &[u8]) -> std::io::Result<tokio_rustls
         .collect::<Result<_, _>>()
         .map_err(|e| bad(format!("certificate PEM: {e}")))?;
     let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|e| bad(format!("key PEM: {e}")))?;
-    let cfg =
-        rustls::ServerConfig::builder_with_provider(crate::transport::dinstar::tls::provider())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| bad(e.to_string()))?
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| bad(e.to_string()))?;
+    let cfg = rustls::ServerConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| bad(e.to_string()))?;
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(cfg)))
 }
 
@@ -699,18 +698,16 @@ async fn ticker(shared: Arc<Shared>, shutdown: CancellationToken) {
 }
 
 async fn pusher(url: String, shared: Arc<Shared>, shutdown: CancellationToken) {
-    let client = crate::transport::dinstar::tls::client_config(
-        &crate::transport::dinstar::TlsVerify::AcceptInvalid,
-    )
-    .map_err(|e| e.to_string())
-    .and_then(|tls| {
-        reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .no_proxy()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| e.to_string())
-    });
+    let client = crate::tls::any_certificate_client()
+        .map_err(|e| e.to_string())
+        .and_then(|tls| {
+            reqwest::Client::builder()
+                .tls_backend_preconfigured(tls)
+                .no_proxy()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .map_err(|e| e.to_string())
+        });
     let client = match client {
         Ok(c) => c,
         Err(e) => {

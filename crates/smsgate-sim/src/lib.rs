@@ -1,0 +1,10 @@
+//! Simulators of the gateways smsgate drives, runnable on their own
+//! (`smsgate-sim`, shipped in the .deb) and used by the daemon's tests.
+//! They speak the wire formats of `smsgate_proto` and nothing of the
+//! daemon's.
+#![forbid(unsafe_code)]
+
+pub mod dinstar;
+pub mod dwg;
+pub mod modem;
+mod tls;
