@@ -18,8 +18,8 @@ use std::io::BufReader;
 use std::time::{Duration, Instant};
 
 use smsgate::config::Config;
-use smsgate::daemon::{Heartbeats, Shared};
 use smsgate::dialer::{Engine, importer};
+use smsgate::runtime::{Heartbeats, Shared};
 use smsgate::store::Store;
 
 mod support;
@@ -73,7 +73,7 @@ fn main() {
 
 fn import(config: &Config, dir: &std::path::Path, what: &str, lines: Lines) {
     let state = dir.join(what.replace([' ', ','], "-"));
-    let store = Store::open(&state, smsgate::daemon::Heartbeat::detached()).expect("store");
+    let store = Store::open(&state, smsgate::runtime::Heartbeat::detached()).expect("store");
     let t = Instant::now();
     let summary = importer::import_messages(
         &store,
@@ -102,7 +102,7 @@ fn spool(config: &Config, dir: &std::path::Path, n: u64) {
         .build()
         .expect("runtime");
     let state = dir.join("run");
-    let store = Store::open(&state, smsgate::daemon::Heartbeat::detached()).expect("store");
+    let store = Store::open(&state, smsgate::runtime::Heartbeat::detached()).expect("store");
     let summary =
         importer::import_messages(&store, config, "BENCH2.csv", BufReader::new(Lines::new(n)))
             .expect("import");

@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::breaker::{Breaker, Transition};
 use crate::config::DialerConfig;
-use crate::daemon::{Heartbeat, Shared};
 use crate::metrics::{ChannelLabel, ChannelOutcomeLabels, DialerStateLabels};
+use crate::runtime::{Heartbeat, Shared};
 use crate::store::spool::{self, Queued, State};
 use crate::transport::{Outbound, PortHealth, SendError, Transport};
 

@@ -336,7 +336,7 @@ fn pdu(command: PduCommand) -> ExitCode {
 }
 
 fn check_config(path: PathBuf) -> ExitCode {
-    match crate::daemon::load_config(&path) {
+    match crate::runtime::load_config(&path) {
         Ok(c) => {
             println!(
                 "{}: valid ({} gateways, {} dialers, {} campaigns, {} API tokens)",
@@ -721,7 +721,7 @@ fn human_duration(s: u64) -> String {
 
 /// Reads the config for a command that talks to gateways directly.
 fn gateway_config(config_path: &std::path::Path) -> Result<Config, String> {
-    crate::daemon::load_config(config_path)
+    crate::runtime::load_config(config_path)
         .map_err(|e| format!("cannot read {}: {e}", config_path.display()))
 }
 

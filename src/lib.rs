@@ -13,6 +13,7 @@ pub mod config;
 pub mod daemon;
 pub mod dialer;
 pub mod metrics;
+pub mod runtime;
 
 pub mod store;
 pub mod tls;

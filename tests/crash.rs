@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::{Daemon, OPERATOR, VIEWER, config_text, free_port};
 use serde_json::Value;
-use smsgate::daemon::Heartbeat;
+use smsgate::runtime::Heartbeat;
 use smsgate::store::Store;
 use smsgate::store::spool::{self, ListFilter, State};
 use smsgate_sim::dinstar::{DinstarSim, SimHandle};

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{Daemon, OPERATOR, VIEWER, config_text, free_port, wait_until};
-use smsgate::daemon::Heartbeat;
+use smsgate::runtime::Heartbeat;
 use smsgate::store::Store;
 use smsgate::store::spool::{self, State};
 use smsgate_sim::dinstar::{DinstarSim, SimHandle};

@@ -5,8 +5,8 @@
 use std::time::{Duration, Instant};
 
 use smsgate::config::{Config, GatewaySettings};
-use smsgate::daemon::{Heartbeat, Heartbeats, Shared};
 use smsgate::dialer::Engine;
+use smsgate::runtime::{Heartbeat, Heartbeats, Shared};
 use smsgate::store::spool::{self, NewMessage, State};
 use smsgate::store::{Store, inbound};
 use smsgate_sim::dinstar::{DinstarSim, SimHandle};

@@ -29,9 +29,9 @@ pub use error::{ApiError, PROBLEM_JSON, Problem};
 pub use extract::{ApiJson, ApiPath, ApiQuery};
 
 use crate::config::Role;
-use crate::daemon::Shared;
 use crate::dialer::Engine;
 use crate::metrics::RouteLabels;
+use crate::runtime::Shared;
 
 #[derive(Clone)]
 pub struct AppState {

@@ -13,8 +13,8 @@ use tokio_util::task::TaskTracker;
 use crate::breaker::Breaker;
 use crate::channel::{Channel, ChannelView, Job, JobDone, JobOutcome, state_label};
 use crate::config::{Config, DialerConfig, GatewayConfig};
-use crate::daemon::Shared;
 use crate::metrics::{DialerLabel, DialerStateLabels};
+use crate::runtime::Shared;
 use crate::store::now_ms;
 use crate::store::spool::{self, State};
 use crate::transport::{self, Event, Reconciled, Transport};
@@ -725,7 +725,7 @@ struct DialerLoop {
     stopped: Arc<std::sync::atomic::AtomicBool>,
     in_memory: Arc<Mutex<usize>>,
     rate: Arc<Mutex<Rate>>,
-    heartbeat: crate::daemon::Heartbeat,
+    heartbeat: crate::runtime::Heartbeat,
 }
 
 impl DialerLoop {

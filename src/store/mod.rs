@@ -23,8 +23,6 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use crate::daemon::Heartbeat;
-
 pub use rusqlite;
 
 /// How many queued jobs one transaction may take. Bounded so one commit
@@ -98,6 +96,14 @@ enum Command {
     Shutdown,
 }
 
+/// What the writer thread beats every time it turns (at least every
+/// `period`), so the watchdog notices a writer stuck in a job. The runtime's
+/// heartbeat implements it; a trait here keeps the store below the runtime.
+pub trait WriterBeat: Send + 'static {
+    fn beat(&self);
+    fn period(&self) -> Duration;
+}
+
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
@@ -120,7 +126,8 @@ impl Store {
     /// Opens (creating if needed) `dir/smsgate.db`, applies migrations and
     /// starts the writer thread. Blocking: call it from `spawn_blocking` or
     /// before the runtime starts.
-    pub fn open(dir: &Path, heartbeat: Heartbeat) -> Result<Self, StoreError> {
+    pub fn open(dir: &Path, heartbeat: impl WriterBeat) -> Result<Self, StoreError> {
+        let heartbeat: Box<dyn WriterBeat> = Box::new(heartbeat);
         std::fs::create_dir_all(dir).map_err(|source| StoreError::StateDir {
             path: dir.to_path_buf(),
             source,
@@ -439,7 +446,7 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
 fn writer_loop(
     mut conn: Connection,
     rx: mpsc::Receiver<Command>,
-    heartbeat: Heartbeat,
+    heartbeat: Box<dyn WriterBeat>,
     committed: Arc<AtomicBool>,
 ) {
     let mut shutting_down = false;
@@ -559,7 +566,7 @@ mod tests {
     use super::*;
 
     fn open(dir: &Path) -> Store {
-        Store::open(dir, Heartbeat::detached()).unwrap()
+        Store::open(dir, crate::runtime::Heartbeat::detached()).unwrap()
     }
 
     #[tokio::test]
@@ -747,7 +754,7 @@ mod tests {
             let c = Connection::open(dir.path().join("smsgate.db")).unwrap();
             c.pragma_update(None, "user_version", 999).unwrap();
         }
-        let err = Store::open(dir.path(), Heartbeat::detached())
+        let err = Store::open(dir.path(), crate::runtime::Heartbeat::detached())
             .err()
             .unwrap();
         assert!(
