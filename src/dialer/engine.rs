@@ -1102,11 +1102,7 @@ impl DialerLoop {
                 primary
             };
         }
-        let ports = config
-            .gateway(&dialer.provider)
-            .and_then(|g| crate::dialer::parse_dial(&dialer.dial, g.ports).ok())
-            .unwrap_or_default();
-        set(&dialer.provider, &ports)
+        set(&dialer.provider, &dialer.ports)
     }
 
     async fn next_retry_wait(&self, dialer: &DialerConfig) -> Duration {

@@ -217,6 +217,17 @@ fn port_number(s: &str) -> Option<u32> {
     s.parse().ok()
 }
 
+/// The ports a dial string names on a gateway with `ports` ports, in
+/// round-robin order. Empty means every port of the gateway.
+pub fn parse_dial(dial: &str, ports: u32) -> Result<Vec<u32>, String> {
+    if dial.trim().is_empty() {
+        return Ok((0..ports).collect());
+    }
+    DialString::parse_for_gateway(dial, ports)
+        .map(|d| d.ports().to_vec())
+        .map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

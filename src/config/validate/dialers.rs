@@ -1,0 +1,304 @@
+//! Channel groups, schedules, dialers and campaigns: names, references
+//! between them, dial strings (parsed here, once, into the dialer's ports)
+//! and the values of each key.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::time::Duration;
+
+use toml::Spanned;
+use toml::de::DeValue;
+
+use super::super::raw::*;
+use super::super::*;
+use super::Validator;
+
+impl Validator<'_> {
+    pub(super) fn channel_groups(
+        &mut self,
+        raws: Vec<RawChannelGroup>,
+        gateways: &[GatewayConfig],
+    ) -> Vec<ChannelGroupConfig> {
+        let mut out = Vec::new();
+        let mut seen: HashMap<String, Range<usize>> = HashMap::new();
+        for g in raws {
+            self.check_name(&g.name, "channel group");
+            if let Some(first) = seen.get(g.name.get_ref()) {
+                let first = first.clone();
+                self.duplicate(g.name.span(), first, "channel group", g.name.get_ref());
+            }
+            seen.insert(g.name.get_ref().clone(), g.name.span());
+            if gateways.iter().any(|gw| &gw.name == g.name.get_ref()) {
+                self.problem(
+                    g.name.span(),
+                    format!(
+                        "channel group {:?} has the name of a gateway; dialers name either, so the names must differ",
+                        g.name.get_ref()
+                    ),
+                );
+            }
+            if g.primary.is_empty() {
+                self.problem(
+                    g.name.span(),
+                    "a channel group needs at least one primary channel",
+                );
+            }
+            let owner = g.name.get_ref().clone();
+            let sets = |list: &[Spanned<String>], v: &mut Self| -> Vec<ChannelSet> {
+                let mut out = Vec::new();
+                for entry in list {
+                    let (gw_name, dial) = match entry.get_ref().split_once(':') {
+                        Some((g, d)) => (g.trim(), d.trim()),
+                        None => (entry.get_ref().trim(), ""),
+                    };
+                    let Some(gw) = gateways.iter().find(|x| x.name == gw_name) else {
+                        let named = Spanned::new(entry.span(), gw_name.to_string());
+                        v.dangling(
+                            &named,
+                            "channel group",
+                            &owner,
+                            "gateway",
+                            gateways.iter().map(|x| x.name.as_str()),
+                        );
+                        continue;
+                    };
+                    match check_dial(dial, gw).and_then(|_| {
+                        if gw.kind.has_ports() {
+                            crate::config::dialstring::parse_dial(dial, gw.ports)
+                        } else {
+                            Ok(Vec::new())
+                        }
+                    }) {
+                        Ok(ports) => out.push(ChannelSet {
+                            gateway: gw.name.clone(),
+                            ports,
+                        }),
+                        Err(m) => v.problem(entry.span(), m),
+                    }
+                }
+                out
+            };
+            let primary = sets(&g.primary, self);
+            let fallback = sets(&g.fallback, self);
+            out.push(ChannelGroupConfig {
+                name: g.name.into_inner(),
+                primary,
+                fallback,
+            });
+        }
+        out
+    }
+
+    /// `[schedule.NAME]` tables, each compiled (time zone, windows,
+    /// exceptions) so a bad one is reported here and not at 9 a.m.
+    pub(super) fn schedules(
+        &mut self,
+        value: Option<Spanned<DeValue<'_>>>,
+    ) -> HashMap<String, std::sync::Arc<crate::config::schedule::Schedule>> {
+        use crate::config::schedule::ScheduleConfig;
+        let mut out = HashMap::new();
+        let Some(value) = value else {
+            return out;
+        };
+        let span = value.span();
+        let DeValue::Table(table) = value.into_inner() else {
+            self.problem(
+                span,
+                "[schedule] holds named schedules: write them as [schedule.NAME]",
+            );
+            return out;
+        };
+        for (name, body) in table {
+            let key_span = name.span();
+            let name = name.into_inner().to_string();
+            let label = format!("[schedule.{name}]");
+            let ok_name = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+            if !ok_name {
+                self.problem(
+                    key_span.clone(),
+                    format!(
+                        "schedule name {name:?} must be 1 to 64 letters, digits, '_', '-' or '.'"
+                    ),
+                );
+            }
+            if !body.get_ref().is_table() {
+                self.problem(body.span(), format!("{label} must be a table"));
+                continue;
+            }
+            let body_span = body.span();
+            let Some(raw): Option<ScheduleConfig> = self.deserialize(body, &label) else {
+                continue;
+            };
+            match raw.compile() {
+                Ok(s) => {
+                    out.insert(name, std::sync::Arc::new(s));
+                }
+                Err(e) => {
+                    for p in e.problems {
+                        self.problem(body_span.clone(), format!("{label}: {p}"));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    pub(super) fn dialers(
+        &mut self,
+        raws: Vec<RawDialer>,
+        gateways: &[GatewayConfig],
+        groups: &[ChannelGroupConfig],
+        schedules: &HashMap<String, std::sync::Arc<crate::config::schedule::Schedule>>,
+    ) -> Vec<DialerConfig> {
+        let mut out = Vec::new();
+        let mut seen: HashMap<String, Range<usize>> = HashMap::new();
+        for d in raws {
+            self.check_name(&d.name, "dialer");
+            if let Some(first) = seen.get(d.name.get_ref()) {
+                let first = first.clone();
+                self.duplicate(d.name.span(), first, "dialer", d.name.get_ref());
+            }
+            seen.insert(d.name.get_ref().clone(), d.name.span());
+            let gateway = gateways.iter().find(|g| &g.name == d.provider.get_ref());
+            let group = groups.iter().find(|g| &g.name == d.provider.get_ref());
+            if gateway.is_none() && group.is_none() {
+                self.dangling(
+                    &d.provider,
+                    "dialer",
+                    d.name.get_ref(),
+                    "gateway or channel group",
+                    gateways
+                        .iter()
+                        .map(|g| g.name.as_str())
+                        .chain(groups.iter().map(|g| g.name.as_str())),
+                );
+            }
+            if let (Some(g), Some(dial)) = (group, &d.dial) {
+                if !dial.get_ref().trim().is_empty() {
+                    self.problem(
+                        dial.span(),
+                        format!(
+                            "dialer {:?} sends through channel group {:?}, whose channels are named in the group; remove `dial`",
+                            d.name.get_ref(),
+                            g.name
+                        ),
+                    );
+                }
+            }
+            self.schedule_ref(&d.schedule, "dialer", d.name.get_ref(), schedules);
+            let dial = d
+                .dial
+                .as_ref()
+                .map(|s| s.get_ref().clone())
+                .unwrap_or_default();
+            // Parsed here once: the loader dispatches in this order.
+            let mut ports = Vec::new();
+            if let Some(g) = gateway {
+                if let Some(span) = d.dial.as_ref().map(|s| s.span()) {
+                    if let Err(msg) = check_dial(&dial, g) {
+                        self.problem(span, msg);
+                    }
+                }
+                if g.kind.has_ports() {
+                    // No dial string: every port of the gateway, in order.
+                    ports =
+                        crate::config::dialstring::parse_dial(&dial, g.ports).unwrap_or_default();
+                }
+            }
+            let interval = d.interval_ms.as_ref().map_or(1000, |v| *v.get_ref());
+            if let Some(v) = &d.interval_ms {
+                if *v.get_ref() > 86_400_000 {
+                    self.problem(
+                        v.span(),
+                        "interval_ms is over a day; that is surely a mistake",
+                    );
+                }
+            }
+            let priority = d.priority.as_ref().map_or(MAX_PRIORITY, |v| *v.get_ref());
+            if let Some(p) = &d.priority {
+                if !(MIN_PRIORITY..=MAX_PRIORITY).contains(p.get_ref()) {
+                    self.problem(p.span(), format!("priority must be between {MIN_PRIORITY} (urgent) and {MAX_PRIORITY} (routine)"));
+                }
+            }
+            let max_attempts = d.max_attempts.as_ref().map_or(3, |v| *v.get_ref());
+            if let Some(m) = &d.max_attempts {
+                if !(1..=100).contains(m.get_ref()) {
+                    self.problem(m.span(), "max_attempts must be between 1 and 100");
+                }
+            }
+            out.push(DialerConfig {
+                name: d.name.into_inner(),
+                provider: d.provider.into_inner(),
+                schedule: d.schedule.map(|s| s.into_inner()),
+                dial,
+                ports,
+                interval: Duration::from_millis(interval),
+                enabled: d.enabled,
+                dncr: d.dncr,
+                priority,
+                max_attempts: max_attempts.clamp(1, 100) as u32,
+                retry_backoff: Duration::from_millis(
+                    d.retry_backoff_ms.as_ref().map_or(30_000, |v| *v.get_ref()),
+                ),
+                resend_unknown: d.resend_unknown,
+            });
+        }
+        out
+    }
+
+    pub(super) fn campaigns(
+        &mut self,
+        raws: Vec<RawCampaign>,
+        gateways: &[GatewayConfig],
+        schedules: &HashMap<String, std::sync::Arc<crate::config::schedule::Schedule>>,
+    ) -> Vec<CampaignConfig> {
+        let mut out = Vec::new();
+        let mut seen: HashMap<String, Range<usize>> = HashMap::new();
+        for c in raws {
+            self.check_name(&c.name, "campaign");
+            if let Some(first) = seen.get(c.name.get_ref()) {
+                let first = first.clone();
+                self.duplicate(c.name.span(), first, "campaign", c.name.get_ref());
+            }
+            seen.insert(c.name.get_ref().clone(), c.name.span());
+            self.schedule_ref(&c.schedule, "campaign", c.name.get_ref(), schedules);
+            if !gateways.iter().any(|g| &g.name == c.provider.get_ref()) {
+                self.dangling(
+                    &c.provider,
+                    "campaign",
+                    c.name.get_ref(),
+                    "gateway",
+                    gateways.iter().map(|g| g.name.as_str()),
+                );
+            }
+            out.push(CampaignConfig {
+                name: c.name.into_inner(),
+                provider: c.provider.into_inner(),
+                did: c.did.into_iter().map(|d| d.into_inner()).collect(),
+                schedule: c.schedule.map(|s| s.into_inner()),
+                enabled: c.enabled,
+                out_of_hours_message: c.out_of_hours_message,
+            });
+        }
+        out
+    }
+}
+
+/// Checks a dial string against the gateway it dials through.
+fn check_dial(dial: &str, gateway: &GatewayConfig) -> Result<(), String> {
+    if !gateway.kind.has_ports() {
+        if dial.trim().is_empty() {
+            return Ok(());
+        }
+        return Err(format!(
+            "gateway {:?} (kind {:?}) has no ports, so its dialers take no dial string",
+            gateway.name,
+            gateway.kind.as_str()
+        ));
+    }
+    crate::config::dialstring::parse_dial(dial, gateway.ports).map(|_| ())
+}

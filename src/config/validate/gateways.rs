@@ -1,0 +1,469 @@
+//! The `[[gateway]]` tables: the keys every kind shares (ports, breaker),
+//! refusing keys of another kind by name, then each kind's own settings.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::super::raw::*;
+use super::super::*;
+use super::{KindKey, Validator};
+
+impl Validator<'_> {
+    pub(super) fn gateways(&mut self, raws: Vec<RawGateway>) -> Vec<GatewayConfig> {
+        let mut out = Vec::new();
+        let mut seen: HashMap<String, Range<usize>> = HashMap::new();
+        for g in raws {
+            let name_span = g.name.span();
+            self.check_name(&g.name, "gateway");
+            if let Some(first) = seen.get(g.name.get_ref()) {
+                let first = first.clone();
+                self.duplicate(name_span.clone(), first, "gateway", g.name.get_ref());
+            }
+            seen.insert(g.name.get_ref().clone(), name_span.clone());
+            let Some(kind) = GatewayKind::parse(g.kind.get_ref()) else {
+                let mut m = format!("unknown gateway kind {:?}", g.kind.get_ref());
+                if let Some(best) = diag::closest(g.kind.get_ref(), KIND_NAMES) {
+                    m.push_str(&format!("; did you mean \"{best}\"?"));
+                } else {
+                    m.push_str(&format!("; kinds: {}", KIND_NAMES.join(", ")));
+                }
+                self.problem(g.kind.span(), m);
+                continue;
+            };
+            if let Some(gc) = self.gateway(g, kind) {
+                out.push(gc);
+            }
+        }
+        out
+    }
+
+    pub(super) fn gateway(
+        &mut self,
+        mut g: RawGateway,
+        kind: GatewayKind,
+    ) -> Option<GatewayConfig> {
+        let kind_name = kind.as_str();
+        // Keys that belong to other kinds are refused by name so a copied
+        // block does not silently keep settings that do nothing.
+        let foreign: Vec<KindKey<'_>> = vec![
+            (
+                "url",
+                g.url.as_ref().map(|v| v.span()),
+                &[GatewayKind::Dinstar, GatewayKind::Twilio, GatewayKind::Http],
+            ),
+            (
+                "user",
+                g.user.as_ref().map(|v| v.span()),
+                &[GatewayKind::Dinstar, GatewayKind::DinstarDwg],
+            ),
+            (
+                "password",
+                g.password.as_ref().map(|v| v.span()),
+                &[GatewayKind::Dinstar, GatewayKind::DinstarDwg],
+            ),
+            (
+                "password_file",
+                g.password_file.as_ref().map(|v| v.span()),
+                &[GatewayKind::Dinstar, GatewayKind::DinstarDwg],
+            ),
+            (
+                "auth",
+                g.auth.as_ref().map(|v| v.span()),
+                &[GatewayKind::Dinstar],
+            ),
+            (
+                "tls_accept_invalid",
+                g.tls_accept_invalid.as_ref().map(|v| v.span()),
+                &[GatewayKind::Dinstar],
+            ),
+            (
+                "tls_fingerprint",
+                g.tls_fingerprint.as_ref().map(|v| v.span()),
+                &[GatewayKind::Dinstar],
+            ),
+            (
+                "timeout_ms",
+                g.timeout_ms.as_ref().map(|v| v.span()),
+                &[GatewayKind::Dinstar, GatewayKind::At],
+            ),
+            (
+                "result_poll_ms",
+                g.result_poll_ms.as_ref().map(|v| v.span()),
+                &[GatewayKind::Dinstar],
+            ),
+            (
+                "port_poll_s",
+                g.port_poll_s.as_ref().map(|v| v.span()),
+                &[GatewayKind::Dinstar, GatewayKind::At],
+            ),
+            (
+                "incoming_poll_s",
+                g.incoming_poll_s.as_ref().map(|v| v.span()),
+                &[GatewayKind::Dinstar],
+            ),
+            (
+                "push_allow",
+                g.push_allow.as_ref().map(|v| v.span()),
+                &[GatewayKind::Dinstar],
+            ),
+            (
+                "listen",
+                g.listen.as_ref().map(|v| v.span()),
+                &[GatewayKind::DinstarDwg],
+            ),
+            (
+                "device",
+                g.device.as_ref().map(|v| v.span()),
+                &[GatewayKind::At],
+            ),
+            (
+                "baud",
+                g.baud.as_ref().map(|v| v.span()),
+                &[GatewayKind::At],
+            ),
+            ("pin", g.pin.as_ref().map(|v| v.span()), &[GatewayKind::At]),
+            (
+                "pin_file",
+                g.pin_file.as_ref().map(|v| v.span()),
+                &[GatewayKind::At],
+            ),
+            (
+                "smsc",
+                g.smsc.as_ref().map(|v| v.span()),
+                &[GatewayKind::At],
+            ),
+            (
+                "send_timeout_s",
+                g.send_timeout_s.as_ref().map(|v| v.span()),
+                &[GatewayKind::At],
+            ),
+            (
+                "latency_ms",
+                g.latency_ms.as_ref().map(|v| v.span()),
+                &[GatewayKind::Sim],
+            ),
+            (
+                "failure_rate",
+                g.failure_rate.as_ref().map(|v| v.span()),
+                &[GatewayKind::Sim],
+            ),
+        ];
+        let mut ok = true;
+        for (key, span, kinds) in foreign {
+            if let Some(span) = span {
+                if !kinds.contains(&kind) {
+                    let owners: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+                    self.problem(
+                        span,
+                        format!(
+                            "`{key}` is a key of gateway kind {}, not of kind {kind_name:?}",
+                            owners.join(" or ")
+                        ),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        let name_span = g.name.span();
+        let ports = match (&g.ports, kind) {
+            (Some(p), GatewayKind::At) if *p.get_ref() != 1 => {
+                self.problem(
+                    p.span(),
+                    "a modem (kind \"at\") is one channel: ports must be 1 or left out",
+                );
+                1
+            }
+            (Some(p), k) if !k.has_ports() => {
+                self.problem(
+                    p.span(),
+                    format!("gateway kind {kind_name:?} has no ports; remove `ports`"),
+                );
+                0
+            }
+            (Some(p), _) => {
+                let n = *p.get_ref();
+                if !(1..=512).contains(&n) {
+                    self.problem(
+                        p.span(),
+                        format!("ports must be between 1 and 512, found {n}"),
+                    );
+                    ok = false;
+                }
+                n.clamp(1, 512) as u32
+            }
+            (None, GatewayKind::Sim) => 4,
+            (None, GatewayKind::At) => 1,
+            (None, k) if !k.has_ports() => 0,
+            (None, _) => {
+                self.problem(
+                    name_span.clone(),
+                    format!(
+                        "gateway {:?} needs `ports` (how many GSM ports the gateway has)",
+                        g.name.get_ref()
+                    ),
+                );
+                ok = false;
+                1
+            }
+        };
+        let settings = match kind {
+            GatewayKind::Sim => Some(self.sim(&g, &mut ok)),
+            GatewayKind::Dinstar => self.dinstar(&mut g, &name_span, &mut ok),
+            GatewayKind::DinstarDwg => self.dwg(&mut g, &name_span),
+            GatewayKind::At => self.at(&mut g, &name_span, &mut ok),
+            GatewayKind::Twilio | GatewayKind::Http => {
+                self.problem(
+                    g.kind.span(),
+                    format!(
+                        "gateway kind {kind_name:?} is not available in this version of smsgate"
+                    ),
+                );
+                return None;
+            }
+        }?;
+        let breaker_failures = g.breaker_failures.as_ref().map_or(3, |v| *v.get_ref());
+        if let Some(v) = &g.breaker_failures {
+            if !(1..=1000).contains(v.get_ref()) {
+                self.problem(v.span(), "breaker_failures must be between 1 and 1000");
+                ok = false;
+            }
+        }
+        let breaker_probe_s = g.breaker_probe_s.as_ref().map_or(30, |v| *v.get_ref());
+        if let Some(v) = &g.breaker_probe_s {
+            if !(1..=3600).contains(v.get_ref()) {
+                self.problem(
+                    v.span(),
+                    "breaker_probe_s must be between 1 and 3600 seconds",
+                );
+                ok = false;
+            }
+        }
+        ok.then(|| GatewayConfig {
+            name: g.name.into_inner(),
+            kind,
+            enabled: g.enabled,
+            ports,
+            breaker_failures: breaker_failures as u32,
+            breaker_probe: Duration::from_secs(breaker_probe_s),
+            settings,
+        })
+    }
+
+    /// `kind = "sim"`: the simulated gateway of demo mode.
+    fn sim(&mut self, g: &RawGateway, ok: &mut bool) -> GatewaySettings {
+        let failure_rate = g.failure_rate.as_ref().map_or(0.0, |f| *f.get_ref());
+        if let Some(f) = &g.failure_rate {
+            if !(0.0..=1.0).contains(f.get_ref()) {
+                self.problem(f.span(), "failure_rate is a fraction between 0.0 and 1.0");
+                *ok = false;
+            }
+        }
+        GatewaySettings::Sim(SimSettings {
+            latency: Duration::from_millis(g.latency_ms.as_ref().map_or(20, |v| *v.get_ref())),
+            failure_rate,
+        })
+    }
+
+    /// `kind = "dinstar"`: the HTTP API (url, credentials, TLS, polls, pushes).
+    fn dinstar(
+        &mut self,
+        g: &mut RawGateway,
+        name_span: &Range<usize>,
+        ok: &mut bool,
+    ) -> Option<GatewaySettings> {
+        let kind_name = GatewayKind::Dinstar.as_str();
+        let url = self.required(g.url.as_ref(), "url", name_span, kind_name);
+        if let Some(u) = &g.url {
+            let s = u.get_ref();
+            if !(s.starts_with("http://") || s.starts_with("https://")) || s.len() < 9 {
+                self.problem(
+                    u.span(),
+                    format!("url must start with http:// or https://, found {s:?}"),
+                );
+                *ok = false;
+            }
+        }
+        let user = self.required(g.user.as_ref(), "user", name_span, kind_name);
+        let password = self.secret(
+            g.password.take(),
+            g.password_file.take(),
+            "password",
+            name_span.clone(),
+        );
+        let digest = match g.auth.as_ref().map(|a| a.get_ref().as_str()) {
+            None | Some("digest") => true,
+            Some("basic") => false,
+            Some(other) => {
+                let span = g
+                    .auth
+                    .as_ref()
+                    .map(|a| a.span())
+                    .unwrap_or(name_span.clone());
+                self.problem(
+                    span,
+                    format!("auth must be \"digest\" or \"basic\", found {other:?}"),
+                );
+                *ok = false;
+                true
+            }
+        };
+        let mut push_allow = Vec::new();
+        if let Some(list) = &g.push_allow {
+            for a in list.get_ref() {
+                match a.parse() {
+                    Ok(ip) => push_allow.push(ip),
+                    Err(_) => {
+                        self.problem(
+                            list.span(),
+                            format!("push_allow holds {a:?}, which is not an IP address"),
+                        );
+                        *ok = false;
+                    }
+                }
+            }
+        }
+        let fingerprint = g.tls_fingerprint.as_ref().map(|f| {
+            let hex: String = f
+                .get_ref()
+                .chars()
+                .filter(|c| *c != ':')
+                .collect::<String>()
+                .to_ascii_lowercase();
+            if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                self.problem(
+                    f.span(),
+                    "tls_fingerprint must be a SHA-256 fingerprint: 64 hex digits, colons allowed",
+                );
+            }
+            hex
+        });
+        match (url, user, password) {
+            (Some(url), Some(user), Some(password)) => {
+                Some(GatewaySettings::Dinstar(DinstarSettings {
+                    url,
+                    user,
+                    password,
+                    digest,
+                    tls_accept_invalid: g.tls_accept_invalid.as_ref().is_some_and(|v| *v.get_ref()),
+                    tls_fingerprint: fingerprint,
+                    timeout: Duration::from_millis(
+                        g.timeout_ms.as_ref().map_or(10_000, |v| *v.get_ref()),
+                    ),
+                    result_poll: Duration::from_millis(
+                        g.result_poll_ms.as_ref().map_or(2_000, |v| *v.get_ref()),
+                    ),
+                    port_poll: Duration::from_secs(
+                        g.port_poll_s.as_ref().map_or(30, |v| *v.get_ref()),
+                    ),
+                    incoming_poll: Duration::from_secs(
+                        g.incoming_poll_s.as_ref().map_or(30, |v| *v.get_ref()),
+                    ),
+                    push_allow,
+                }))
+            }
+            _ => None,
+        }
+    }
+
+    /// `kind = "dinstar-dwg"`: the DWG listener the gateway connects to.
+    fn dwg(&mut self, g: &mut RawGateway, name_span: &Range<usize>) -> Option<GatewaySettings> {
+        let kind_name = GatewayKind::DinstarDwg.as_str();
+        let listen = self.required(g.listen.as_ref(), "listen", name_span, kind_name);
+        let listen = listen.and_then(|l| match l.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                let span = g
+                    .listen
+                    .as_ref()
+                    .map(|v| v.span())
+                    .unwrap_or(name_span.clone());
+                self.problem(
+                    span,
+                    format!(
+                        "listen must be an address and port such as \"0.0.0.0:9000\", found {l:?}"
+                    ),
+                );
+                None
+            }
+        });
+        let user = self.required(g.user.as_ref(), "user", name_span, kind_name);
+        let password = self.secret(
+            g.password.take(),
+            g.password_file.take(),
+            "password",
+            name_span.clone(),
+        );
+        match (listen, user, password) {
+            (Some(listen), Some(user), Some(password)) => {
+                Some(GatewaySettings::DinstarDwg(DwgSettings {
+                    listen,
+                    user,
+                    password,
+                }))
+            }
+            _ => None,
+        }
+    }
+
+    /// `kind = "at"`: one GSM modem on a serial port.
+    fn at(
+        &mut self,
+        g: &mut RawGateway,
+        name_span: &Range<usize>,
+        ok: &mut bool,
+    ) -> Option<GatewaySettings> {
+        let kind_name = GatewayKind::At.as_str();
+        let device = self.required(g.device.as_ref(), "device", name_span, kind_name);
+        let baud = g.baud.as_ref().map_or(115_200, |b| *b.get_ref());
+        const BAUDS: &[u64] = &[
+            9600, 19200, 38400, 57600, 115_200, 230_400, 460_800, 921_600,
+        ];
+        if let Some(b) = &g.baud {
+            if !BAUDS.contains(b.get_ref()) {
+                self.problem(b.span(), format!("baud must be one of {BAUDS:?}"));
+                *ok = false;
+            }
+        }
+        let pin = if g.pin.is_some() || g.pin_file.is_some() {
+            let pin = self.secret(g.pin.take(), g.pin_file.take(), "pin", name_span.clone());
+            if let Some(p) = &pin {
+                let n = p.expose().len();
+                if !(4..=8).contains(&n) || !p.expose().chars().all(|c| c.is_ascii_digit()) {
+                    self.problem(name_span.clone(), "a SIM PIN is 4 to 8 digits");
+                    *ok = false;
+                }
+            }
+            pin
+        } else {
+            None
+        };
+        device.map(|d| {
+            GatewaySettings::At(AtSettings {
+                device: PathBuf::from(d),
+                baud: baud as u32,
+                pin,
+                smsc: g.smsc.take().map(|s| s.into_inner()),
+                // 5 s for simple commands, as the AT reference
+                // suggests (ModemManager uses 3 s for CNMI).
+                timeout: Duration::from_millis(
+                    g.timeout_ms
+                        .as_ref()
+                        .map_or(5_000, |v| *v.get_ref())
+                        .max(100),
+                ),
+                port_poll: Duration::from_secs(
+                    g.port_poll_s.as_ref().map_or(30, |v| *v.get_ref()).max(1),
+                ),
+                send_timeout: Duration::from_secs(
+                    g.send_timeout_s
+                        .as_ref()
+                        .map_or(130, |v| *v.get_ref())
+                        .max(1),
+                ),
+            })
+        })
+    }
+}
