@@ -18,7 +18,8 @@ use std::io::BufReader;
 use std::time::{Duration, Instant};
 
 use smsgate::config::Config;
-use smsgate::dialer::{Engine, importer};
+use smsgate::dialer::importer;
+use smsgate::engine::Engine;
 use smsgate::runtime::{Heartbeats, Shared};
 use smsgate::store::Store;
 

@@ -82,7 +82,7 @@ async fn async_main(
     let mut shared = Shared::new(config, store.clone(), heartbeats.clone());
     shared.log_filter = log_filter;
 
-    let engine = crate::dialer::Engine::start(shared.clone()).await;
+    let engine = crate::engine::Engine::start(shared.clone()).await;
 
     let server = match crate::api::Server::bind(crate::api::AppState {
         shared: shared.clone(),
@@ -172,7 +172,7 @@ fn spawn_watchdog(heartbeats: Heartbeats) {
     });
 }
 
-async fn status_loop(shared: Shared, engine: crate::dialer::Engine) {
+async fn status_loop(shared: Shared, engine: crate::engine::Engine) {
     let mut last = String::new();
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {

@@ -5,16 +5,25 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
-pub mod breaker;
-pub mod channel;
 pub mod cli;
 pub mod cli_assets;
 pub mod config;
 pub mod daemon;
 pub mod dialer;
+pub mod engine;
+pub mod gateways;
+pub mod inbound;
 pub mod metrics;
 pub mod runtime;
 
 pub mod store;
 pub mod tls;
 pub mod transport;
+
+/// Now, in Unix milliseconds: the one clock the store's timestamps and the
+/// transports' ages are read on.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use smsgate::config::{Config, GatewaySettings};
-use smsgate::dialer::Engine;
+use smsgate::engine::Engine;
 use smsgate::runtime::{Heartbeat, Heartbeats, Shared};
 use smsgate::store::spool::{self, NewMessage, State};
 use smsgate::store::{Store, inbound};

@@ -8,12 +8,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, AppState};
-use crate::config::{MAX_PRIORITY, MIN_PRIORITY};
-use crate::store::spool::{self, Inserted, ListFilter, NewMessage, State as MsgState};
+use crate::dialer::submit::{Submission, SubmitError};
+use crate::store::spool::{self, ListFilter, State as MsgState};
 use smsgate_proto::sms::phone;
-
-pub use smsgate_proto::sms::MAX_SEGMENTS;
-const MAX_CLIENT_ID: usize = 128;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -25,104 +22,46 @@ pub struct SendRequest {
     pub client_id: Option<String>,
 }
 
+/// `POST /api/v1/messages`: the HTTP side of [`dialer::submit`]; the
+/// rules are there.
 pub async fn send(
     State(st): State<AppState>,
     ApiJson(req): ApiJson<SendRequest>,
 ) -> Result<Response, ApiError> {
-    let config = st.shared.config();
-    let Some(dialer) = config.dialer(&req.dialer) else {
-        let known: Vec<&str> = config.dialers.iter().map(|d| d.name.as_str()).collect();
-        return Err(ApiError::unprocessable(
-            "unknown_dialer",
-            format!(
-                "no dialer is named {:?}; configured dialers: {}",
-                req.dialer,
-                known.join(", ")
-            ),
-        ));
-    };
-    if req.text.is_empty() {
-        return Err(ApiError::unprocessable("empty_text", "the text is empty"));
-    }
-    let plan = smsgate_proto::sms::plan(&req.text);
-    if plan.segments > MAX_SEGMENTS {
-        return Err(ApiError::unprocessable(
-            "text_too_long",
-            format!(
-                "the text needs {} SMS parts ({}); at most {MAX_SEGMENTS} are sent (1530 GSM-7 or 670 UCS-2 characters)",
-                plan.segments,
-                plan.encoding.as_str()
-            ),
-        ));
-    }
-    // A Dinstar gateway takes at most 670 characters whatever the encoding
-    // (reference §5): refuse now rather than fail the message later.
-    if let Some((max, gateway)) = config.text_limit(dialer) {
-        let n = smsgate_proto::dinstar::wire::text_length(&req.text);
-        if n > max {
-            return Err(ApiError::unprocessable(
-                "text_too_long",
-                format!(
-                    "the text is {n} characters long; dialer {:?} sends through the Dinstar gateway {gateway:?}, which takes at most {max}",
-                    dialer.name
-                ),
-            ));
-        }
-    }
-    let priority = req.priority.unwrap_or(dialer.priority);
-    if !(MIN_PRIORITY..=MAX_PRIORITY).contains(&priority) {
-        return Err(ApiError::unprocessable(
-            "bad_priority",
-            format!(
-                "priority must be between {MIN_PRIORITY} (urgent) and {MAX_PRIORITY} (routine), found {priority}"
-            ),
-        ));
-    }
-    if let Some(cid) = &req.client_id {
-        if cid.is_empty() || cid.len() > MAX_CLIENT_ID || cid.chars().any(char::is_control) {
-            return Err(ApiError::unprocessable(
-                "bad_client_id",
-                format!("client_id must be 1 to {MAX_CLIENT_ID} printable characters"),
-            ));
-        }
-    }
-    let number = phone::normalise(&req.to, &config.daemon.default_country).map_err(|e| {
-        ApiError::unprocessable(
-            "invalid_number",
-            format!("{:?} cannot be a phone number: {e}", req.to),
-        )
-    })?;
-    let new = NewMessage {
-        dialer: dialer.name.clone(),
-        destination: req.to.trim().to_string(),
-        number: Some(number.into_string()),
-        text: req.text,
-        priority,
-        client_id: req.client_id,
-        import_id: None,
-        encoding: plan.encoding.as_str(),
-        segments: plan.segments as u32,
-        state: MsgState::ToProcess,
-    };
-    let inserted = st
-        .shared
-        .store
-        .write(move |tx| spool::insert(tx, &new))
-        .await;
-    let (msg, replayed) = match inserted {
-        Ok(Inserted::New(m)) => (m, false),
-        Ok(Inserted::Replayed(m)) => (m, true),
-        Err(crate::store::StoreError::Conflict(detail)) => {
-            return Err(ApiError::conflict("client_id_reused", detail));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if !replayed {
-        st.engine.wake(&msg.dialer);
-    }
-    let mut body = json!(msg);
-    body["replayed"] = json!(replayed);
+    let submitted = st
+        .engine
+        .submit(Submission {
+            dialer: req.dialer,
+            to: req.to,
+            text: req.text,
+            priority: req.priority,
+            client_id: req.client_id,
+        })
+        .await?;
+    let mut body = json!(submitted.message);
+    body["replayed"] = json!(submitted.replayed);
     Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        let code = match &e {
+            SubmitError::ClientIdReused(detail) => {
+                return ApiError::conflict("client_id_reused", detail.clone());
+            }
+            SubmitError::Store(_) => match e {
+                SubmitError::Store(store) => return store.into(),
+                _ => "internal",
+            },
+            SubmitError::UnknownDialer { .. } => "unknown_dialer",
+            SubmitError::EmptyText => "empty_text",
+            SubmitError::TooManyParts { .. } | SubmitError::TooLong { .. } => "text_too_long",
+            SubmitError::BadPriority(_) => "bad_priority",
+            SubmitError::BadClientId => "bad_client_id",
+            SubmitError::InvalidNumber { .. } => "invalid_number",
+        };
+        ApiError::unprocessable(code, e.to_string())
+    }
 }
 
 pub async fn get(

@@ -29,7 +29,7 @@ pub use error::{ApiError, PROBLEM_JSON, Problem};
 pub use extract::{ApiJson, ApiPath, ApiQuery};
 
 use crate::config::Role;
-use crate::dialer::Engine;
+use crate::engine::Engine;
 use crate::metrics::RouteLabels;
 use crate::runtime::Shared;
 

@@ -69,7 +69,7 @@ pub async fn metrics(State(st): State<AppState>, headers: axum::http::HeaderMap)
                     .dialer_state_messages
                     .get_or_create(&crate::metrics::DialerStateLabels {
                         dialer: dialer.clone(),
-                        state: crate::channel::state_label(s),
+                        state: s.label(),
                     })
                     .set(n);
             }

@@ -254,6 +254,16 @@ pub struct DialerConfig {
     pub resend_unknown: bool,
 }
 
+impl DialerConfig {
+    /// The wait before retry `attempt` (1 = the first retry): exponential
+    /// from `retry_backoff_ms`, capped at one hour.
+    pub fn backoff_ms(&self, attempt: i64) -> i64 {
+        let base = self.retry_backoff.as_millis() as i64;
+        let factor = 1i64 << (attempt - 1).clamp(0, 10);
+        (base.saturating_mul(factor)).min(3_600_000)
+    }
+}
+
 /// Channels of one gateway: all its ports, or those a dial string names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelSet {
@@ -326,32 +336,6 @@ impl Config {
 
     pub fn dialer(&self, name: &str) -> Option<&DialerConfig> {
         self.dialers.iter().find(|d| d.name == name)
-    }
-
-    /// The longest text a dialer can send, in UTF-16 units, when one of the
-    /// gateways it may send through caps it (a Dinstar gateway takes at
-    /// most 670 characters whatever the encoding), with that gateway's
-    /// name. None when only the ten-part SMS limit applies.
-    pub fn text_limit(&self, dialer: &DialerConfig) -> Option<(usize, &str)> {
-        let gateways: Vec<&str> = match self.channel_group(&dialer.provider) {
-            Some(group) => group
-                .primary
-                .iter()
-                .chain(&group.fallback)
-                .map(|set| set.gateway.as_str())
-                .collect(),
-            None => vec![dialer.provider.as_str()],
-        };
-        gateways
-            .into_iter()
-            .filter_map(|name| self.gateway(name))
-            .find(|g| g.kind == GatewayKind::Dinstar)
-            .map(|g| {
-                (
-                    smsgate_proto::dinstar::wire::MAX_TEXT_CHARS,
-                    g.name.as_str(),
-                )
-            })
     }
 
     /// A token's role, compared in constant time against every configured

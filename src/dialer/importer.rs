@@ -319,9 +319,7 @@ fn rules(config: &Config) -> ImportRules {
             .dialers
             .iter()
             .filter_map(|d| {
-                config
-                    .text_limit(d)
-                    .map(|(max, gateway)| (d.name.clone(), (max, gateway.to_string())))
+                super::submit::text_limit(config, d).map(|limit| (d.name.clone(), limit))
             })
             .collect(),
         ..ImportRules::default()

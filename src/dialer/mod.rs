@@ -1,24 +1,192 @@
-//! Outbound dialers: imports, the loader and dispatch. (Their schedules and
-//! dial strings are parsed with the config: `config::schedule`,
-//! `config::dialstring`.)
+//! Outbound dialers: the loader loop of each dialer (`loader`), its
+//! round-robin hand-out to channels (`dispatch`), what a crash left in
+//! SENDING (`reconcile`), and the imports (`import`, `importer`,
+//! `dncr_import`). Their schedules and dial strings are parsed with the
+//! config (`config::schedule`, `config::dialstring`); which channels a
+//! dialer may use now is the gateways' call (`gateways::Failover`).
 
+mod dispatch;
 pub mod dncr_import;
-pub mod engine;
 pub mod import;
 pub mod importer;
 mod lines;
+mod loader;
+pub mod reconcile;
+pub mod submit;
 
-pub use engine::{Engine, PushRefused};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, DialerConfig};
+use crate::gateways::Gateways;
+use crate::runtime::Shared;
+
+/// The seed's loader: at most this many messages of one dialer waiting in
+/// memory for a channel. Handed to a channel, a message is in that
+/// channel's queue (at most twice its claim depth), no longer the loader's.
+pub const IN_MEMORY: usize = 50;
 
 /// Whether a dialer may send at `now`. A dialer without a schedule is
 /// always in schedule.
-pub fn in_schedule(
-    config: &crate::config::Config,
-    dialer: &crate::config::DialerConfig,
-    now: jiff::Timestamp,
-) -> bool {
+pub fn in_schedule(config: &Config, dialer: &DialerConfig, now: jiff::Timestamp) -> bool {
     match &dialer.schedule {
         None => true,
         Some(name) => config.schedules.get(name).is_some_and(|s| s.is_open(now)),
+    }
+}
+
+#[derive(Default)]
+struct Rate {
+    /// Sends per second over the last minute, in one-second buckets.
+    buckets: VecDeque<(i64, u64)>,
+}
+
+impl Rate {
+    fn add(&mut self, now_s: i64) {
+        match self.buckets.back_mut() {
+            Some((s, n)) if *s == now_s => *n += 1,
+            _ => self.buckets.push_back((now_s, 1)),
+        }
+        while self.buckets.front().is_some_and(|(s, _)| *s < now_s - 60) {
+            self.buckets.pop_front();
+        }
+    }
+    fn per_minute(&self, now_s: i64) -> u64 {
+        self.buckets
+            .iter()
+            .filter(|(s, _)| *s >= now_s - 60)
+            .map(|(_, n)| n)
+            .sum()
+    }
+}
+
+/// What the API and the inbound side can see and poke of a running dialer.
+struct DialerHandle {
+    wake: Arc<Notify>,
+    /// Stopped by an operator; the store holds it across restarts, this is
+    /// the loop's copy so it need not read the store on every turn.
+    stopped: Arc<AtomicBool>,
+    in_memory: Arc<Mutex<usize>>,
+    rate: Arc<Mutex<Rate>>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DialerLive {
+    pub in_memory: usize,
+    pub rate_per_minute: u64,
+}
+
+/// The running dialers, one loader loop each. Cheap to clone.
+#[derive(Clone)]
+pub struct Dialers {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    shared: Shared,
+    gateways: Gateways,
+    running: Mutex<HashMap<String, DialerHandle>>,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl Dialers {
+    pub fn new(
+        shared: Shared,
+        gateways: Gateways,
+        tracker: TaskTracker,
+        stop: CancellationToken,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                shared,
+                gateways,
+                running: Mutex::new(HashMap::new()),
+                tracker,
+                stop,
+            }),
+        }
+    }
+
+    /// Starts a loader for each dialer the config names that has none, and
+    /// wakes the others (a reload may have changed their settings). Loops
+    /// of removed dialers notice on their own and end.
+    pub fn sync(&self, config: &Config) {
+        let Ok(mut running) = self.inner.running.lock() else {
+            return;
+        };
+        for d in &config.dialers {
+            if let Some(h) = running.get(&d.name) {
+                h.wake.notify_one();
+                continue;
+            }
+            let handle = DialerHandle {
+                wake: Arc::new(Notify::new()),
+                stopped: Arc::new(AtomicBool::new(false)),
+                in_memory: Arc::new(Mutex::new(0)),
+                rate: Arc::new(Mutex::new(Rate::default())),
+            };
+            let looper = loader::DialerLoop {
+                name: d.name.clone(),
+                shared: self.inner.shared.clone(),
+                gateways: self.inner.gateways.clone(),
+                stop: self.inner.stop.clone(),
+                wake: handle.wake.clone(),
+                stopped: handle.stopped.clone(),
+                in_memory: handle.in_memory.clone(),
+                rate: handle.rate.clone(),
+                heartbeat: self
+                    .inner
+                    .shared
+                    .heartbeats
+                    .register(format!("dialer {}", d.name)),
+            };
+            self.inner.tracker.spawn(looper.run());
+            running.insert(d.name.clone(), handle);
+        }
+        running.retain(|name, _| config.dialers.iter().any(|d| &d.name == name));
+    }
+
+    /// Records an operator's stop or start (already written to the store).
+    pub fn set_stopped(&self, dialer: &str, stopped: bool) {
+        if let Ok(d) = self.inner.running.lock() {
+            if let Some(h) = d.get(dialer) {
+                h.stopped.store(stopped, Ordering::SeqCst);
+                h.wake.notify_one();
+            }
+        }
+    }
+
+    /// Wakes a dialer's loader (new messages, start, stop, a message back
+    /// in its queue).
+    pub fn wake(&self, dialer: &str) {
+        if let Ok(d) = self.inner.running.lock() {
+            if let Some(h) = d.get(dialer) {
+                h.wake.notify_one();
+            }
+        }
+    }
+
+    pub fn live(&self, name: &str) -> DialerLive {
+        let now_s = crate::now_ms() / 1000;
+        self.inner
+            .running
+            .lock()
+            .ok()
+            .and_then(|d| {
+                d.get(name).map(|h| DialerLive {
+                    in_memory: h.in_memory.lock().map(|n| *n).unwrap_or(0),
+                    rate_per_minute: h.rate.lock().map(|r| r.per_minute(now_s)).unwrap_or(0),
+                })
+            })
+            .unwrap_or(DialerLive {
+                in_memory: 0,
+                rate_per_minute: 0,
+            })
     }
 }

@@ -84,6 +84,12 @@ pub fn list(
     Ok(super::page(items, limit, |m| m.id))
 }
 
+/// Where a gateway's inbound mark is kept: `<kind>.incoming_hwm.<gateway>`
+/// (Dinstar's highest fetched incoming_sms_id).
+pub fn mark_key(gateway_kind: &str, gateway: &str) -> String {
+    format!("{gateway_kind}.incoming_hwm.{gateway}")
+}
+
 /// A persistent integer (counters, high-water marks).
 pub fn kv_get(conn: &Connection, key: &str) -> Result<Option<i64>, StoreError> {
     Ok(conn

@@ -555,11 +555,7 @@ pub(crate) fn page<T, C>(
 }
 
 /// Current time in unix milliseconds, the unit of every timestamp column.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use crate::now_ms;
 
 #[cfg(test)]
 mod tests {

@@ -61,6 +61,23 @@ impl State {
         }
     }
 
+    /// The state as a metric label (`smsgate_dialer_messages_total{state}`).
+    pub fn label(self) -> &'static str {
+        match self {
+            State::None => "none",
+            State::ToProcess => "to_process",
+            State::Sending => "sending",
+            State::Blocked => "blocked",
+            State::Sent => "sent",
+            State::Delivered => "delivered",
+            State::Failed => "failed",
+            State::Invalid => "invalid",
+            State::Cancelled => "cancelled",
+            State::Unknown => "unknown",
+            State::Undelivered => "undelivered",
+        }
+    }
+
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL
             .into_iter()

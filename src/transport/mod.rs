@@ -1,5 +1,11 @@
 //! Transports: the only code that speaks to gateways. Each provider kind
 //! implements [`Transport`]; the engine sees nothing else of it.
+//!
+//! A transport never touches the store. What it needs at start (the
+//! messages an earlier run left awaiting a result or a report, its inbound
+//! mark) comes in through [`BuildContext`]; what it learns goes out as
+//! [`Event`]s, and where it must know that a received message is on disk
+//! before it lets go of it, the answer comes back through [`StoredAck`].
 
 pub mod at;
 pub mod dinstar;
@@ -13,7 +19,6 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{GatewayConfig, GatewaySettings};
-use crate::store::Store;
 
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -120,14 +125,119 @@ pub enum Event {
         detail: String,
     },
     /// A received message. The engine stores it once per `source_key`.
-    Inbound(crate::store::inbound::NewInbound),
+    Inbound(Received),
     /// A received message whose sender must know it is on disk before it
-    /// lets go of its own copy (a modem deletes it from the SIM only then):
-    /// the engine stores it as [`Event::Inbound`] and then answers `ack`.
-    InboundAcked {
-        message: crate::store::inbound::NewInbound,
-        ack: StoredAck,
-    },
+    /// lets go of its own copy (a modem deletes it from the SIM only then;
+    /// Dinstar moves its inbound mark past it only then): the engine stores
+    /// it as [`Event::Inbound`] and then answers `ack`.
+    InboundAcked { message: Received, ack: StoredAck },
+    /// The gateway's inbound mark moved (Dinstar: the highest
+    /// `incoming_sms_id` whose message, and every one before it, is
+    /// stored). Kept across restarts and handed back in
+    /// [`BuildContext::inbound_mark`]; it only ever rises.
+    InboundMark { gateway: String, mark: i64 },
+}
+
+/// A message a gateway received, as its transport hands it over.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub gateway: String,
+    pub port: Option<u32>,
+    /// The gateway's own identity of the message; the same message seen by
+    /// push and by poll has the same key and is stored once.
+    pub source_key: String,
+    /// The sender as the gateway wrote it.
+    pub sender: String,
+    /// The sender in E.164, when it is a phone number.
+    pub number: Option<String>,
+    /// Our number it was sent to (the port's SIM), when known.
+    pub recipient: Option<String>,
+    pub text: String,
+    /// When the sender's side says it was sent, as the gateway wrote it.
+    pub sent_at: Option<String>,
+}
+
+/// A message an earlier run sent through this gateway and left SENT: its
+/// send result or delivery report may still come. Read from the store at
+/// start, within the transport's [`Capabilities::resume_window`].
+#[derive(Debug, Clone)]
+pub struct Awaiting {
+    pub message_id: i64,
+    /// The port of the attempt that sent it.
+    pub port: Option<u32>,
+    /// Our reference of that attempt (Dinstar's user_id).
+    pub reference: Option<i64>,
+    pub gateway_ref: String,
+    /// E.164, as handed to the transport.
+    pub number: Option<String>,
+    /// Unix milliseconds.
+    pub sent_at: i64,
+}
+
+/// What a kind of gateway can do, known from its config before (and
+/// without) building its transport: imports and the API check texts
+/// against it, the engine decides claim-ahead and resumption with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Ports (channels) it has.
+    pub ports: u32,
+    /// The longest text it takes, in UTF-16 units, when it caps texts below
+    /// what `max_parts` parts would hold (Dinstar: 670 whatever the
+    /// encoding). None when only the parts limit applies.
+    pub text_limit: Option<usize>,
+    /// The most SMS parts one message may need.
+    pub max_parts: usize,
+    /// Whether a message left in SENDING by a crash can be asked about
+    /// (Dinstar by user_id). The others end UNKNOWN.
+    pub reconciles: bool,
+    /// Whether it receives messages.
+    pub receives: bool,
+    /// How far back, at start, it wants the messages it sent and still
+    /// awaits ([`BuildContext::awaiting`]); None when it awaits nothing
+    /// across a restart.
+    pub resume_window: Option<std::time::Duration>,
+}
+
+/// What a gateway's kind can do (see [`Capabilities`]).
+pub fn capabilities(gw: &GatewayConfig) -> Capabilities {
+    match &gw.settings {
+        GatewaySettings::Dinstar(_) => dinstar::capabilities(gw.ports),
+        GatewaySettings::DinstarDwg(_) => dwg::capabilities(gw.ports),
+        GatewaySettings::At(_) => at::capabilities(),
+        GatewaySettings::Sim(_) => sim::capabilities(gw.ports),
+    }
+}
+
+/// An HTTP request a gateway or provider made to our API (Dinstar's push),
+/// as the API received it: the raw body, so a signature can be checked over
+/// the exact bytes, and the peer, for address allow-lists.
+#[derive(Debug, Clone)]
+pub struct WebhookRequest {
+    pub method: http::Method,
+    pub headers: http::HeaderMap,
+    pub body: bytes::Bytes,
+    pub peer: Option<std::net::SocketAddr>,
+}
+
+/// The transport's answer to a webhook: what the API sends back.
+#[derive(Debug, Clone)]
+pub struct WebhookReply {
+    pub status: http::StatusCode,
+    pub body: serde_json::Value,
+    /// How many events the request carried (for the log).
+    pub events: usize,
+}
+
+/// Why a webhook was not taken.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WebhookError {
+    /// The request is not what this gateway sends (bad JSON, unknown
+    /// shape): the caller's fault, 400.
+    #[error("{0}")]
+    NotUnderstood(String),
+    /// This gateway takes no webhooks.
+    #[error("{0}")]
+    NotTaken(String),
 }
 
 /// The engine's answer to [`Event::InboundAcked`]: true once the message is
@@ -172,11 +282,14 @@ pub trait Transport: Send + Sync {
             }
         })
     }
-    /// Events the gateway pushed to our API (Dinstar's push URL). Only
-    /// transports whose gateway pushes take them; the others refuse.
-    fn accept_push(&self, events: Vec<dinstar::PushEvent>) -> Result<usize, String> {
-        let _ = events;
-        Err(format!("gateway {} does not take pushes", self.name()))
+    /// A request the gateway made to our API (Dinstar's push URL). Only
+    /// transports whose gateway calls us take them; the others refuse.
+    fn accept_webhook(&self, request: WebhookRequest) -> Result<WebhookReply, WebhookError> {
+        let _ = request;
+        Err(WebhookError::NotTaken(format!(
+            "gateway {} does not take pushes",
+            self.name()
+        )))
     }
 }
 
@@ -195,11 +308,12 @@ pub struct BuildContext {
     /// Cancelled when the gateway stops (removed or changed on reload, or
     /// the daemon stopping): a transport's background tasks end with it.
     pub stop: CancellationToken,
-    /// For a transport's own persistent marks (Dinstar's inbound high-water
-    /// mark) and for rebuilding, at start, what it awaits of messages an
-    /// earlier run sent (results, delivery reports). `None` in tools that
-    /// keep nothing.
-    pub store: Option<Store>,
+    /// Messages an earlier run sent through this gateway and left SENT
+    /// within its [`Capabilities::resume_window`], oldest first: their
+    /// results and delivery reports are still awaited.
+    pub awaiting: Vec<Awaiting>,
+    /// The inbound mark this gateway last reported ([`Event::InboundMark`]).
+    pub inbound_mark: Option<i64>,
     /// `[daemon] default_country`, for numbers written without a country.
     pub default_country: String,
 }
@@ -215,12 +329,12 @@ pub fn build(gw: &GatewayConfig, ctx: BuildContext) -> Result<Arc<dyn Transport>
             ctx.events,
             ctx.stop.clone(),
         )?)),
-        GatewaySettings::At(s) => Ok(Arc::new(at::AtTransport::start_with_store(
+        GatewaySettings::At(s) => Ok(Arc::new(at::AtTransport::start_resuming(
             &gw.name,
             s.clone(),
             ctx.events,
             ctx.stop.clone(),
-            ctx.store,
+            ctx.awaiting,
         ))),
         GatewaySettings::Sim(s) => Ok(Arc::new(sim::SimTransport::new(
             &gw.name,

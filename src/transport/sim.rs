@@ -13,6 +13,19 @@ use crate::config::SimSettings;
 /// How long after a send the simulated delivery report comes.
 const REPORT_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 
+/// The simulated gateway sends on every port, never receives, and keeps
+/// nothing a restart could ask about.
+pub fn capabilities(ports: u32) -> super::Capabilities {
+    super::Capabilities {
+        ports,
+        text_limit: None,
+        max_parts: smsgate_proto::sms::MAX_SEGMENTS,
+        reconciles: false,
+        receives: false,
+        resume_window: None,
+    }
+}
+
 pub struct SimTransport {
     name: String,
     ports: u32,

@@ -58,6 +58,20 @@ pub struct ModemInfo {
     pub sessions: u64,
 }
 
+/// A modem is one channel; it receives, and it cannot be asked after a
+/// crash whether a message left. Its status reports are awaited again after
+/// a restart for as long as it tracks them.
+pub fn capabilities() -> crate::transport::Capabilities {
+    crate::transport::Capabilities {
+        ports: 1,
+        text_limit: None,
+        max_parts: smsgate_proto::sms::MAX_SEGMENTS,
+        reconciles: false,
+        receives: true,
+        resume_window: Some(session::TRACKED_AGE),
+    }
+}
+
 pub struct AtTransport {
     name: String,
     health: Arc<Mutex<PortHealth>>,
@@ -74,17 +88,17 @@ impl AtTransport {
         events: Events,
         stop: CancellationToken,
     ) -> Self {
-        Self::start_with_store(name, settings, events, stop, None)
+        Self::start_resuming(name, settings, events, stop, Vec::new())
     }
 
-    /// [`start`](Self::start), first reading back from `store` the sent
-    /// messages an earlier run left awaiting their status reports.
-    pub fn start_with_store(
+    /// [`start`](Self::start), first taking up the sent messages an earlier
+    /// run left awaiting their status reports.
+    pub fn start_resuming(
         name: &str,
         settings: AtSettings,
         events: Events,
         stop: CancellationToken,
-        store: Option<crate::store::Store>,
+        awaiting: Vec<crate::transport::Awaiting>,
     ) -> Self {
         let health = Arc::new(Mutex::new(PortHealth {
             usable: false,
@@ -100,7 +114,7 @@ impl AtTransport {
             events,
             health.clone(),
             info.clone(),
-            store,
+            awaiting,
         );
         tokio::spawn(modem.run(rx, stop));
         Self {

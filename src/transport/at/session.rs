@@ -14,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 use super::framing::{AtFramer, FinalResult, Frame, Urc, last_int};
 use super::{ModemInfo, SendRequest, errors};
 use crate::config::AtSettings;
-use crate::store::Store;
-use crate::store::inbound::NewInbound;
-use crate::transport::{Accepted, Event, Events, PortHealth, SendError, StoredAck};
+use crate::transport::{
+    Accepted, Awaiting, Event, Events, PortHealth, Received, SendError, StoredAck,
+};
 use smsgate_proto::sms::{
     self, Address, ConcatKey, DeliveryOutcome, Reassembler, Reassembly, ServiceCentre, SmsDeliver,
     SmsStatusReport, SubmitOptions, Tpdu,
@@ -34,7 +34,7 @@ const REASSEMBLY_SLOTS: usize = 64;
 const REASSEMBLY_AGE: Duration = Duration::from_secs(3600);
 /// Sent messages remembered for their status reports.
 const TRACKED_MAX: usize = 4096;
-const TRACKED_AGE: Duration = Duration::from_secs(3 * 24 * 3600);
+pub(super) const TRACKED_AGE: Duration = Duration::from_secs(3 * 24 * 3600);
 /// How long the engine may take to store a received message.
 const STORE_ACK_TIMEOUT: Duration = Duration::from_secs(30);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
@@ -101,8 +101,9 @@ pub(crate) struct Modem {
     parts: HashMap<ConcatKey, BTreeMap<u8, Part>>,
     tracked: VecDeque<Tracked>,
     last_reported: Option<PortHealth>,
-    /// Where `tracked` is rebuilt from when the task starts.
-    store: Option<Store>,
+    /// What an earlier run left awaiting status reports; `tracked` is
+    /// rebuilt from it when the task starts.
+    resume: Vec<Awaiting>,
 }
 
 #[derive(Debug, Clone)]
@@ -128,7 +129,7 @@ impl Modem {
         events: Events,
         health: Arc<Mutex<PortHealth>>,
         info: Arc<Mutex<ModemInfo>>,
-        store: Option<Store>,
+        resume: Vec<Awaiting>,
     ) -> Self {
         Self {
             name,
@@ -144,35 +145,25 @@ impl Modem {
             parts: HashMap::new(),
             tracked: VecDeque::new(),
             last_reported: None,
-            store,
+            resume,
         }
     }
 
-    /// Rebuilds the sent messages awaiting status reports from the store:
-    /// those an earlier run (crashed or stopped) left SENT on this modem
-    /// within [`TRACKED_AGE`], newest [`TRACKED_MAX`]. Their `gateway_ref`
-    /// ("<reference>/<mr>.<mr>...") gives each part's MR. Which parts had
-    /// already been reported delivered is not kept: a multi-part message
-    /// whose reports straddle the restart waits for a part that already
-    /// reported and stays SENT (a part that fails still ends it
-    /// UNDELIVERED). Single-part messages resume fully.
+    /// Rebuilds the sent messages awaiting status reports from what an
+    /// earlier run (crashed or stopped) left SENT on this modem within
+    /// [`TRACKED_AGE`] (read from the store by the engine), newest
+    /// [`TRACKED_MAX`]. Their `gateway_ref` ("<reference>/<mr>.<mr>...")
+    /// gives each part's MR. Which parts had already been reported
+    /// delivered is not kept: a multi-part message whose reports straddle
+    /// the restart waits for a part that already reported and stays SENT
+    /// (a part that fails still ends it UNDELIVERED). Single-part messages
+    /// resume fully.
     async fn resume(&mut self) {
-        let Some(store) = &self.store else {
+        let rows = std::mem::take(&mut self.resume);
+        if rows.is_empty() {
             return;
-        };
-        let now = crate::store::now_ms();
-        let since = now.saturating_sub(TRACKED_AGE.as_millis() as i64);
-        let name = self.name.clone();
-        let rows = match store
-            .read(move |c| crate::store::spool::sent_awaiting(c, &name, since))
-            .await
-        {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::error!(gateway = %self.name, port = 0u32, error = %e, "cannot read the messages awaiting status reports; those sent before the restart stay SENT");
-                return;
-            }
-        };
+        }
+        let now = crate::now_ms();
         let skip = rows.len().saturating_sub(TRACKED_MAX);
         let mut resumed = 0usize;
         for row in rows.into_iter().skip(skip) {
@@ -1201,7 +1192,7 @@ impl<'m, T: AsyncRead + AsyncWrite + Send + 'static> Session<'m, T> {
         }
         let key: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
         let sender = d.originator.to_string();
-        let message = NewInbound {
+        let message = Received {
             gateway: self.m.name.clone(),
             port: Some(0),
             source_key: format!("at:{key}"),

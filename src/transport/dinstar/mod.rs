@@ -23,7 +23,7 @@ pub use smsgate_proto::dinstar::{digest, wire};
 
 pub use client::{AuthScheme, BackoffState, DinstarClient, DinstarClientConfig, DinstarError};
 pub use tls::{TlsVerify, parse_fingerprint};
-pub use transport::{DinstarTransport, client_config, run_ussd};
+pub use transport::{DinstarTransport, capabilities, client_config, run_ussd};
 pub use wire::{
     DeliverStatus, DeliverStatusQuery, DeliveryOutcome, DeviceEvent, Encoding, ExceptionInfo,
     IncomingBatch, IncomingSms, PortInfo, PortInfoType, PushError, PushEvent, PushEventKind,

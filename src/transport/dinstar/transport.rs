@@ -10,12 +10,12 @@
 //!   mark, so nothing is lost when a push fails (reference §2.12).
 //!
 //! The table of messages awaiting their final word lives in memory; when
-//! the transport starts it is rebuilt from the store (messages this
-//! gateway left SENT within the last three days), so a restart loses no
-//! result or delivery report the gateway still has.
+//! the transport starts it is rebuilt from what the engine read from the
+//! store (messages this gateway left SENT within the last three days), so a
+//! restart loses no result or delivery report the gateway still has.
 //!
 //! Pushes (`sms`, `sms_result`, `sms_deliver_status`, `register`, `device`,
-//! `exception_info`) arrive through [`Transport::accept_push`] and feed the
+//! `exception_info`) arrive through [`Transport::accept_webhook`] and feed the
 //! same tables. The loops end when the gateway's stop token is cancelled or
 //! the transport is dropped.
 
@@ -29,11 +29,10 @@ use tokio_util::sync::CancellationToken;
 use super::client::{AuthScheme, DinstarClient, DinstarClientConfig, DinstarError};
 use super::tls::{TlsVerify, parse_fingerprint};
 use crate::config::DinstarSettings;
-use crate::store::Store;
-use crate::store::inbound::NewInbound;
 use crate::transport::{
-    Accepted, BoxFuture, BuildContext, Event, Events, Outbound, PortHealth, Reconciled, SendError,
-    Transport,
+    Accepted, Awaiting, BoxFuture, BuildContext, Capabilities, Event, Events, Outbound, PortHealth,
+    Received, Reconciled, SendError, StoredAck, Transport, WebhookError, WebhookReply,
+    WebhookRequest,
 };
 use smsgate_proto::dinstar::wire::{
     self, DeliverStatus, DeliverStatusQuery, DeliveryOutcome, Encoding, IncomingSms, PortInfo,
@@ -53,6 +52,23 @@ const REPORT_PATIENCE: Duration = Duration::from_secs(72 * 3600);
 /// expected to remember a result (its memory is finite; older ones it
 /// has most likely forgotten, and they stay SENT).
 const RESUME_WINDOW: Duration = REPORT_PATIENCE;
+/// How long the incoming poller waits for the engine to say a fetched
+/// message is on disk before it fetches it again next time.
+const STORE_WAIT: Duration = Duration::from_secs(8);
+
+/// A Dinstar gateway caps a text at 670 characters whatever the encoding,
+/// receives, and can be asked by user_id about a message a crash left in
+/// SENDING.
+pub fn capabilities(ports: u32) -> Capabilities {
+    Capabilities {
+        ports: ports.min(u32::from(wire::MAX_PORT) + 1),
+        text_limit: Some(wire::MAX_TEXT_CHARS),
+        max_parts: smsgate_proto::sms::MAX_SEGMENTS,
+        reconciles: true,
+        receives: true,
+        resume_window: Some(RESUME_WINDOW),
+    }
+}
 /// Pushed delivery reports that match nothing yet (their send result has
 /// not arrived) are kept this long and at most this many.
 const UNMATCHED_KEEP: Duration = Duration::from_secs(3600);
@@ -202,7 +218,11 @@ struct Inner {
     ports: u32,
     client: DinstarClient,
     events: Events,
-    store: Option<Store>,
+    /// What an earlier run left awaiting results and reports, taken once by
+    /// the result loop when it starts.
+    awaiting: Mutex<Vec<Awaiting>>,
+    /// Where the incoming poller starts: the mark the engine kept.
+    inbound_mark: Option<i64>,
     /// For reading senders of received messages as E.164.
     default_country: String,
     result_poll: Duration,
@@ -245,7 +265,8 @@ impl DinstarTransport {
             ports: ports.min(u32::from(wire::MAX_PORT) + 1),
             client,
             events: ctx.events,
-            store: ctx.store,
+            awaiting: Mutex::new(ctx.awaiting),
+            inbound_mark: ctx.inbound_mark,
             default_country: ctx.default_country,
             result_poll: settings.result_poll.max(Duration::from_millis(100)),
             port_poll: settings.port_poll.max(Duration::from_secs(1)),
@@ -256,8 +277,8 @@ impl DinstarTransport {
             first_poll: tokio::sync::watch::Sender::new(false),
         });
         let stop = ctx.stop.child_token();
-        // The result loop first reads back, from the store, what an
-        // earlier run left waiting (see `Inner::resume`).
+        // The result loop first takes up what an earlier run left waiting
+        // (see `Inner::resume`).
         tokio::spawn(inner.clone().result_loop(stop.clone()));
         tokio::spawn(inner.clone().port_loop(stop.clone()));
         tokio::spawn(inner.clone().incoming_loop(stop.clone()));
@@ -496,29 +517,18 @@ impl Inner {
         );
     }
 
-    /// Rebuilds the table of messages awaiting their final word from the
-    /// store: those an earlier run (crashed or stopped) left SENT on this
-    /// gateway within [`RESUME_WINDOW`]. They are asked for by user_id
-    /// again (their ref_id and send time come with the result, so pushed
-    /// and polled delivery reports match them as usual). Entries this run
-    /// has already made are kept as they are.
+    /// Rebuilds the table of messages awaiting their final word from what
+    /// an earlier run (crashed or stopped) left SENT on this gateway within
+    /// [`RESUME_WINDOW`]. They are asked for by user_id again (their ref_id
+    /// and send time come with the result, so pushed and polled delivery
+    /// reports match them as usual). Entries this run has already made are
+    /// kept as they are.
     async fn resume(&self) {
-        let Some(store) = &self.store else {
+        let rows = std::mem::take(&mut *lock(&self.awaiting));
+        if rows.is_empty() {
             return;
-        };
-        let now = crate::store::now_ms();
-        let since = now.saturating_sub(RESUME_WINDOW.as_millis() as i64);
-        let gw = self.name.clone();
-        let rows = match store
-            .read(move |c| crate::store::spool::sent_awaiting(c, &gw, since))
-            .await
-        {
-            Ok(rows) => rows,
-            Err(e) => {
-                tracing::error!(gateway = %self.name, error = %e, "cannot read the messages awaiting a result or delivery report; those sent before the restart stay SENT");
-                return;
-            }
-        };
+        }
+        let now = crate::now_ms();
         let (mut resumed, mut skipped) = (0usize, 0usize);
         {
             let mut st = lock(&self.state);
@@ -529,7 +539,7 @@ impl Inner {
                     .filter(|u| (1..=i32::MAX as u32).contains(u))
                     .filter(|u| row.gateway_ref == u.to_string());
                 let port = row
-                    .port()
+                    .port
                     .filter(|p| *p < self.ports)
                     .and_then(|p| u8::try_from(p).ok());
                 let (Some(user_id), Some(port)) = (user_id, port) else {
@@ -870,11 +880,7 @@ impl Inner {
     // Inbound
     // -----------------------------------------------------------------------
 
-    fn hwm_key(&self) -> String {
-        format!("dinstar.incoming_hwm.{}", self.name)
-    }
-
-    fn inbound(&self, sn: &str, m: &IncomingSms) -> Option<NewInbound> {
+    fn inbound(&self, sn: &str, m: &IncomingSms) -> Option<Received> {
         let id = m.incoming_sms_id?;
         let port = m.port.map(u32::from);
         let recipient = port.and_then(|p| {
@@ -884,7 +890,7 @@ impl Inner {
                 .and_then(|h| h.number.clone())
                 .filter(|n| !n.is_empty())
         });
-        Some(NewInbound {
+        Some(Received {
             gateway: self.name.clone(),
             port,
             source_key: format!("{sn}:{id}"),
@@ -911,45 +917,32 @@ impl Inner {
             .unwrap_or_else(|| self.name.clone())
     }
 
-    /// Waits until the engine has stored the given keys (in order), and
-    /// returns how many of them, from the first, are on disk.
-    async fn stored_prefix(&self, keys: &[String]) -> usize {
-        let Some(store) = &self.store else {
-            return keys.len();
-        };
-        let mut missing = keys.to_vec();
-        for attempt in 0..40u32 {
-            let (gw, ks) = (self.name.clone(), missing.clone());
-            match store
-                .read(move |c| crate::store::inbound::missing(c, &gw, &ks))
-                .await
-            {
-                Ok(m) if m.is_empty() => return keys.len(),
-                Ok(m) => missing = m,
-                Err(_) => {}
-            }
-            tokio::time::sleep(Duration::from_millis(25 * u64::from(attempt.min(8) + 1))).await;
+    /// Hands received messages to the engine and waits (at most
+    /// [`STORE_WAIT`]) for each to be on disk; returns how many of them,
+    /// from the first, are.
+    async fn store_in_order(&self, messages: Vec<Received>) -> usize {
+        let mut answers = Vec::with_capacity(messages.len());
+        for message in messages {
+            let (ack, stored) = StoredAck::new();
+            self.emit(Event::InboundAcked { message, ack });
+            answers.push(stored);
         }
-        keys.iter()
-            .position(|k| missing.contains(k))
-            .unwrap_or(keys.len())
+        let deadline = tokio::time::Instant::now() + STORE_WAIT;
+        let mut n = 0;
+        for stored in answers {
+            match tokio::time::timeout_at(deadline, stored).await {
+                Ok(Ok(true)) => n += 1,
+                _ => break,
+            }
+        }
+        n
     }
 
     async fn incoming_loop(self: Arc<Self>, stop: CancellationToken) {
-        let key = self.hwm_key();
-        let mut hwm: u64 = match &self.store {
-            Some(store) => {
-                let k = key.clone();
-                store
-                    .read(move |c| crate::store::inbound::kv_get(c, &k))
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|v| u64::try_from(v).ok())
-                    .unwrap_or(0)
-            }
-            None => 0,
-        };
+        let mut hwm: u64 = self
+            .inbound_mark
+            .and_then(|v| u64::try_from(v).ok())
+            .unwrap_or(0);
         let mut last_error = String::new();
         if !self.after_first_poll(&stop).await {
             return;
@@ -968,30 +961,23 @@ impl Inner {
                     self.learn_sn(batch.sn.as_deref());
                     let sn = self.sn_or(batch.sn.as_deref());
                     let mut ids = Vec::new();
-                    let mut keys = Vec::new();
+                    let mut received = Vec::new();
                     for m in &batch.sms {
                         if let Some(new) = self.inbound(&sn, m) {
-                            keys.push(new.source_key.clone());
                             ids.push(m.incoming_sms_id.unwrap_or(0));
-                            self.emit(Event::Inbound(new));
+                            received.push(new);
                         }
                     }
                     if !ids.is_empty() {
-                        let n = self.stored_prefix(&keys).await;
+                        let n = self.store_in_order(received).await;
                         if n > 0 {
                             let top = ids[n - 1];
                             if top > hwm {
                                 hwm = top;
-                                if let Some(store) = &self.store {
-                                    let k = key.clone();
-                                    let v = i64::try_from(top).unwrap_or(i64::MAX);
-                                    if let Err(e) = store
-                                        .write(move |tx| crate::store::inbound::kv_raise(tx, &k, v))
-                                        .await
-                                    {
-                                        tracing::error!(gateway = %self.name, error = %e, "cannot record the inbound high-water mark; messages may be fetched again (they are kept once)");
-                                    }
-                                }
+                                self.emit(Event::InboundMark {
+                                    gateway: self.name.clone(),
+                                    mark: i64::try_from(top).unwrap_or(i64::MAX),
+                                });
                             }
                         }
                         if n < ids.len() {
@@ -1282,8 +1268,22 @@ impl Transport for DinstarTransport {
         self.inner.health(port)
     }
 
-    fn accept_push(&self, events: Vec<PushEvent>) -> Result<usize, String> {
-        Ok(self.inner.push(events))
+    /// A push (`{"sn": ..., "<event>": ...}`). Answers at once: it only
+    /// updates the tables and queues events for the engine.
+    fn accept_webhook(&self, request: WebhookRequest) -> Result<WebhookReply, WebhookError> {
+        let events = wire::parse_push(&request.body).map_err(|e| {
+            tracing::warn!(gateway = %self.inner.name, error = %e, "push not understood");
+            WebhookError::NotUnderstood(e.to_string())
+        })?;
+        let n = self.inner.push(events);
+        tracing::debug!(gateway = %self.inner.name, events = n, "push taken");
+        // What the gateway expects back is not documented (reference §8
+        // Q14): a 200 with the API's own envelope shape is the safe answer.
+        Ok(WebhookReply {
+            status: http::StatusCode::OK,
+            body: serde_json::json!({"error_code": 200, "events": n}),
+            events: n,
+        })
     }
 
     /// Asks the gateway itself, not the last polled state: a breaker must

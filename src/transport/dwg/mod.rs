@@ -46,11 +46,10 @@ use self::codec::{
     SendCode, SendSms, SmsResult, choose_encoding,
 };
 use super::{
-    Accepted, BoxFuture, Event, Events, Outbound, PortHealth, Reconciled, SendError, Transport,
-    TransportError,
+    Accepted, BoxFuture, Capabilities, Event, Events, Outbound, PortHealth, Received, Reconciled,
+    SendError, Transport, TransportError,
 };
 use crate::config::DwgSettings;
-use crate::store::inbound::NewInbound;
 
 /// A TCP stream read and written frame by frame with [`DwgFramer`].
 ///
@@ -138,6 +137,19 @@ impl Default for DwgOptions {
             send_timeout: Duration::from_secs(30),
             bind_retry: Duration::from_secs(1),
         }
+    }
+}
+
+/// A DWG gateway sends on its ports and receives; it cannot be asked after
+/// a crash whether a message left, and keeps nothing across a restart.
+pub fn capabilities(ports: u32) -> Capabilities {
+    Capabilities {
+        ports,
+        text_limit: None,
+        max_parts: smsgate_proto::sms::MAX_SEGMENTS,
+        reconciles: false,
+        receives: true,
+        resume_window: None,
     }
 }
 
@@ -832,7 +844,7 @@ impl Inner {
                 return Ack::OK;
             }
         }
-        let inbound = NewInbound {
+        let inbound = Received {
             gateway: self.name.clone(),
             port: Some(u32::from(m.port)),
             source_key: key.clone(),

@@ -10,6 +10,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::runtime::Shared;
+
 #[derive(Debug)]
 enum State {
     Closed { failures: u32 },
@@ -110,6 +112,49 @@ impl Breaker {
             return Some(Transition::Closed);
         }
         None
+    }
+}
+
+/// Logs and counts a breaker's change of state.
+pub fn announce(shared: &Shared, breaker: &Breaker, t: &Transition) {
+    let gateway = breaker.gateway().to_string();
+    match t {
+        Transition::Opened { reason } => {
+            tracing::warn!(gateway = %gateway, reason = %reason, "gateway failing: breaker opened; its channels take no messages and channel groups move to their fallback channels");
+            shared
+                .metrics
+                .breaker_open
+                .get_or_create(&crate::metrics::GatewayLabel {
+                    gateway: gateway.clone(),
+                })
+                .set(1);
+            shared
+                .metrics
+                .breaker_transitions
+                .get_or_create(&crate::metrics::BreakerLabels {
+                    gateway,
+                    to: "open",
+                })
+                .inc();
+        }
+        Transition::Closed => {
+            tracing::info!(gateway = %gateway, "gateway healthy again: breaker closed; traffic moves back");
+            shared
+                .metrics
+                .breaker_open
+                .get_or_create(&crate::metrics::GatewayLabel {
+                    gateway: gateway.clone(),
+                })
+                .set(0);
+            shared
+                .metrics
+                .breaker_transitions
+                .get_or_create(&crate::metrics::BreakerLabels {
+                    gateway,
+                    to: "closed",
+                })
+                .inc();
+        }
     }
 }
 

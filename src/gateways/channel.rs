@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::breaker::{Breaker, Transition};
+use super::breaker::Breaker;
 use crate::config::DialerConfig;
 use crate::metrics::{ChannelLabel, ChannelOutcomeLabels, DialerStateLabels};
 use crate::runtime::{Heartbeat, Shared};
@@ -565,7 +565,7 @@ impl Worker {
             .dialer_messages
             .get_or_create(&DialerStateLabels {
                 dialer: job.dialer.name.clone(),
-                state: state_label(state),
+                state: state.label(),
             })
             .inc();
         let _ = job.done.send(JobDone {
@@ -649,10 +649,10 @@ impl Worker {
             Err(SendError::Permanent { .. }) | Err(SendError::PortUnusable { .. }) => None,
         };
         if let Some(t) = transition {
-            breaker_switched(&self.shared, &self.ch.breaker, &t);
+            super::breaker::announce(&self.shared, &self.ch.breaker, &t);
         }
         let max_attempts = dialer.max_attempts as i64;
-        let backoff = backoff_ms(&dialer, job.message.attempts + 1);
+        let backoff = dialer.backoff_ms(job.message.attempts + 1);
         let row = spool::AttemptRow::Id(attempt);
         let mut accepted = None;
         let state = match result {
@@ -731,71 +731,5 @@ impl Worker {
                 State::Sending
             }
         }
-    }
-}
-
-/// Logs and counts a breaker's change of state.
-pub fn breaker_switched(shared: &Shared, breaker: &Breaker, t: &Transition) {
-    let gateway = breaker.gateway().to_string();
-    match t {
-        Transition::Opened { reason } => {
-            tracing::warn!(gateway = %gateway, reason = %reason, "gateway failing: breaker opened; its channels take no messages and channel groups move to their fallback channels");
-            shared
-                .metrics
-                .breaker_open
-                .get_or_create(&crate::metrics::GatewayLabel {
-                    gateway: gateway.clone(),
-                })
-                .set(1);
-            shared
-                .metrics
-                .breaker_transitions
-                .get_or_create(&crate::metrics::BreakerLabels {
-                    gateway,
-                    to: "open",
-                })
-                .inc();
-        }
-        Transition::Closed => {
-            tracing::info!(gateway = %gateway, "gateway healthy again: breaker closed; traffic moves back");
-            shared
-                .metrics
-                .breaker_open
-                .get_or_create(&crate::metrics::GatewayLabel {
-                    gateway: gateway.clone(),
-                })
-                .set(0);
-            shared
-                .metrics
-                .breaker_transitions
-                .get_or_create(&crate::metrics::BreakerLabels {
-                    gateway,
-                    to: "closed",
-                })
-                .inc();
-        }
-    }
-}
-
-/// Exponential backoff from the dialer's base, capped at one hour.
-pub fn backoff_ms(dialer: &DialerConfig, attempt: i64) -> i64 {
-    let base = dialer.retry_backoff.as_millis() as i64;
-    let factor = 1i64 << (attempt - 1).clamp(0, 10);
-    (base.saturating_mul(factor)).min(3_600_000)
-}
-
-pub fn state_label(s: State) -> &'static str {
-    match s {
-        State::None => "none",
-        State::ToProcess => "to_process",
-        State::Sending => "sending",
-        State::Blocked => "blocked",
-        State::Sent => "sent",
-        State::Delivered => "delivered",
-        State::Failed => "failed",
-        State::Invalid => "invalid",
-        State::Cancelled => "cancelled",
-        State::Unknown => "unknown",
-        State::Undelivered => "undelivered",
     }
 }

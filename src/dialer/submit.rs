@@ -1,0 +1,189 @@
+//! Submitting a message to a dialer: the one domain entry point behind the
+//! API's single sends (the seed's "Envío de mensaje único"), and the rules
+//! every way in shares (the imports check the same text limit). It checks
+//! the dialer, the text (at most ten SMS parts, and what the dialer's
+//! gateways take), the priority, the client id and the number; stores the
+//! message (a reused client id with the same content replays the first);
+//! and wakes the dialer.
+
+use smsgate_proto::sms::{self, MAX_SEGMENTS, phone};
+
+use super::Dialers;
+use crate::config::{Config, DialerConfig, MAX_PRIORITY, MIN_PRIORITY};
+use crate::runtime::Shared;
+use crate::store::StoreError;
+use crate::store::spool::{self, Inserted, Message, NewMessage, State};
+
+const MAX_CLIENT_ID: usize = 128;
+
+/// One message for one dialer, as a caller hands it in.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    pub dialer: String,
+    /// The destination as written; normalised to E.164 with the daemon's
+    /// default country.
+    pub to: String,
+    pub text: String,
+    /// The dialer's own priority when None.
+    pub priority: Option<i64>,
+    /// The caller's idempotency key.
+    pub client_id: Option<String>,
+}
+
+/// The message as stored; `replayed` when the client id was seen before
+/// with the same content (nothing new will be sent).
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    pub message: Message,
+    pub replayed: bool,
+}
+
+/// Why a message was not taken. Each says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    #[error("no dialer is named {name:?}; configured dialers: {}", known.join(", "))]
+    UnknownDialer { name: String, known: Vec<String> },
+    #[error("the text is empty")]
+    EmptyText,
+    #[error(
+        "the text needs {segments} SMS parts ({encoding}); at most {MAX_SEGMENTS} are sent (1530 GSM-7 or 670 UCS-2 characters)"
+    )]
+    TooManyParts {
+        segments: usize,
+        encoding: &'static str,
+    },
+    #[error(
+        "the text is {length} characters long; dialer {dialer:?} sends through the Dinstar gateway {gateway:?}, which takes at most {max}"
+    )]
+    TooLong {
+        length: usize,
+        max: usize,
+        dialer: String,
+        gateway: String,
+    },
+    #[error(
+        "priority must be between {MIN_PRIORITY} (urgent) and {MAX_PRIORITY} (routine), found {0}"
+    )]
+    BadPriority(i64),
+    #[error("client_id must be 1 to {MAX_CLIENT_ID} printable characters")]
+    BadClientId,
+    #[error("{to:?} cannot be a phone number: {reason}")]
+    InvalidNumber { to: String, reason: String },
+    /// The client id was used before for another message.
+    #[error("{0}")]
+    ClientIdReused(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+/// Checks, stores and queues one message, then wakes its dialer.
+pub async fn submit(
+    shared: &Shared,
+    dialers: &Dialers,
+    s: Submission,
+) -> Result<Submitted, SubmitError> {
+    let config = shared.config();
+    let new = check(&config, s)?;
+    let inserted = shared.store.write(move |tx| spool::insert(tx, &new)).await;
+    let submitted = match inserted {
+        Ok(Inserted::New(message)) => Submitted {
+            message,
+            replayed: false,
+        },
+        Ok(Inserted::Replayed(message)) => Submitted {
+            message,
+            replayed: true,
+        },
+        Err(StoreError::Conflict(detail)) => return Err(SubmitError::ClientIdReused(detail)),
+        Err(e) => return Err(SubmitError::Store(e)),
+    };
+    if !submitted.replayed {
+        dialers.wake(&submitted.message.dialer);
+    }
+    Ok(submitted)
+}
+
+/// The message a submission makes, or the first rule it breaks.
+fn check(config: &Config, s: Submission) -> Result<NewMessage, SubmitError> {
+    let Some(dialer) = config.dialer(&s.dialer) else {
+        return Err(SubmitError::UnknownDialer {
+            name: s.dialer,
+            known: config.dialers.iter().map(|d| d.name.clone()).collect(),
+        });
+    };
+    if s.text.is_empty() {
+        return Err(SubmitError::EmptyText);
+    }
+    let plan = sms::plan(&s.text);
+    if plan.segments > MAX_SEGMENTS {
+        return Err(SubmitError::TooManyParts {
+            segments: plan.segments,
+            encoding: plan.encoding.as_str(),
+        });
+    }
+    // A Dinstar gateway takes at most 670 characters whatever the encoding
+    // (reference §5): refuse now rather than fail the message later.
+    if let Some((max, gateway)) = text_limit(config, dialer) {
+        let length = smsgate_proto::dinstar::wire::text_length(&s.text);
+        if length > max {
+            return Err(SubmitError::TooLong {
+                length,
+                max,
+                dialer: dialer.name.clone(),
+                gateway,
+            });
+        }
+    }
+    let priority = s.priority.unwrap_or(dialer.priority);
+    if !(MIN_PRIORITY..=MAX_PRIORITY).contains(&priority) {
+        return Err(SubmitError::BadPriority(priority));
+    }
+    if let Some(cid) = &s.client_id {
+        if cid.is_empty() || cid.len() > MAX_CLIENT_ID || cid.chars().any(char::is_control) {
+            return Err(SubmitError::BadClientId);
+        }
+    }
+    let number = phone::normalise(&s.to, &config.daemon.default_country).map_err(|e| {
+        SubmitError::InvalidNumber {
+            to: s.to.clone(),
+            reason: e.to_string(),
+        }
+    })?;
+    Ok(NewMessage {
+        dialer: dialer.name.clone(),
+        destination: s.to.trim().to_string(),
+        number: Some(number.into_string()),
+        text: s.text,
+        priority,
+        client_id: s.client_id,
+        import_id: None,
+        encoding: plan.encoding.as_str(),
+        segments: plan.segments as u32,
+        state: State::ToProcess,
+    })
+}
+
+/// The longest text a dialer can send, in UTF-16 units, when one of the
+/// gateways it may send through caps it (a Dinstar gateway takes at most
+/// 670 characters whatever the encoding), with that gateway's name. None
+/// when only the ten-part SMS limit applies.
+pub fn text_limit(config: &Config, dialer: &DialerConfig) -> Option<(usize, String)> {
+    let gateways: Vec<&str> = match config.channel_group(&dialer.provider) {
+        Some(group) => group
+            .primary
+            .iter()
+            .chain(&group.fallback)
+            .map(|set| set.gateway.as_str())
+            .collect(),
+        None => vec![dialer.provider.as_str()],
+    };
+    gateways
+        .into_iter()
+        .filter_map(|name| config.gateway(name))
+        .filter_map(|g| {
+            crate::transport::capabilities(g)
+                .text_limit
+                .map(|max| (max, g.name.clone()))
+        })
+        .min_by_key(|(max, _)| *max)
+}

@@ -1,0 +1,156 @@
+//! The engine: the running gateways, the dialers that send through them,
+//! and the consumer of what the gateways report, started together and
+//! stopped together. It is wiring only: supervision and failover are in
+//! `gateways`, the loaders in `dialer`, received messages and reports in
+//! `inbound`.
+//!
+//! Start order: the gateways first (their transports take up what an
+//! earlier run left awaiting), then the crash reconciliation of what was
+//! left in SENDING (before any dialer loads), then the dialers, then the
+//! event consumer and the config watcher.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::dialer::submit::{Submission, SubmitError, Submitted};
+use crate::dialer::{DialerLive, Dialers};
+use crate::gateways::{ChannelView, Gateways, WebhookRefused};
+use crate::runtime::Shared;
+use crate::transport::{WebhookReply, WebhookRequest};
+
+/// Cheap to clone; every clone is the same engine.
+#[derive(Clone)]
+pub struct Engine {
+    shared: Shared,
+    gateways: Gateways,
+    dialers: Dialers,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl Engine {
+    /// Builds everything the config describes, reconciles the spool, and
+    /// starts the loops.
+    pub async fn start(shared: Shared) -> Self {
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let tracker = TaskTracker::new();
+        let stop = CancellationToken::new();
+        let gateways = Gateways::new(shared.clone(), events_tx, tracker.clone(), stop.clone());
+        let dialers = Dialers::new(
+            shared.clone(),
+            gateways.clone(),
+            tracker.clone(),
+            stop.clone(),
+        );
+        let engine = Self {
+            shared: shared.clone(),
+            gateways,
+            dialers,
+            tracker,
+            stop,
+        };
+        let config = shared.config();
+        engine.gateways.sync(&config).await;
+        crate::dialer::reconcile::in_flight(&shared, &engine.gateways).await;
+        engine.dialers.sync(&config);
+        engine.tracker.spawn(crate::inbound::run(
+            shared.clone(),
+            engine.gateways.clone(),
+            engine.dialers.clone(),
+            events_rx,
+            engine.tracker.clone(),
+            engine.stop.clone(),
+        ));
+        engine.tracker.spawn(engine.clone().config_loop());
+        engine
+    }
+
+    /// Stops taking new work, lets in-flight sends finish within `budget`.
+    pub async fn stop(&self, budget: Duration) {
+        self.stop.cancel();
+        self.tracker.close();
+        if tokio::time::timeout(budget, self.tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                budget_s = budget.as_secs_f32(),
+                "drain timeout: some sends were still in flight; they stay SENDING and are reconciled at the next start"
+            );
+        }
+    }
+
+    /// Records an operator's stop or start (already written to the store).
+    pub fn set_stopped(&self, dialer: &str, stopped: bool) {
+        self.dialers.set_stopped(dialer, stopped);
+    }
+
+    /// Wakes a dialer's loader (new messages, start, stop).
+    pub fn wake(&self, dialer: &str) {
+        self.dialers.wake(dialer);
+    }
+
+    pub fn channels(&self) -> Vec<ChannelView> {
+        self.gateways.views()
+    }
+
+    pub fn dialer_live(&self, name: &str) -> DialerLive {
+        self.dialers.live(name)
+    }
+
+    /// Checks, stores and queues one message (see [`crate::dialer::submit`]).
+    pub async fn submit(&self, s: Submission) -> Result<Submitted, SubmitError> {
+        crate::dialer::submit::submit(&self.shared, &self.dialers, s).await
+    }
+
+    /// Hands a request a gateway made to our API (a push) to its transport.
+    pub fn gateway_webhook(
+        &self,
+        gateway: &str,
+        request: WebhookRequest,
+    ) -> Result<WebhookReply, WebhookRefused> {
+        self.gateways.webhook(gateway, request)
+    }
+
+    /// One line for `systemctl status`.
+    pub async fn status_line(&self) -> String {
+        let config = self.shared.config();
+        let channels = self.channels();
+        let usable = channels.iter().filter(|c| c.usable).count();
+        let sent: u64 = channels.iter().map(|c| c.sent).sum();
+        let enabled = config.dialers.iter().filter(|d| d.enabled).count();
+        let mut line = format!(
+            "{enabled}/{} dialers enabled; {usable}/{} channels usable; {sent} sent since start",
+            config.dialers.len(),
+            channels.len()
+        );
+        let down: Vec<String> = channels
+            .iter()
+            .filter(|c| !c.usable)
+            .take(3)
+            .map(|c| format!("{} ({})", c.id, c.reason))
+            .collect();
+        if !down.is_empty() {
+            line.push_str(&format!("; down: {}", down.join(", ")));
+        }
+        line
+    }
+
+    async fn config_loop(self) {
+        let mut rx = self.shared.config.clone();
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                changed = rx.changed() => {
+                    if changed.is_err() { return; }
+                    let config = rx.borrow_and_update().clone();
+                    self.gateways.sync(&config).await;
+                    self.dialers.sync(&config);
+                }
+            }
+        }
+    }
+}

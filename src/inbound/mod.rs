@@ -1,0 +1,142 @@
+//! What gateways tell the daemon on their own: received messages (stored
+//! once per gateway and source key), port health, send results and delivery
+//! reports (`reports`), and the inbound mark a gateway keeps across
+//! restarts. One consumer task reads every transport's events; it is where
+//! inbound routing and conversations will hang.
+
+mod reports;
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::dialer::Dialers;
+use crate::gateways::Gateways;
+use crate::runtime::Shared;
+use crate::store::inbound::{self, NewInbound};
+use crate::transport::{Event, Received};
+
+/// The consumer of every transport's events, until `stop`.
+pub async fn run(
+    shared: Shared,
+    gateways: Gateways,
+    dialers: Dialers,
+    mut events: mpsc::UnboundedReceiver<Event>,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+) {
+    let (reports, reports_rx) = mpsc::unbounded_channel();
+    tracker.spawn(reports::record(
+        shared.clone(),
+        reports_rx,
+        reports.clone(),
+        stop.clone(),
+    ));
+    loop {
+        let ev = tokio::select! {
+            _ = stop.cancelled() => return,
+            ev = events.recv() => match ev { Some(e) => e, None => return },
+        };
+        match ev {
+            Event::PortHealth {
+                gateway,
+                port,
+                health,
+            } => gateways.set_health(&gateway, port, health),
+            Event::Inbound(msg) => {
+                store_received(&shared, msg).await;
+            }
+            Event::InboundAcked { message, ack } => {
+                ack.done(store_received(&shared, message).await);
+            }
+            Event::InboundMark { gateway, mark } => raise_mark(&shared, gateway, mark).await,
+            Event::Result {
+                gateway,
+                gateway_ref,
+                ok,
+                detail,
+            } => {
+                if !ok {
+                    // Off the event loop: its retries must not hold up
+                    // other events.
+                    let (shared, dialers) = (shared.clone(), dialers.clone());
+                    tokio::spawn(async move {
+                        reports::result_failed(&shared, &dialers, gateway, gateway_ref, detail)
+                            .await
+                    });
+                }
+            }
+            Event::Delivered {
+                gateway,
+                gateway_ref,
+                delivered,
+                detail,
+            } => {
+                let report = crate::store::spool::Report {
+                    gateway,
+                    gateway_ref,
+                    delivered,
+                    detail,
+                };
+                let _ = reports.send((report, 0));
+            }
+        }
+    }
+}
+
+/// Stores a received message once per (gateway, source_key); true when it
+/// is on disk now (new or stored before).
+async fn store_received(shared: &Shared, msg: Received) -> bool {
+    let (gateway, port, len) = (msg.gateway.clone(), msg.port, msg.text.chars().count());
+    let row = NewInbound {
+        gateway: msg.gateway,
+        port: msg.port,
+        source_key: msg.source_key,
+        sender: msg.sender,
+        number: msg.number,
+        recipient: msg.recipient,
+        text: msg.text,
+        sent_at: msg.sent_at,
+    };
+    let stored = shared
+        .store
+        .write(move |tx| inbound::insert(tx, &row))
+        .await;
+    match stored {
+        Ok(Some(id)) => {
+            tracing::info!(gateway = %gateway, port = ?port, inbound = id, chars = len, "message received");
+            true
+        }
+        Ok(None) => {
+            tracing::debug!(gateway = %gateway, port = ?port, "message received again (push and poll); kept once");
+            true
+        }
+        Err(e) => {
+            tracing::error!(gateway = %gateway, error = %e, "cannot store a received message; the gateway keeps it and it is fetched again");
+            false
+        }
+    }
+}
+
+/// Keeps a gateway's inbound mark (it only rises), for its next start.
+async fn raise_mark(shared: &Shared, gateway: String, mark: i64) {
+    let Some(kind) = shared.config().gateway(&gateway).map(|g| g.kind.as_str()) else {
+        return;
+    };
+    let key = inbound::mark_key(kind, &gateway);
+    if let Err(e) = shared
+        .store
+        .write(move |tx| inbound::kv_raise(tx, &key, mark))
+        .await
+    {
+        tracing::error!(gateway = %gateway, error = %e, "cannot record the inbound high-water mark; messages may be fetched again (they are kept once)");
+    }
+}
+
+/// How long a report that finds no SENT message waits before it is tried
+/// again: it can overtake the SENT record of its message.
+fn retry_delay(tries: u32) -> Duration {
+    Duration::from_millis(50 * (1 << tries.min(5)))
+}

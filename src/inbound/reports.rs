@@ -1,0 +1,107 @@
+//! Send results and delivery reports: a report marks its SENT message
+//! DELIVERED or UNDELIVERED; a failed result sends it back to its dialer's
+//! queue (or FAILED when its attempts are spent).
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::dialer::Dialers;
+use crate::runtime::Shared;
+use crate::store::spool::{self, State};
+
+/// Records delivery reports, all that have arrived in one job. A report
+/// can overtake the SENT record of its message: one that finds no sent
+/// message is tried again for a while before it is given up.
+pub(super) async fn record(
+    shared: Shared,
+    mut rx: mpsc::UnboundedReceiver<(spool::Report, u32)>,
+    again: mpsc::UnboundedSender<(spool::Report, u32)>,
+    stop: CancellationToken,
+) {
+    const MAX_TRIES: u32 = 30;
+    const MAX_BATCH: usize = 1024;
+    loop {
+        let first = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = rx.recv() => match r { Some(r) => r, None => return },
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let reports: Vec<spool::Report> = batch.iter().map(|(r, _)| r.clone()).collect();
+        let found = shared
+            .store
+            .write_unguarded(move |tx| spool::apply_reports(tx, &reports))
+            .await;
+        let found = match found {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(count = batch.len(), error = %e, "cannot record delivery reports");
+                continue;
+            }
+        };
+        for ((report, tries), found) in batch.into_iter().zip(found) {
+            if found {
+                continue;
+            }
+            if tries + 1 >= MAX_TRIES {
+                tracing::warn!(gateway = %report.gateway, reference = %report.gateway_ref, "delivery report for a message we do not know; ignored");
+                continue;
+            }
+            let again = again.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(super::retry_delay(tries)).await;
+                let _ = again.send((report, tries + 1));
+            });
+        }
+    }
+}
+
+/// The gateway could not send a message it had accepted: back to the
+/// queue after the dialer's backoff, or FAILED when its attempts are spent.
+pub(super) async fn result_failed(
+    shared: &Shared,
+    dialers: &Dialers,
+    gateway: String,
+    gateway_ref: String,
+    detail: String,
+) {
+    let store = shared.store.clone();
+    // A pushed result can overtake the SENT record of its message, as a
+    // delivery report can: look again for a short while.
+    let mut found = Ok(None);
+    for attempt in 0..20u32 {
+        let (g, r) = (gateway.clone(), gateway_ref.clone());
+        found = store.read(move |c| spool::find_sent(c, &g, &r)).await;
+        if !matches!(found, Ok(None)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt.min(5) + 1))).await;
+    }
+    let Ok(Some((id, dialer_name, attempts))) = found else {
+        tracing::warn!(gateway = %gateway, reference = %gateway_ref, "send result for a message we do not hold as SENT; ignored");
+        return;
+    };
+    let config = shared.config();
+    let (backoff, max) = config
+        .dialer(&dialer_name)
+        .map(|d| (d.backoff_ms(attempts), d.max_attempts as i64))
+        .unwrap_or((30_000, 1));
+    tracing::warn!(gateway = %gateway, message = id, reason = %detail, "the gateway could not send a message it had accepted");
+    match store
+        .write(move |tx| spool::sent_but_failed(tx, id, &detail, backoff, max))
+        .await
+    {
+        Ok(State::ToProcess) => dialers.wake(&dialer_name),
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(message = id, error = %e, "cannot record a failed send result")
+        }
+    }
+}
