@@ -15,6 +15,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::dialer::control::ControlError;
+use crate::dialer::importer::{ImportFailure, ImportSummary};
 use crate::dialer::submit::{Submission, SubmitError, Submitted};
 use crate::dialer::{DialerLive, Dialers};
 use crate::gateways::{ChannelView, Gateways, WebhookRefused};
@@ -83,11 +85,6 @@ impl Engine {
         }
     }
 
-    /// Records an operator's stop or start (already written to the store).
-    pub fn set_stopped(&self, dialer: &str, stopped: bool) {
-        self.dialers.set_stopped(dialer, stopped);
-    }
-
     /// Wakes a dialer's loader (new messages, start, stop).
     pub fn wake(&self, dialer: &str) {
         self.dialers.wake(dialer);
@@ -104,6 +101,29 @@ impl Engine {
     /// Checks, stores and queues one message (see [`crate::dialer::submit`]).
     pub async fn submit(&self, s: Submission) -> Result<Submitted, SubmitError> {
         crate::dialer::submit::submit(&self.shared, &self.dialers, s).await
+    }
+
+    /// Imports a whole file of messages (see [`crate::dialer::submit::import`]).
+    pub async fn import(
+        &self,
+        filename: String,
+        body: impl std::io::BufRead + Send + 'static,
+    ) -> Result<ImportSummary, ImportFailure> {
+        crate::dialer::submit::import(&self.shared, &self.dialers, filename, body).await
+    }
+
+    /// An operator stops (`true`) or starts a dialer.
+    pub async fn set_dialer_stopped(
+        &self,
+        dialer: &str,
+        stopped: bool,
+    ) -> Result<(), ControlError> {
+        crate::dialer::control::set_stopped(&self.shared, &self.dialers, dialer, stopped).await
+    }
+
+    /// An operator cancels what a dialer has not processed yet.
+    pub async fn cancel_pending(&self, dialer: &str) -> Result<usize, ControlError> {
+        crate::dialer::control::cancel_pending(&self.shared, &self.dialers, dialer).await
     }
 
     /// Hands a request a gateway made to our API (a push) to its transport.

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::{ApiError, ApiPath, AppState};
 use crate::config::{Config, DialerConfig};
+use crate::dialer::control::ControlError;
 use crate::store::spool::{self, State as MsgState};
 
 #[derive(Debug, Serialize)]
@@ -124,24 +125,20 @@ async fn set_stopped(
     name: String,
     stopped: bool,
 ) -> Result<Json<Dashboard>, ApiError> {
+    st.engine.set_dialer_stopped(&name, stopped).await?;
     let config = st.shared.config();
     let d = find(&config, &name)?;
-    if !stopped && !d.enabled {
-        return Err(ApiError::conflict(
-            "dialer_disabled",
-            format!(
-                "dialer {name:?} is disabled in the config (enabled = false); enable it there and reload"
-            ),
-        ));
-    }
-    let n = name.clone();
-    st.shared
-        .store
-        .write(move |tx| spool::set_dialer_stopped(tx, &n, stopped))
-        .await?;
-    tracing::info!(dialer = %name, stopped, "dialer {} by an operator", if stopped { "stopped" } else { "started" });
-    st.engine.set_stopped(&name, stopped);
     Ok(Json(dashboard(st, &config, d).await?))
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::UnknownDialer(_) => ApiError::not_found(e.to_string()),
+            ControlError::Disabled(_) => ApiError::conflict("dialer_disabled", e.to_string()),
+            ControlError::Store(e) => e.into(),
+        }
+    }
 }
 
 pub async fn stop(
@@ -162,15 +159,6 @@ pub async fn cancel_pending(
     State(st): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let config = st.shared.config();
-    find(&config, &name)?;
-    let n = name.clone();
-    let cancelled = st
-        .shared
-        .store
-        .write(move |tx| spool::cancel_pending(tx, &n))
-        .await?;
-    tracing::info!(dialer = %name, cancelled, "pending messages cancelled by an operator");
-    st.engine.wake(&name);
+    let cancelled = st.engine.cancel_pending(&name).await?;
     Ok(Json(json!({"dialer": name, "cancelled": cancelled})))
 }

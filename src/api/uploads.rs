@@ -107,18 +107,12 @@ pub async fn import_messages(
     ApiQuery(q): ApiQuery<UploadQuery>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let summary = run(&st, q, body, importer::import_messages).await?;
-    tracing::info!(
-        import = summary.import_id,
-        file = %summary.filename,
-        lines = summary.lines,
-        queued = summary.queued,
-        invalid = summary.invalid,
-        "messages imported"
-    );
-    for d in summary.dialers.keys() {
-        st.engine.wake(d);
-    }
+    let name = filename(q)?;
+    let summary = st
+        .engine
+        .import(name, reader(body))
+        .await
+        .map_err(failure)?;
     Ok((StatusCode::CREATED, Json(summary)).into_response())
 }
 

@@ -1,10 +1,12 @@
 //! Outbound dialers: the loader loop of each dialer (`loader`), its
 //! round-robin hand-out to channels (`dispatch`), what a crash left in
-//! SENDING (`reconcile`), and the imports (`import`, `importer`,
-//! `dncr_import`). Their schedules and dial strings are parsed with the
+//! SENDING (`reconcile`), the one way messages come in (`submit`: single
+//! sends and imports), an operator's stop, start and cancel (`control`),
+//! and the file parsers (`import`, `importer`, `dncr_import`). Their schedules and dial strings are parsed with the
 //! config (`config::schedule`, `config::dialstring`); which channels a
 //! dialer may use now is the gateways' call (`gateways::Failover`).
 
+pub mod control;
 mod dispatch;
 pub mod dncr_import;
 pub mod import;

@@ -9,6 +9,7 @@
 use smsgate_proto::sms::{self, MAX_SEGMENTS, phone};
 
 use super::Dialers;
+use super::importer::{self, ImportFailure, ImportSummary};
 use crate::config::{Config, DialerConfig, MAX_PRIORITY, MIN_PRIORITY};
 use crate::runtime::Shared;
 use crate::store::StoreError;
@@ -101,6 +102,36 @@ pub async fn submit(
         dialers.wake(&submitted.message.dialer);
     }
     Ok(submitted)
+}
+
+/// A whole file of messages (the seed's bulk load), read on a blocking
+/// thread: all of it or none (see `importer`). Wakes every dialer that got
+/// messages.
+pub async fn import(
+    shared: &Shared,
+    dialers: &Dialers,
+    filename: String,
+    body: impl std::io::BufRead + Send + 'static,
+) -> Result<ImportSummary, ImportFailure> {
+    let config = shared.config();
+    let store = shared.store.clone();
+    let summary = tokio::task::spawn_blocking(move || {
+        importer::import_messages(&store, &config, &filename, body)
+    })
+    .await
+    .map_err(|_| ImportFailure::Read("the import task ended unexpectedly".into()))??;
+    tracing::info!(
+        import = summary.import_id,
+        file = %summary.filename,
+        lines = summary.lines,
+        queued = summary.queued,
+        invalid = summary.invalid,
+        "messages imported"
+    );
+    for d in summary.dialers.keys() {
+        dialers.wake(d);
+    }
+    Ok(summary)
 }
 
 /// The message a submission makes, or the first rule it breaks.
