@@ -6,7 +6,7 @@
 
 pub mod api;
 pub mod cli;
-pub mod cli_assets;
+
 pub mod config;
 pub mod daemon;
 pub mod dialer;

@@ -162,7 +162,7 @@ pub struct ImportRules {
     /// Longest line, in bytes, before its line end.
     pub max_line_bytes: usize,
     /// Dialers whose gateway caps a text's length, in UTF-16 units, with
-    /// that gateway's name (see `dialer::submit::text_limit`).
+    /// that gateway's name (see `dialer::limits::text_limit`).
     pub text_limits: std::collections::BTreeMap<String, (usize, String)>,
 }
 

@@ -319,7 +319,7 @@ fn rules(config: &Config) -> ImportRules {
             .dialers
             .iter()
             .filter_map(|d| {
-                super::submit::text_limit(config, d).map(|limit| (d.name.clone(), limit))
+                super::limits::text_limit(config, d).map(|limit| (d.name.clone(), limit))
             })
             .collect(),
         ..ImportRules::default()

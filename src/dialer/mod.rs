@@ -11,6 +11,7 @@ mod dispatch;
 pub mod dncr_import;
 pub mod import;
 pub mod importer;
+mod limits;
 mod lines;
 mod loader;
 pub mod reconcile;

@@ -10,7 +10,8 @@ use smsgate_proto::sms::{self, MAX_SEGMENTS, phone};
 
 use super::Dialers;
 use super::importer::{self, ImportFailure, ImportSummary};
-use crate::config::{Config, DialerConfig, MAX_PRIORITY, MIN_PRIORITY};
+use super::limits::text_limit;
+use crate::config::{Config, MAX_PRIORITY, MIN_PRIORITY};
 use crate::runtime::Shared;
 use crate::store::StoreError;
 use crate::store::spool::{self, Inserted, Message, NewMessage, State};
@@ -192,29 +193,4 @@ fn check(config: &Config, s: Submission) -> Result<NewMessage, SubmitError> {
         segments: plan.segments as u32,
         state: State::ToProcess,
     })
-}
-
-/// The longest text a dialer can send, in UTF-16 units, when one of the
-/// gateways it may send through caps it (a Dinstar gateway takes at most
-/// 670 characters whatever the encoding), with that gateway's name. None
-/// when only the ten-part SMS limit applies.
-pub fn text_limit(config: &Config, dialer: &DialerConfig) -> Option<(usize, String)> {
-    let gateways: Vec<&str> = match config.channel_group(&dialer.provider) {
-        Some(group) => group
-            .primary
-            .iter()
-            .chain(&group.fallback)
-            .map(|set| set.gateway.as_str())
-            .collect(),
-        None => vec![dialer.provider.as_str()],
-    };
-    gateways
-        .into_iter()
-        .filter_map(|name| config.gateway(name))
-        .filter_map(|g| {
-            crate::transport::capabilities(g)
-                .text_limit
-                .map(|max| (max, g.name.clone()))
-        })
-        .min_by_key(|(max, _)| *max)
 }
