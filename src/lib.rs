@@ -1,7 +1,11 @@
 //! smsgate: the on-premise SMS engine of a contact center.
 //!
-//! See docs/architecture.md for the shape of the daemon and how the modules
-//! talk to each other.
+//! See docs/architecture.md for the shape of the daemon, how the modules
+//! talk to each other, and where each behaviour of the seed lives. The
+//! modules are layered (no import cycles; `tests/module_graph.rs`):
+//! config, store, tls, transport at the bottom; runtime; gateways; dialer;
+//! inbound; engine; api; daemon; cli on top. The sans-IO code is the crate
+//! `smsgate_proto`, the simulators `smsgate_sim`.
 #![forbid(unsafe_code)]
 
 pub mod api;

@@ -22,7 +22,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-cargo test --locked
+# Every crate of the workspace: the daemon, smsgate-proto, smsgate-sim.
+cargo test --workspace --locked
 
 # The Debian package: build, lintian, systemd-analyze, install test in a
 # bookworm chroot (it installs lintian and debootstrap itself).
