@@ -15,13 +15,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::dialer::control::ControlError;
-use crate::dialer::importer::{ImportFailure, ImportSummary};
-use crate::dialer::submit::{Submission, SubmitError, Submitted};
-use crate::dialer::{DialerLive, Dialers};
-use crate::gateways::{ChannelView, Gateways, WebhookRefused};
+use crate::dialer::importer::ImportSummary;
+use crate::dialer::submit::{Submission, Submitted};
+use crate::dialer::{DialerError, DialerLive, Dialers};
+use crate::gateways::{ChannelView, Gateways};
 use crate::runtime::Shared;
-use crate::transport::{WebhookReply, WebhookRequest};
+use crate::transport::{TransportError, WebhookReply, WebhookRequest};
 
 /// Cheap to clone; every clone is the same engine.
 #[derive(Clone)]
@@ -99,7 +98,7 @@ impl Engine {
     }
 
     /// Checks, stores and queues one message (see [`crate::dialer::submit`]).
-    pub async fn submit(&self, s: Submission) -> Result<Submitted, SubmitError> {
+    pub async fn submit(&self, s: Submission) -> Result<Submitted, DialerError> {
         crate::dialer::submit::submit(&self.shared, &self.dialers, s).await
     }
 
@@ -108,21 +107,17 @@ impl Engine {
         &self,
         filename: String,
         body: impl std::io::BufRead + Send + 'static,
-    ) -> Result<ImportSummary, ImportFailure> {
+    ) -> Result<ImportSummary, DialerError> {
         crate::dialer::submit::import(&self.shared, &self.dialers, filename, body).await
     }
 
     /// An operator stops (`true`) or starts a dialer.
-    pub async fn set_dialer_stopped(
-        &self,
-        dialer: &str,
-        stopped: bool,
-    ) -> Result<(), ControlError> {
+    pub async fn set_dialer_stopped(&self, dialer: &str, stopped: bool) -> Result<(), DialerError> {
         crate::dialer::control::set_stopped(&self.shared, &self.dialers, dialer, stopped).await
     }
 
     /// An operator cancels what a dialer has not processed yet.
-    pub async fn cancel_pending(&self, dialer: &str) -> Result<usize, ControlError> {
+    pub async fn cancel_pending(&self, dialer: &str) -> Result<usize, DialerError> {
         crate::dialer::control::cancel_pending(&self.shared, &self.dialers, dialer).await
     }
 
@@ -131,7 +126,7 @@ impl Engine {
         &self,
         gateway: &str,
         request: WebhookRequest,
-    ) -> Result<WebhookReply, WebhookRefused> {
+    ) -> Result<WebhookReply, TransportError> {
         self.gateways.webhook(gateway, request)
     }
 

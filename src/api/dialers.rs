@@ -8,7 +8,6 @@ use serde_json::json;
 
 use super::{ApiError, ApiPath, AppState};
 use crate::config::{Config, DialerConfig};
-use crate::dialer::control::ControlError;
 use crate::store::spool::{self, State as MsgState};
 
 #[derive(Debug, Serialize)]
@@ -125,20 +124,11 @@ async fn set_stopped(
     name: String,
     stopped: bool,
 ) -> Result<Json<Dashboard>, ApiError> {
+    find(&st.shared.config(), &name)?;
     st.engine.set_dialer_stopped(&name, stopped).await?;
     let config = st.shared.config();
     let d = find(&config, &name)?;
     Ok(Json(dashboard(st, &config, d).await?))
-}
-
-impl From<ControlError> for ApiError {
-    fn from(e: ControlError) -> Self {
-        match e {
-            ControlError::UnknownDialer(_) => ApiError::not_found(e.to_string()),
-            ControlError::Disabled(_) => ApiError::conflict("dialer_disabled", e.to_string()),
-            ControlError::Store(e) => e.into(),
-        }
-    }
 }
 
 pub async fn stop(
@@ -159,6 +149,7 @@ pub async fn cancel_pending(
     State(st): State<AppState>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    find(&st.shared.config(), &name)?;
     let cancelled = st.engine.cancel_pending(&name).await?;
     Ok(Json(json!({"dialer": name, "cancelled": cancelled})))
 }

@@ -5,6 +5,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use serde_json::json;
+
+use crate::dialer::DialerError;
 use crate::store::StoreError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -272,5 +275,61 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
 impl From<axum::extract::rejection::PathRejection> for ApiError {
     fn from(r: axum::extract::rejection::PathRejection) -> Self {
         ApiError::bad_request("invalid_path", r.body_text())
+    }
+}
+/// The dialer's refusals: a message's (422 with the rule's code), a file's
+/// (422 with every refused line, 413, 400) or an operator's (409).
+impl From<DialerError> for ApiError {
+    fn from(e: DialerError) -> Self {
+        let code = match e {
+            DialerError::Store(e) => return e.into(),
+            DialerError::ClientIdReused(detail) => {
+                return ApiError::conflict("client_id_reused", detail);
+            }
+            DialerError::Disabled(_) => {
+                return ApiError::conflict("dialer_disabled", e.to_string());
+            }
+            DialerError::FileName(e) => {
+                return ApiError::unprocessable("bad_filename", e.to_string());
+            }
+            DialerError::Lines { errors, count } => {
+                let list: Vec<serde_json::Value> = errors
+                    .iter()
+                    .map(|e| json!({"line": e.line, "rule": e.rule.code(), "message": e.message}))
+                    .collect();
+                let shown = list.len() as u64;
+                let mut detail = format!(
+                    "{count} line(s) refused; nothing was imported. Fix them and upload the whole file again"
+                );
+                if shown < count {
+                    detail.push_str(&format!(" (the first {shown} are listed)"));
+                }
+                return ApiError::unprocessable("import_refused", detail).with_errors(json!(list));
+            }
+            DialerError::Empty => {
+                return ApiError::unprocessable("import_empty", "the file has no lines");
+            }
+            DialerError::TooLarge => {
+                return ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    "Request body too large",
+                    "the upload is larger than [api] max_upload_bytes; split the file",
+                );
+            }
+            DialerError::Read(reason) => {
+                return ApiError::bad_request(
+                    "upload_unreadable",
+                    format!("the upload could not be read: {reason}"),
+                );
+            }
+            DialerError::UnknownDialer { .. } => "unknown_dialer",
+            DialerError::EmptyText => "empty_text",
+            DialerError::TooManyParts { .. } | DialerError::TooLong { .. } => "text_too_long",
+            DialerError::BadPriority(_) => "bad_priority",
+            DialerError::BadClientId => "bad_client_id",
+            DialerError::InvalidNumber { .. } => "invalid_number",
+        };
+        ApiError::unprocessable(code, e.to_string())
     }
 }

@@ -8,8 +8,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, Method, StatusCode};
 
 use super::{ApiError, ApiPath, AppState};
-use crate::gateways::WebhookRefused;
-use crate::transport::WebhookRequest;
+use crate::transport::{TransportError, WebhookRequest};
 
 /// `POST /api/v1/gateways/{name}/push`: one push from a Dinstar gateway
 /// (`{"sn": ..., "<event>": ...}`). The source address was checked by the
@@ -40,9 +39,11 @@ pub async fn push(
         .engine
         .gateway_webhook(&name, request)
         .map_err(|e| match e {
-            WebhookRefused::NoGateway(_) => ApiError::unavailable("not_ready", e.to_string()),
-            WebhookRefused::NotUnderstood(m) => ApiError::bad_request("invalid_push", m),
-            WebhookRefused::NotTaken(_) => ApiError::not_found(e.to_string()),
+            TransportError::NotRunning(_) => ApiError::unavailable("not_ready", e.to_string()),
+            TransportError::NotUnderstood(m) => ApiError::bad_request("invalid_push", m),
+            TransportError::NotTaken(_) | TransportError::Setup { .. } => {
+                ApiError::not_found(e.to_string())
+            }
         })?;
     Ok((reply.status, Json(reply.body)))
 }

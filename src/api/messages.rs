@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{ApiError, ApiJson, ApiPath, ApiQuery, AppState};
-use crate::dialer::submit::{Submission, SubmitError};
+use crate::dialer::submit::Submission;
 use crate::store::spool::{self, ListFilter, State as MsgState};
 use smsgate_proto::sms::phone;
 
@@ -41,27 +41,6 @@ pub async fn send(
     let mut body = json!(submitted.message);
     body["replayed"] = json!(submitted.replayed);
     Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
-}
-
-impl From<SubmitError> for ApiError {
-    fn from(e: SubmitError) -> Self {
-        let code = match &e {
-            SubmitError::ClientIdReused(detail) => {
-                return ApiError::conflict("client_id_reused", detail.clone());
-            }
-            SubmitError::Store(_) => match e {
-                SubmitError::Store(store) => return store.into(),
-                _ => "internal",
-            },
-            SubmitError::UnknownDialer { .. } => "unknown_dialer",
-            SubmitError::EmptyText => "empty_text",
-            SubmitError::TooManyParts { .. } | SubmitError::TooLong { .. } => "text_too_long",
-            SubmitError::BadPriority(_) => "bad_priority",
-            SubmitError::BadClientId => "bad_client_id",
-            SubmitError::InvalidNumber { .. } => "invalid_number",
-        };
-        ApiError::unprocessable(code, e.to_string())
-    }
 }
 
 pub async fn get(

@@ -16,7 +16,8 @@ use serde_json::json;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 
 use super::{ApiError, ApiPath, ApiQuery, AppState};
-use crate::dialer::importer::{self, ImportFailure};
+use crate::dialer::DialerError;
+use crate::dialer::importer;
 use crate::store::dncr;
 use smsgate_proto::sms::phone;
 
@@ -45,45 +46,13 @@ fn filename(q: UploadQuery) -> Result<String, ApiError> {
     })
 }
 
-fn failure(e: ImportFailure) -> ApiError {
-    match e {
-        ImportFailure::FileName(e) => ApiError::unprocessable("bad_filename", e.to_string()),
-        ImportFailure::Lines { errors, count } => {
-            let list: Vec<serde_json::Value> = errors
-                .iter()
-                .map(|e| json!({"line": e.line, "rule": e.rule.code(), "message": e.message}))
-                .collect();
-            let shown = list.len() as u64;
-            let mut detail = format!(
-                "{count} line(s) refused; nothing was imported. Fix them and upload the whole file again"
-            );
-            if shown < count {
-                detail.push_str(&format!(" (the first {shown} are listed)"));
-            }
-            ApiError::unprocessable("import_refused", detail).with_errors(json!(list))
-        }
-        ImportFailure::Empty => ApiError::unprocessable("import_empty", "the file has no lines"),
-        ImportFailure::TooLarge => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            "Request body too large",
-            "the upload is larger than [api] max_upload_bytes; split the file",
-        ),
-        ImportFailure::Read(reason) => ApiError::bad_request(
-            "upload_unreadable",
-            format!("the upload could not be read: {reason}"),
-        ),
-        ImportFailure::Store(e) => e.into(),
-    }
-}
-
 /// The parsers' signature: a store, the config, the file name, the body.
 type Importer<S> = fn(
     &crate::store::Store,
     &crate::config::Config,
     &str,
     BufReader<SyncIoBridge<StreamReader<DataStream, bytes::Bytes>>>,
-) -> Result<S, ImportFailure>;
+) -> Result<S, DialerError>;
 
 /// Runs a streaming import on a blocking thread.
 async fn run<S: Send + 'static>(
@@ -99,7 +68,7 @@ async fn run<S: Send + 'static>(
     tokio::task::spawn_blocking(move || import(&store, &config, &name, r))
         .await
         .map_err(|_| ApiError::internal("the import task ended unexpectedly"))?
-        .map_err(failure)
+        .map_err(ApiError::from)
 }
 
 pub async fn import_messages(
@@ -112,7 +81,7 @@ pub async fn import_messages(
         .engine
         .import(name, reader(body))
         .await
-        .map_err(failure)?;
+        .map_err(ApiError::from)?;
     Ok((StatusCode::CREATED, Json(summary)).into_response())
 }
 

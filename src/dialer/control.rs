@@ -3,20 +3,9 @@
 //! written to the store first (a stop outlives a restart), then the loader
 //! is told.
 
-use super::Dialers;
+use super::{DialerError, Dialers};
 use crate::runtime::Shared;
-use crate::store::{StoreError, spool};
-
-/// Why an operator's action was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    #[error("no dialer is named {0:?}")]
-    UnknownDialer(String),
-    #[error("dialer {0:?} is disabled in the config (enabled = false); enable it there and reload")]
-    Disabled(String),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
+use crate::store::spool;
 
 /// Stops (`true`) or starts (`false`) a dialer. A dialer disabled in the
 /// config cannot be started from here.
@@ -25,13 +14,11 @@ pub async fn set_stopped(
     dialers: &Dialers,
     name: &str,
     stopped: bool,
-) -> Result<(), ControlError> {
+) -> Result<(), DialerError> {
     let config = shared.config();
-    let d = config
-        .dialer(name)
-        .ok_or_else(|| ControlError::UnknownDialer(name.to_string()))?;
+    let d = config.dialer(name).ok_or_else(|| unknown(shared, name))?;
     if !stopped && !d.enabled {
-        return Err(ControlError::Disabled(name.to_string()));
+        return Err(DialerError::Disabled(name.to_string()));
     }
     let n = name.to_string();
     shared
@@ -48,9 +35,9 @@ pub async fn cancel_pending(
     shared: &Shared,
     dialers: &Dialers,
     name: &str,
-) -> Result<usize, ControlError> {
+) -> Result<usize, DialerError> {
     if shared.config().dialer(name).is_none() {
-        return Err(ControlError::UnknownDialer(name.to_string()));
+        return Err(unknown(shared, name));
     }
     let n = name.to_string();
     let cancelled = shared
@@ -60,4 +47,16 @@ pub async fn cancel_pending(
     tracing::info!(dialer = %name, cancelled, "pending messages cancelled by an operator");
     dialers.wake(name);
     Ok(cancelled)
+}
+
+fn unknown(shared: &Shared, name: &str) -> DialerError {
+    DialerError::UnknownDialer {
+        name: name.to_string(),
+        known: shared
+            .config()
+            .dialers
+            .iter()
+            .map(|d| d.name.clone())
+            .collect(),
+    }
 }

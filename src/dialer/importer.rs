@@ -12,8 +12,9 @@ use std::sync::mpsc;
 
 use serde::Serialize;
 
+use super::DialerError;
 use super::dncr_import::dncr_import;
-use super::import::{ImportError, ImportRules, LineError, bulk_import, check_file_name};
+use super::import::{ImportRules, LineError, bulk_import, check_file_name};
 use crate::config::Config;
 use crate::store::spool::{NewMessage, State};
 use crate::store::{Store, StoreError, dncr, now_ms, spool};
@@ -43,22 +44,6 @@ pub struct DncrSummary {
     pub filename: String,
     pub lines: u64,
     pub entries: u64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ImportFailure {
-    #[error("{0}")]
-    FileName(#[from] ImportError),
-    #[error("{count} line(s) refused; nothing was imported")]
-    Lines { errors: Vec<LineError>, count: u64 },
-    #[error("the file is empty")]
-    Empty,
-    #[error("the upload could not be read: {0}")]
-    Read(String),
-    #[error("the upload is larger than [api] max_upload_bytes")]
-    TooLarge,
-    #[error(transparent)]
-    Store(#[from] StoreError),
 }
 
 /// Rows travel in batches: one hand-over between threads per batch, not
@@ -94,7 +79,7 @@ pub fn import_messages(
     config: &Config,
     filename: &str,
     reader: impl BufRead,
-) -> Result<ImportSummary, ImportFailure> {
+) -> Result<ImportSummary, DialerError> {
     check_file_name(filename)?;
     let rules = rules(config);
     let country = config.daemon.default_country.clone();
@@ -172,7 +157,7 @@ pub fn import_dncr(
     config: &Config,
     filename: &str,
     reader: impl BufRead,
-) -> Result<DncrSummary, ImportFailure> {
+) -> Result<DncrSummary, DialerError> {
     check_file_name(filename)?;
     let rules = rules(config);
     let (tx, rx) = mpsc::sync_channel::<Pipe<super::dncr_import::DncrRow>>(PIPE);
@@ -233,7 +218,7 @@ fn feed<R: Numbered + Send, T: Send, S>(
     tx: mpsc::SyncSender<Pipe<T>>,
     writer: tokio::sync::oneshot::Receiver<Result<S, StoreError>>,
     convert: Convert<impl Fn(R) -> T + Sync>,
-) -> Result<S, ImportFailure> {
+) -> Result<S, DialerError> {
     let mut refused = Refused::default();
     let mut lines = 0u64;
     let mut piping = true;
@@ -335,7 +320,7 @@ fn finish<T, S>(
     lines: u64,
     refused: Refused,
     read_error: Option<String>,
-) -> Result<S, ImportFailure> {
+) -> Result<S, DialerError> {
     if piping && !batch.is_empty() {
         let _ = tx.send(Pipe::Rows(batch));
     }
@@ -351,18 +336,18 @@ fn finish<T, S>(
     let committed = writer.blocking_recv().map_err(|_| StoreError::Closed)?;
     if let Some(reason) = read_error {
         if reason.contains("length limit exceeded") {
-            return Err(ImportFailure::TooLarge);
+            return Err(DialerError::TooLarge);
         }
-        return Err(ImportFailure::Read(reason));
+        return Err(DialerError::Read(reason));
     }
     if refused.count > 0 {
-        return Err(ImportFailure::Lines {
+        return Err(DialerError::Lines {
             errors: refused.errors,
             count: refused.count,
         });
     }
     if lines == 0 {
-        return Err(ImportFailure::Empty);
+        return Err(DialerError::Empty);
     }
     Ok(committed?)
 }

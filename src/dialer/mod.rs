@@ -34,6 +34,68 @@ use crate::runtime::Shared;
 /// channel's queue (at most twice its claim depth), no longer the loader's.
 pub const IN_MEMORY: usize = 50;
 
+/// Why the dialer layer refused something: a message (`submit`), a file
+/// (`importer`) or an operator's action (`control`). Each says what to fix;
+/// the API picks the status and code by the way in.
+#[derive(Debug, thiserror::Error)]
+pub enum DialerError {
+    #[error("no dialer is named {name:?}; configured dialers: {}", known.join(", "))]
+    UnknownDialer { name: String, known: Vec<String> },
+    #[error("dialer {0:?} is disabled in the config (enabled = false); enable it there and reload")]
+    Disabled(String),
+    #[error("the text is empty")]
+    EmptyText,
+    #[error(
+        "the text needs {segments} SMS parts ({encoding}); at most {max} are sent (1530 GSM-7 or 670 UCS-2 characters)",
+        max = smsgate_proto::sms::MAX_SEGMENTS
+    )]
+    TooManyParts {
+        segments: usize,
+        encoding: &'static str,
+    },
+    #[error(
+        "the text is {length} characters long; dialer {dialer:?} sends through the Dinstar gateway {gateway:?}, which takes at most {max}"
+    )]
+    TooLong {
+        length: usize,
+        max: usize,
+        dialer: String,
+        gateway: String,
+    },
+    #[error(
+        "priority must be between {min} (urgent) and {max} (routine), found {0}",
+        min = crate::config::MIN_PRIORITY,
+        max = crate::config::MAX_PRIORITY
+    )]
+    BadPriority(i64),
+    #[error(
+        "client_id must be 1 to {} printable characters",
+        submit::MAX_CLIENT_ID
+    )]
+    BadClientId,
+    #[error("{to:?} cannot be a phone number: {reason}")]
+    InvalidNumber { to: String, reason: String },
+    /// The client id was used before for another message.
+    #[error("{0}")]
+    ClientIdReused(String),
+    /// The file's name breaks the seed's rule.
+    #[error("{0}")]
+    FileName(#[from] import::ImportError),
+    #[error("{count} line(s) refused; nothing was imported")]
+    Lines {
+        errors: Vec<import::LineError>,
+        count: u64,
+    },
+    #[error("the file is empty")]
+    Empty,
+    #[error("the upload could not be read: {0}")]
+    Read(String),
+    #[error("the upload is larger than [api] max_upload_bytes")]
+    TooLarge,
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
 /// Whether a dialer may send at `now`. A dialer without a schedule is
 /// always in schedule.
 pub fn in_schedule(config: &Config, dialer: &DialerConfig, now: jiff::Timestamp) -> bool {

@@ -8,15 +8,16 @@
 
 use smsgate_proto::sms::{self, MAX_SEGMENTS, phone};
 
+use super::DialerError;
 use super::Dialers;
-use super::importer::{self, ImportFailure, ImportSummary};
+use super::importer::{self, ImportSummary};
 use super::limits::text_limit;
 use crate::config::{Config, MAX_PRIORITY, MIN_PRIORITY};
 use crate::runtime::Shared;
 use crate::store::StoreError;
 use crate::store::spool::{self, Inserted, Message, NewMessage, State};
 
-const MAX_CLIENT_ID: usize = 128;
+pub(super) const MAX_CLIENT_ID: usize = 128;
 
 /// One message for one dialer, as a caller hands it in.
 #[derive(Debug, Clone)]
@@ -40,50 +41,12 @@ pub struct Submitted {
     pub replayed: bool,
 }
 
-/// Why a message was not taken. Each says what to fix.
-#[derive(Debug, thiserror::Error)]
-pub enum SubmitError {
-    #[error("no dialer is named {name:?}; configured dialers: {}", known.join(", "))]
-    UnknownDialer { name: String, known: Vec<String> },
-    #[error("the text is empty")]
-    EmptyText,
-    #[error(
-        "the text needs {segments} SMS parts ({encoding}); at most {MAX_SEGMENTS} are sent (1530 GSM-7 or 670 UCS-2 characters)"
-    )]
-    TooManyParts {
-        segments: usize,
-        encoding: &'static str,
-    },
-    #[error(
-        "the text is {length} characters long; dialer {dialer:?} sends through the Dinstar gateway {gateway:?}, which takes at most {max}"
-    )]
-    TooLong {
-        length: usize,
-        max: usize,
-        dialer: String,
-        gateway: String,
-    },
-    #[error(
-        "priority must be between {MIN_PRIORITY} (urgent) and {MAX_PRIORITY} (routine), found {0}"
-    )]
-    BadPriority(i64),
-    #[error("client_id must be 1 to {MAX_CLIENT_ID} printable characters")]
-    BadClientId,
-    #[error("{to:?} cannot be a phone number: {reason}")]
-    InvalidNumber { to: String, reason: String },
-    /// The client id was used before for another message.
-    #[error("{0}")]
-    ClientIdReused(String),
-    #[error(transparent)]
-    Store(StoreError),
-}
-
 /// Checks, stores and queues one message, then wakes its dialer.
 pub async fn submit(
     shared: &Shared,
     dialers: &Dialers,
     s: Submission,
-) -> Result<Submitted, SubmitError> {
+) -> Result<Submitted, DialerError> {
     let config = shared.config();
     let new = check(&config, s)?;
     let inserted = shared.store.write(move |tx| spool::insert(tx, &new)).await;
@@ -96,8 +59,8 @@ pub async fn submit(
             message,
             replayed: true,
         },
-        Err(StoreError::Conflict(detail)) => return Err(SubmitError::ClientIdReused(detail)),
-        Err(e) => return Err(SubmitError::Store(e)),
+        Err(StoreError::Conflict(detail)) => return Err(DialerError::ClientIdReused(detail)),
+        Err(e) => return Err(DialerError::Store(e)),
     };
     if !submitted.replayed {
         dialers.wake(&submitted.message.dialer);
@@ -113,14 +76,14 @@ pub async fn import(
     dialers: &Dialers,
     filename: String,
     body: impl std::io::BufRead + Send + 'static,
-) -> Result<ImportSummary, ImportFailure> {
+) -> Result<ImportSummary, DialerError> {
     let config = shared.config();
     let store = shared.store.clone();
     let summary = tokio::task::spawn_blocking(move || {
         importer::import_messages(&store, &config, &filename, body)
     })
     .await
-    .map_err(|_| ImportFailure::Read("the import task ended unexpectedly".into()))??;
+    .map_err(|_| DialerError::Read("the import task ended unexpectedly".into()))??;
     tracing::info!(
         import = summary.import_id,
         file = %summary.filename,
@@ -136,19 +99,19 @@ pub async fn import(
 }
 
 /// The message a submission makes, or the first rule it breaks.
-fn check(config: &Config, s: Submission) -> Result<NewMessage, SubmitError> {
+fn check(config: &Config, s: Submission) -> Result<NewMessage, DialerError> {
     let Some(dialer) = config.dialer(&s.dialer) else {
-        return Err(SubmitError::UnknownDialer {
+        return Err(DialerError::UnknownDialer {
             name: s.dialer,
             known: config.dialers.iter().map(|d| d.name.clone()).collect(),
         });
     };
     if s.text.is_empty() {
-        return Err(SubmitError::EmptyText);
+        return Err(DialerError::EmptyText);
     }
     let plan = sms::plan(&s.text);
     if plan.segments > MAX_SEGMENTS {
-        return Err(SubmitError::TooManyParts {
+        return Err(DialerError::TooManyParts {
             segments: plan.segments,
             encoding: plan.encoding.as_str(),
         });
@@ -158,7 +121,7 @@ fn check(config: &Config, s: Submission) -> Result<NewMessage, SubmitError> {
     if let Some((max, gateway)) = text_limit(config, dialer) {
         let length = smsgate_proto::dinstar::wire::text_length(&s.text);
         if length > max {
-            return Err(SubmitError::TooLong {
+            return Err(DialerError::TooLong {
                 length,
                 max,
                 dialer: dialer.name.clone(),
@@ -168,15 +131,15 @@ fn check(config: &Config, s: Submission) -> Result<NewMessage, SubmitError> {
     }
     let priority = s.priority.unwrap_or(dialer.priority);
     if !(MIN_PRIORITY..=MAX_PRIORITY).contains(&priority) {
-        return Err(SubmitError::BadPriority(priority));
+        return Err(DialerError::BadPriority(priority));
     }
     if let Some(cid) = &s.client_id {
         if cid.is_empty() || cid.len() > MAX_CLIENT_ID || cid.chars().any(char::is_control) {
-            return Err(SubmitError::BadClientId);
+            return Err(DialerError::BadClientId);
         }
     }
     let number = phone::normalise(&s.to, &config.daemon.default_country).map_err(|e| {
-        SubmitError::InvalidNumber {
+        DialerError::InvalidNumber {
             to: s.to.clone(),
             reason: e.to_string(),
         }

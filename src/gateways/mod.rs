@@ -27,24 +27,15 @@ pub use failover::Failover;
 use crate::config::{Config, GatewayConfig, GatewaySettings};
 use crate::runtime::Shared;
 use crate::store::{inbound, spool};
-use crate::transport::{self, Awaiting, Events, Transport, WebhookReply, WebhookRequest};
+use crate::transport::{
+    self, Awaiting, Events, Transport, TransportError, WebhookReply, WebhookRequest,
+};
 
 struct Gateway {
     config_key: String,
     transport: Arc<dyn Transport>,
     channels: Vec<Arc<Channel>>,
     stop: CancellationToken,
-}
-
-/// Why a webhook was not taken.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum WebhookRefused {
-    #[error("no running gateway {0:?} (not configured, disabled, or failed to start)")]
-    NoGateway(String),
-    #[error("{0}")]
-    NotUnderstood(String),
-    #[error("{0}")]
-    NotTaken(String),
 }
 
 /// The running gateways. Cheap to clone.
@@ -296,14 +287,11 @@ impl Gateways {
         &self,
         gateway: &str,
         request: WebhookRequest,
-    ) -> Result<WebhookReply, WebhookRefused> {
+    ) -> Result<WebhookReply, TransportError> {
         let gw = self
             .gateway(gateway)
-            .ok_or_else(|| WebhookRefused::NoGateway(gateway.to_string()))?;
-        gw.transport.accept_webhook(request).map_err(|e| match e {
-            transport::WebhookError::NotUnderstood(m) => WebhookRefused::NotUnderstood(m),
-            transport::WebhookError::NotTaken(m) => WebhookRefused::NotTaken(m),
-        })
+            .ok_or_else(|| TransportError::NotRunning(gateway.to_string()))?;
+        gw.transport.accept_webhook(request)
     }
 }
 

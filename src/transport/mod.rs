@@ -228,18 +228,6 @@ pub struct WebhookReply {
     pub events: usize,
 }
 
-/// Why a webhook was not taken.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum WebhookError {
-    /// The request is not what this gateway sends (bad JSON, unknown
-    /// shape): the caller's fault, 400.
-    #[error("{0}")]
-    NotUnderstood(String),
-    /// This gateway takes no webhooks.
-    #[error("{0}")]
-    NotTaken(String),
-}
-
 /// The engine's answer to [`Event::InboundAcked`]: true once the message is
 /// stored (or was stored before). Dropped unanswered counts as not stored.
 #[derive(Clone)]
@@ -284,9 +272,9 @@ pub trait Transport: Send + Sync {
     }
     /// A request the gateway made to our API (Dinstar's push URL). Only
     /// transports whose gateway calls us take them; the others refuse.
-    fn accept_webhook(&self, request: WebhookRequest) -> Result<WebhookReply, WebhookError> {
+    fn accept_webhook(&self, request: WebhookRequest) -> Result<WebhookReply, TransportError> {
         let _ = request;
-        Err(WebhookError::NotTaken(format!(
+        Err(TransportError::NotTaken(format!(
             "gateway {} does not take pushes",
             self.name()
         )))
@@ -295,10 +283,23 @@ pub trait Transport: Send + Sync {
 
 pub type Events = tokio::sync::mpsc::UnboundedSender<Event>;
 
-#[derive(Debug, thiserror::Error)]
+/// What the transport layer refuses, outside a send (a failed send is a
+/// [`SendError`], the outcome the channel acts on).
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TransportError {
+    /// The gateway's transport cannot be set up from its config.
     #[error("gateway {gateway:?}: {reason}")]
     Setup { gateway: String, reason: String },
+    /// No transport runs for this gateway.
+    #[error("no running gateway {0:?} (not configured, disabled, or failed to start)")]
+    NotRunning(String),
+    /// A webhook that is not what this gateway sends (bad JSON, unknown
+    /// shape): the caller's fault.
+    #[error("{0}")]
+    NotUnderstood(String),
+    /// This gateway takes no webhooks.
+    #[error("{0}")]
+    NotTaken(String),
 }
 
 /// What [`build`] gives a transport besides its config.

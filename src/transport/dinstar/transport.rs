@@ -31,7 +31,7 @@ use super::tls::{TlsVerify, parse_fingerprint};
 use crate::config::DinstarSettings;
 use crate::transport::{
     Accepted, Awaiting, BoxFuture, BuildContext, Capabilities, Event, Events, Outbound, PortHealth,
-    Received, Reconciled, SendError, StoredAck, Transport, WebhookError, WebhookReply,
+    Received, Reconciled, SendError, StoredAck, Transport, TransportError, WebhookReply,
     WebhookRequest,
 };
 use smsgate_proto::dinstar::wire::{
@@ -1270,10 +1270,10 @@ impl Transport for DinstarTransport {
 
     /// A push (`{"sn": ..., "<event>": ...}`). Answers at once: it only
     /// updates the tables and queues events for the engine.
-    fn accept_webhook(&self, request: WebhookRequest) -> Result<WebhookReply, WebhookError> {
+    fn accept_webhook(&self, request: WebhookRequest) -> Result<WebhookReply, TransportError> {
         let events = wire::parse_push(&request.body).map_err(|e| {
             tracing::warn!(gateway = %self.inner.name, error = %e, "push not understood");
-            WebhookError::NotUnderstood(e.to_string())
+            TransportError::NotUnderstood(e.to_string())
         })?;
         let n = self.inner.push(events);
         tracing::debug!(gateway = %self.inner.name, events = n, "push taken");
