@@ -36,7 +36,11 @@ pub const CODES: &[(&str, &str)] = &[
     ),
     (
         "timeout",
-        "the request took longer than [api] request_timeout_s",
+        "the request took longer than [api] request_timeout_s; a write answered so was not stored",
+    ),
+    (
+        "busy",
+        "every connection slot ([api] max_connections) stayed taken for request_timeout_s",
     ),
     (
         "not_ready",
@@ -228,6 +232,10 @@ impl From<StoreError> for ApiError {
             StoreError::Closed => ApiError::unavailable(
                 "shutting_down",
                 "smsgate is shutting down; try again shortly",
+            ),
+            StoreError::Deadline => ApiError::unavailable(
+                "timeout",
+                "the store was busy for longer than [api] request_timeout_s; nothing was stored, so the request can be sent again",
             ),
             other => {
                 tracing::error!(error = %other, "store error while answering an API request");

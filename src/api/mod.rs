@@ -266,12 +266,19 @@ async fn guard(
     let response = match check(&config, access, body, &req) {
         Ok(limit) => {
             // Bodies without a length (chunked) are cut at the limit while read.
-            let req = req.map(|b| Body::new(http_body_util::Limited::new(b, limit as usize)));
+            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+            let req = req.map(|b| Body::new(http_body_util::Limited::new(b, limit)));
             let timeout = config.api.request_timeout;
             if body == BodyLimit::Upload {
                 // Uploads may legitimately take long; their handler bounds
                 // the size instead.
                 next.run(req).await
+            } else if !matches!(req.method(), &Method::GET | &Method::HEAD) {
+                // A write is never abandoned: a job still queued at the
+                // deadline is not run (503, nothing stored), one that
+                // started is waited for, so the answer is always true.
+                let deadline = std::time::Instant::now() + timeout;
+                crate::store::with_write_deadline(deadline, next.run(req)).await
             } else {
                 match tokio::time::timeout(timeout, next.run(req)).await {
                     Ok(r) => r,
@@ -336,9 +343,10 @@ fn check(
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
+            // RFC 9110 §11.1: the scheme is case-insensitive.
             .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
+                let (scheme, token) = v.trim_start().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(token)
             })
             .map(str::trim);
         let Some(presented) = presented else {
@@ -481,17 +489,23 @@ impl Server {
     }
 
     /// Serves until `stop`, then lets open requests finish.
+    ///
+    /// A connection holds one of `max_connections` slots only once its
+    /// first request has arrived whole. Before that it is a newcomer:
+    /// newcomers have [`NEWCOMER_TIMEOUT`] to finish their TLS handshake
+    /// and send their headers, and at most `max_connections` of them wait
+    /// at once; beyond, the oldest is dropped. A real client sends its
+    /// request within milliseconds of connecting, so only idle and
+    /// trickling sockets are ever the oldest: they cannot starve the
+    /// clients that speak, and `/healthz` answers at once.
     pub async fn serve(self, stop: CancellationToken) {
         use hyper_util::rt::{TokioIo, TokioTimer};
         let app = router(self.state.clone());
         let max = self.state.shared.config().api.max_connections;
-        let permits = Arc::new(tokio::sync::Semaphore::new(max));
+        let slots = Arc::new(tokio::sync::Semaphore::new(max));
+        let newcomers = Arc::new(Newcomers::new(max));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         loop {
-            let permit = tokio::select! {
-                _ = stop.cancelled() => break,
-                p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            };
             let (stream, peer) = tokio::select! {
                 _ = stop.cancelled() => break,
                 a = self.listener.accept() => match a {
@@ -504,14 +518,47 @@ impl Server {
                     }
                 },
             };
+            let (id, evicted) = newcomers.admit();
+            // Set once the first request has arrived: from then on the
+            // connection holds a slot and is no newcomer.
+            let slot: Arc<std::sync::Mutex<Option<tokio::sync::OwnedSemaphorePermit>>> =
+                Arc::default();
             let app = app.clone();
+            let (service_slot, service_slots, service_newcomers) =
+                (slot.clone(), slots.clone(), newcomers.clone());
+            let timeout = self.state.shared.config().api.request_timeout;
             let service = hyper::service::service_fn(
                 move |mut req: hyper::Request<hyper::body::Incoming>| {
                     req.extensions_mut()
                         .insert(axum::extract::ConnectInfo(peer));
                     let app = app.clone();
+                    let (slot, slots, newcomers) = (
+                        service_slot.clone(),
+                        service_slots.clone(),
+                        service_newcomers.clone(),
+                    );
                     async move {
                         use tower::ServiceExt;
+                        let first = slot.lock().map(|s| s.is_none()).unwrap_or(false);
+                        if first {
+                            newcomers.arrived(id);
+                            match tokio::time::timeout(timeout, slots.acquire_owned()).await {
+                                Ok(Ok(p)) => {
+                                    if let Ok(mut s) = slot.lock() {
+                                        *s = Some(p);
+                                    }
+                                }
+                                _ => {
+                                    return Ok::<_, std::convert::Infallible>(
+                                        ApiError::unavailable(
+                                            "busy",
+                                            "every connection slot ([api] max_connections) is taken; try again shortly",
+                                        )
+                                        .into_response(),
+                                    );
+                                }
+                            }
+                        }
                         app.oneshot(req.map(Body::new)).await
                     }
                 },
@@ -519,39 +566,91 @@ impl Server {
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(10))
+                .header_read_timeout(NEWCOMER_TIMEOUT)
                 .keep_alive(true);
-            match &self.tls {
-                None => {
-                    let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        let _ = conn.await;
-                        drop(permit);
-                    });
+            let tls = self.tls.clone();
+            let watcher = graceful.watcher();
+            let newcomers = newcomers.clone();
+            tokio::spawn(async move {
+                let served = async {
+                    match tls {
+                        None => {
+                            let conn = builder.serve_connection(TokioIo::new(stream), service);
+                            let _ = watcher.watch(conn).await;
+                        }
+                        Some(acceptor) => {
+                            let Ok(Ok(tls)) =
+                                tokio::time::timeout(NEWCOMER_TIMEOUT, acceptor.accept(stream))
+                                    .await
+                            else {
+                                return;
+                            };
+                            let conn = builder.serve_connection(TokioIo::new(tls), service);
+                            let _ = watcher.watch(conn).await;
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = served => {}
+                    // Dropped as the oldest newcomer: only while it has not
+                    // sent a whole request (after that it is never evicted).
+                    _ = evicted.cancelled() => {}
                 }
-                Some(acceptor) => {
-                    let acceptor = acceptor.clone();
-                    let watcher = graceful.watcher();
-                    tokio::spawn(async move {
-                        let tls = match tokio::time::timeout(
-                            Duration::from_secs(10),
-                            acceptor.accept(stream),
-                        )
-                        .await
-                        {
-                            Ok(Ok(s)) => s,
-                            _ => return,
-                        };
-                        let conn = builder.serve_connection(TokioIo::new(tls), service);
-                        let _ = watcher.watch(conn).await;
-                        drop(permit);
-                    });
-                }
-            }
+                newcomers.arrived(id);
+                drop(slot);
+            });
         }
         drop(self.listener);
         let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+    }
+}
+
+/// How long a new connection may take to finish its TLS handshake and send
+/// its request headers (and how long a kept-alive one may sit between
+/// requests): long enough for any real client on a LAN, short enough that
+/// silent sockets go quickly.
+const NEWCOMER_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Connections that have not sent a whole request yet, oldest first. When
+/// more than `max` wait, the oldest is dropped.
+struct Newcomers {
+    max: usize,
+    next: std::sync::atomic::AtomicU64,
+    waiting: std::sync::Mutex<std::collections::VecDeque<(u64, CancellationToken)>>,
+}
+
+impl Newcomers {
+    fn new(max: usize) -> Self {
+        Self {
+            max: max.max(1),
+            next: std::sync::atomic::AtomicU64::new(0),
+            waiting: std::sync::Mutex::new(std::collections::VecDeque::new()),
+        }
+    }
+
+    /// A new connection: its id and the token that drops it if it gets
+    /// old waiting.
+    fn admit(&self) -> (u64, CancellationToken) {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let token = CancellationToken::new();
+        if let Ok(mut w) = self.waiting.lock() {
+            while w.len() >= self.max {
+                if let Some((_, oldest)) = w.pop_front() {
+                    oldest.cancel();
+                }
+            }
+            w.push_back((id, token.clone()));
+        }
+        (id, token)
+    }
+
+    /// The connection sent its first request (or ended): no longer waiting.
+    fn arrived(&self, id: u64) {
+        if let Ok(mut w) = self.waiting.lock() {
+            if let Some(i) = w.iter().position(|(n, _)| *n == id) {
+                w.remove(i);
+            }
+        }
     }
 }
 

@@ -60,6 +60,15 @@ pub enum ImportError {
     FileNameStartsWithDot { name: String },
 }
 
+/// A refused file name as the error shows it: whole up to the limit, cut
+/// beyond it, so an error body never grows with what a client sent.
+fn shown(name: &str) -> String {
+    match name.char_indices().nth(MAX_FILE_NAME_CHARS) {
+        Some((cut, _)) => format!("{}…", &name[..cut]),
+        None => name.to_owned(),
+    }
+}
+
 /// Checks an uploaded file's name: ASCII letters, digits, '.', '-', '_',
 /// 1 to 64 characters, not starting with '.' (which also rules out "..").
 pub fn check_file_name(name: &str) -> Result<(), ImportError> {
@@ -71,20 +80,18 @@ pub fn check_file_name(name: &str) -> Result<(), ImportError> {
         .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
     {
         return Err(ImportError::FileNameCharacter {
-            name: name.to_owned(),
+            name: shown(name),
             bad,
         });
     }
     if name.len() > MAX_FILE_NAME_CHARS {
         return Err(ImportError::FileNameTooLong {
-            name: name.to_owned(),
-            chars: name.len(),
+            name: shown(name),
+            chars: name.chars().count(),
         });
     }
     if name.starts_with('.') {
-        return Err(ImportError::FileNameStartsWithDot {
-            name: name.to_owned(),
-        });
+        return Err(ImportError::FileNameStartsWithDot { name: shown(name) });
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ pub mod spool;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use tokio::sync::oneshot;
@@ -57,6 +57,23 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The write had not started when the request it serves had to be
+    /// answered (see [`with_write_deadline`]): nothing was written.
+    #[error("the store was busy past the request's deadline; nothing was written")]
+    Deadline,
+}
+
+tokio::task_local! {
+    static WRITE_DEADLINE: Instant;
+}
+
+/// Runs `fut` with a deadline for the writes it makes: a [`Store::write`]
+/// still queued at `deadline` is not run at all and fails with
+/// [`StoreError::Deadline`]. A caller that must answer in time can then
+/// say truthfully that nothing was written, instead of giving up on a job
+/// that commits later.
+pub async fn with_write_deadline<F: std::future::Future>(deadline: Instant, fut: F) -> F::Output {
+    WRITE_DEADLINE.scope(deadline, fut).await
 }
 
 impl StoreError {
@@ -184,6 +201,13 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
     {
+        let deadline = WRITE_DEADLINE.try_with(|d| *d).ok();
+        let f = move |tx: &Transaction<'_>| {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(StoreError::Deadline);
+            }
+            f(tx)
+        };
         let (done, wait) = oneshot::channel();
         self.submit(f, done, Guard::Savepoint)?;
         wait.await.map_err(|_| StoreError::Closed)?
@@ -546,7 +570,7 @@ pub(crate) fn page<T, C>(
     cursor: impl Fn(&T) -> C,
 ) -> (Vec<T>, Option<C>) {
     if items.len() as i64 > limit {
-        items.truncate(limit.max(0) as usize);
+        items.truncate(usize::try_from(limit.max(0)).unwrap_or(usize::MAX));
         let next = items.last().map(&cursor);
         (items, next)
     } else {

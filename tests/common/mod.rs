@@ -197,12 +197,17 @@ impl Daemon {
     }
 
     pub fn http(&self) -> reqwest::blocking::Client {
+        self.http_waiting(Duration::from_secs(10))
+    }
+
+    /// A client that waits up to `timeout` for each answer.
+    pub fn http_waiting(&self, timeout: Duration) -> reqwest::blocking::Client {
         reqwest::blocking::Client::builder()
             .use_preconfigured_tls(
                 smsgate::tls::client_config(&smsgate::tls::TlsVerify::System).unwrap(),
             )
             .no_proxy()
-            .timeout(Duration::from_secs(10))
+            .timeout(timeout)
             .build()
             .unwrap()
     }
