@@ -48,7 +48,17 @@ fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<DncrEntry> {
     })
 }
 
+/// Entries of one key (for every dialer that lists it).
+const BY_KEY_SQL: &str = "SELECT key, dialer, written, source, added_at FROM dncr \
+     WHERE key = ?1 AND (?2 IS NULL OR key > ?2) ORDER BY key, dialer LIMIT ?3";
+/// A page of all entries, in key order.
+const PAGE_SQL: &str = "SELECT key, dialer, written, source, added_at FROM dncr \
+     WHERE (?1 IS NULL OR key > ?1) ORDER BY key, dialer LIMIT ?2";
+
 /// Entries for one key (every dialer), or a page of all entries by key.
+/// Two statements, not one with `(?1 IS NULL OR key = ?1)`: SQLite cannot
+/// seek an index on a condition that may be true for every row, so that
+/// form read the whole list for each look-up.
 pub fn list(
     conn: &Connection,
     key: Option<&str>,
@@ -56,13 +66,16 @@ pub fn list(
     limit: u32,
 ) -> Result<(Vec<DncrEntry>, Option<String>), StoreError> {
     let limit = limit.clamp(1, 1000) as i64;
-    let mut stmt = conn.prepare_cached(
-        "SELECT key, dialer, written, source, added_at FROM dncr \
-         WHERE (?1 IS NULL OR key = ?1) AND (?2 IS NULL OR key > ?2) ORDER BY key, dialer LIMIT ?3",
-    )?;
-    let items = stmt
-        .query_map(params![key, after_key, limit + 1], entry)?
-        .collect::<Result<Vec<_>, _>>()?;
+    let items = match key {
+        Some(key) => conn
+            .prepare_cached(BY_KEY_SQL)?
+            .query_map(params![key, after_key, limit + 1], entry)?
+            .collect::<Result<Vec<_>, _>>()?,
+        None => conn
+            .prepare_cached(PAGE_SQL)?
+            .query_map(params![after_key, limit + 1], entry)?
+            .collect::<Result<Vec<_>, _>>()?,
+    };
     Ok(super::page(items, limit, |e| e.key.clone()))
 }
 
@@ -93,4 +106,37 @@ pub fn finish_import(
     tx.prepare_cached("UPDATE import SET lines = ?2, accepted = ?3 WHERE id = ?1")?
         .execute(params![id, lines as i64, accepted as i64])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A look-up by key seeks the primary key; it never reads the list.
+    #[test]
+    fn a_look_up_by_key_seeks_the_primary_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let s =
+            crate::store::Store::open(dir.path(), crate::runtime::Heartbeat::detached()).unwrap();
+        let delete = "DELETE FROM dncr WHERE key = ?1 AND (?2 IS NULL OR dialer = ?2)";
+        for sql in [BY_KEY_SQL, delete] {
+            let plan: Vec<String> = s
+                .read_blocking(move |c| {
+                    let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+                    let mut rows = stmt.raw_query();
+                    let mut out = Vec::new();
+                    while let Some(r) = rows.next()? {
+                        out.push(r.get::<_, String>(3)?);
+                    }
+                    Ok(out)
+                })
+                .unwrap();
+            let plan = plan.join(" / ");
+            assert!(
+                plan.contains("USING PRIMARY KEY (key=?") && !plan.contains("SCAN"),
+                "{sql}\n  plan: {plan}"
+            );
+        }
+        s.close();
+    }
 }
