@@ -31,6 +31,9 @@ pub fn run(config_path: PathBuf) -> ExitCode {
         }
     };
     let log_handle = init_logging(&config.daemon.log_level);
+    for w in config.warnings() {
+        tracing::warn!(warning = %w, "config: {w}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("smsgate-worker")

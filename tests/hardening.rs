@@ -191,3 +191,90 @@ fn a_write_answered_503_was_not_stored() {
         "the message answered 503 had been stored: {body}"
     );
 }
+
+/// A config or secret file others can read, and an API reachable beyond
+/// this machine without TLS, are warned about by check-config (the file
+/// stays valid) and in the daemon's log at start.
+#[test]
+fn secrets_readable_by_others_and_a_clear_text_api_are_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let pw = dir.path().join("gw.password");
+    std::fs::write(&pw, "secreto\n").unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let config = dir.path().join("smsgate.toml");
+    let text = common::config_text(common::free_port(), &dir.path().join("state"), "")
+        .replace("listen = \"127.0.0.1:", "listen = \"0.0.0.0:")
+        + "\n[[gateway]]\nname = \"gw1\"\nkind = \"dinstar\"\nports = 4\nurl = \"http://127.0.0.1:9\"\nuser = \"admin\"\npassword_file = \"gw.password\"\n";
+    std::fs::write(&config, text).unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args(["check-config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "still valid: {stderr}");
+    assert!(
+        stderr.contains("smsgate.toml is the config file") && stderr.contains("read or change"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("gw.password is a secret file"), "{stderr}");
+    assert!(stderr.contains("without TLS"), "{stderr}");
+    // Fixed, nothing is said.
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o640)).unwrap();
+    std::fs::set_permissions(&pw, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("listen = \"0.0.0.0:", "listen = \"127.0.0.1:");
+    std::fs::write(&config, text).unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args(["check-config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("warning"), "{stderr}");
+}
+
+/// The state database (and its WAL) is the daemon's alone, even when the
+/// daemon runs with a permissive umask outside systemd.
+#[test]
+fn the_state_files_are_private_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Daemon::start("", &[]);
+    d.wait_ready();
+    let state = d.dir.path().join("state");
+    for f in ["smsgate.db", "smsgate.db-wal"] {
+        let mode = std::fs::metadata(state.join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode & 0o077, 0, "{f} has mode {mode:04o}");
+    }
+}
+
+/// The daemon says at start what check-config would warn about.
+#[test]
+fn the_daemon_logs_the_config_warnings_at_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let config = dir.path().join("smsgate.toml");
+    std::fs::write(
+        &config,
+        common::config_text(port, &dir.path().join("state"), ""),
+    )
+    .unwrap();
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut d = Daemon::start_with(dir, config, port, &[]);
+    d.wait_ready();
+    d.signal("TERM");
+    d.wait_exit(Duration::from_secs(10));
+    let log = d.take_stderr();
+    assert!(
+        log.contains("is the config file") && log.contains("other users can read"),
+        "{log}"
+    );
+}

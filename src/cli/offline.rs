@@ -60,6 +60,9 @@ pub(super) fn check_config(path: PathBuf) -> ExitCode {
                 c.campaigns.len(),
                 c.api.tokens.len()
             );
+            for w in c.warnings() {
+                eprintln!("warning: {w}");
+            }
             ExitCode::SUCCESS
         }
         Err(ConfigError::Invalid(d)) => {

@@ -7,6 +7,7 @@ pub mod dialstring;
 mod raw;
 pub mod schedule;
 mod validate;
+mod warnings;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -88,6 +89,9 @@ pub struct Config {
     pub channel_groups: Vec<ChannelGroupConfig>,
     /// Compiled `[schedule.NAME]` sections, named by dialers and campaigns.
     pub schedules: HashMap<String, std::sync::Arc<schedule::Schedule>>,
+    /// The files secrets were read from (`token_file`, `password_file`,
+    /// `pin_file`), for [`Config::warnings`].
+    pub secret_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -316,8 +320,12 @@ impl Config {
         let mut v = Validator {
             base,
             problems: Vec::new(),
+            secret_files: Vec::new(),
         };
-        let config = v.document(path, source);
+        let config = v.document(path, source).map(|mut c| {
+            c.secret_files = std::mem::take(&mut v.secret_files);
+            c
+        });
         match config {
             Some(c) if v.problems.is_empty() => Ok(c),
             _ => Err(ConfigError::Invalid(Diagnostics::new(

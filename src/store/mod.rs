@@ -150,6 +150,13 @@ impl Store {
             source,
         })?;
         let path = dir.join("smsgate.db");
+        // Messages and numbers are personal data: the file is the daemon's
+        // alone whatever the umask (SQLite gives the WAL and shared-memory
+        // files the database file's mode).
+        create_private(&path).map_err(|source| StoreError::StateDir {
+            path: path.clone(),
+            source,
+        })?;
         let mut conn = Connection::open(&path)?;
         configure_writer(&conn)?;
         migrate(&mut conn, &path)?;
@@ -434,6 +441,21 @@ fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>, committed: Arc<At
             }
             Err(_) => {}
         }
+    }
+}
+
+/// Creates `path` with mode 0600 when it does not exist yet.
+fn create_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
     }
 }
 

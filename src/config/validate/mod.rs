@@ -37,6 +37,8 @@ pub(super) const TOP_KEYS: &[&str] = &[
 pub(in crate::config) struct Validator<'a> {
     pub(in crate::config) base: &'a Path,
     pub(in crate::config) problems: Vec<Problem>,
+    /// Every secret file read, for the mode check of `Config::warnings`.
+    pub(in crate::config) secret_files: Vec<PathBuf>,
 }
 
 impl Validator<'_> {
@@ -112,6 +114,7 @@ impl Validator<'_> {
             imports,
             schedules,
             channel_groups,
+            secret_files: Vec::new(),
         })
     }
 
@@ -214,6 +217,7 @@ impl Validator<'_> {
                         // Editors and `echo` add a final newline; it is never
                         // part of the secret.
                         let s = s.trim_end_matches(['\n', '\r']).to_string();
+                        self.secret_files.push(path.clone());
                         if s.is_empty() {
                             self.problem(
                                 f.span(),
