@@ -1,0 +1,465 @@
+//! The spool: outbound messages and their states.
+//!
+//! This file holds the message states and rows, inserting, and the reads
+//! and controls of the API and the dashboard (lists, counts, stopping a
+//! dialer) and of start-up (what a crash left in SENDING or SENT). The
+//! engine's per-message statements are in `hot`, re-exported here.
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use serde::Serialize;
+
+use super::{StoreError, now_ms};
+
+mod hot;
+
+#[cfg(test)]
+pub(crate) use hot::HOT_QUERIES;
+pub use hot::{
+    AttemptRow, Begun, Queued, Report, apply_reports, begin_attempt, begin_attempts, find_sent,
+    is_blocked, mark_blocked, mark_failed, mark_retry, mark_sent, mark_sent_many, mark_unknown,
+    next_retry_at, next_to_process, requeue, sent_but_failed,
+};
+
+/// Message states. The numbers are part of the API and the database; 0, 1
+/// and 3 are the seed's and never change meaning.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum State {
+    None = 0,
+    ToProcess = 1,
+    Sending = 2,
+    Blocked = 3,
+    Sent = 4,
+    Delivered = 5,
+    Failed = 6,
+    Invalid = 7,
+    Cancelled = 8,
+    Unknown = 9,
+    Undelivered = 10,
+}
+
+impl State {
+    pub const ALL: [State; 11] = [
+        State::None,
+        State::ToProcess,
+        State::Sending,
+        State::Blocked,
+        State::Sent,
+        State::Delivered,
+        State::Failed,
+        State::Invalid,
+        State::Cancelled,
+        State::Unknown,
+        State::Undelivered,
+    ];
+
+    pub fn code(self) -> i64 {
+        self as i64
+    }
+
+    pub fn from_code(code: i64) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.code() == code)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            State::None => "NONE",
+            State::ToProcess => "TO_PROCESS",
+            State::Sending => "SENDING",
+            State::Blocked => "BLOCKED",
+            State::Sent => "SENT",
+            State::Delivered => "DELIVERED",
+            State::Failed => "FAILED",
+            State::Invalid => "INVALID",
+            State::Cancelled => "CANCELLED",
+            State::Unknown => "UNKNOWN",
+            State::Undelivered => "UNDELIVERED",
+        }
+    }
+
+    /// The state as a metric label (`smsgate_dialer_messages_total{state}`).
+    pub fn label(self) -> &'static str {
+        match self {
+            State::None => "none",
+            State::ToProcess => "to_process",
+            State::Sending => "sending",
+            State::Blocked => "blocked",
+            State::Sent => "sent",
+            State::Delivered => "delivered",
+            State::Failed => "failed",
+            State::Invalid => "invalid",
+            State::Cancelled => "cancelled",
+            State::Unknown => "unknown",
+            State::Undelivered => "undelivered",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|s| s.name().eq_ignore_ascii_case(name))
+    }
+
+    /// No further transition is expected from a final state.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            State::Blocked
+                | State::Delivered
+                | State::Failed
+                | State::Invalid
+                | State::Cancelled
+                | State::Unknown
+                | State::Undelivered
+        )
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Message {
+    pub id: i64,
+    pub dialer: String,
+    pub to: String,
+    pub number: Option<String>,
+    pub text: String,
+    pub priority: i64,
+    pub state: i64,
+    pub state_name: &'static str,
+    pub client_id: Option<String>,
+    pub import_id: Option<i64>,
+    pub encoding: String,
+    pub segments: i64,
+    pub attempts: i64,
+    pub channel: Option<String>,
+    pub gateway_ref: Option<String>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub sent_at: Option<i64>,
+    pub final_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, dialer, destination, number, text, priority, state, client_id, import_id, \
+    encoding, segments, attempts, channel, gateway_ref, error, created_at, updated_at, sent_at, final_at";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
+    let state: i64 = r.get(6)?;
+    Ok(Message {
+        id: r.get(0)?,
+        dialer: r.get(1)?,
+        to: r.get(2)?,
+        number: r.get(3)?,
+        text: r.get(4)?,
+        priority: r.get(5)?,
+        state,
+        state_name: State::from_code(state).map_or("UNRECOGNISED", State::name),
+        client_id: r.get(7)?,
+        import_id: r.get(8)?,
+        encoding: r.get(9)?,
+        segments: r.get(10)?,
+        attempts: r.get(11)?,
+        channel: r.get(12)?,
+        gateway_ref: r.get(13)?,
+        error: r.get(14)?,
+        created_at: r.get(15)?,
+        updated_at: r.get(16)?,
+        sent_at: r.get(17)?,
+        final_at: r.get(18)?,
+    })
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub dialer: String,
+    pub destination: String,
+    pub number: Option<String>,
+    pub text: String,
+    pub priority: i64,
+    pub client_id: Option<String>,
+    pub import_id: Option<i64>,
+    pub encoding: &'static str,
+    pub segments: u32,
+    pub state: State,
+}
+
+#[derive(Debug)]
+pub enum Inserted {
+    New(Message),
+    /// The client id was seen before with the same content: the first
+    /// message, unchanged. Nothing new will be sent.
+    Replayed(Message),
+}
+
+/// Inserts a message, idempotently on `client_id`.
+pub fn insert(tx: &Transaction<'_>, m: &NewMessage) -> Result<Inserted, StoreError> {
+    if let Some(cid) = &m.client_id {
+        let existing = tx
+            .prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM message WHERE client_id = ?1"
+            ))?
+            .query_row([cid], from_row)
+            .optional()?;
+        if let Some(first) = existing {
+            if first.dialer == m.dialer && first.to == m.destination && first.text == m.text {
+                return Ok(Inserted::Replayed(first));
+            }
+            return Err(StoreError::Conflict(format!(
+                "client_id {cid:?} was already used for message {} with a different dialer, number or text",
+                first.id
+            )));
+        }
+    }
+    let id = insert_fast(tx, m, now_ms())?;
+    let msg = tx
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM message WHERE id = ?1"))?
+        .query_row([id], from_row)?;
+    Ok(Inserted::New(msg))
+}
+
+const INSERT_SQL: &str = "INSERT INTO message (dialer, destination, number, text, priority, state, \
+     client_id, import_id, encoding, segments, created_at, updated_at, final_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)";
+
+/// Inserts without reading back.
+pub fn insert_fast(tx: &Transaction<'_>, m: &NewMessage, now: i64) -> Result<i64, StoreError> {
+    let mut stmt = tx.prepare_cached(INSERT_SQL)?;
+    insert_with(&mut stmt, m, m.import_id, now)?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// Inserts rows of a bulk import, all with the import's id, through one
+/// prepared statement.
+pub fn insert_many(
+    tx: &Transaction<'_>,
+    rows: &[NewMessage],
+    import_id: i64,
+    now: i64,
+) -> Result<(), StoreError> {
+    let mut stmt = tx.prepare_cached(INSERT_SQL)?;
+    for m in rows {
+        insert_with(&mut stmt, m, Some(import_id), now)?;
+    }
+    Ok(())
+}
+
+fn insert_with(
+    stmt: &mut rusqlite::CachedStatement<'_>,
+    m: &NewMessage,
+    import_id: Option<i64>,
+    now: i64,
+) -> Result<(), StoreError> {
+    let final_at = m.state.is_final().then_some(now);
+    stmt.execute(params![
+        m.dialer,
+        m.destination,
+        m.number,
+        m.text,
+        m.priority,
+        m.state.code(),
+        m.client_id,
+        import_id,
+        m.encoding,
+        m.segments,
+        now,
+        final_at,
+    ])?;
+    Ok(())
+}
+
+pub fn get(conn: &Connection, id: i64) -> Result<Option<Message>, StoreError> {
+    Ok(conn
+        .prepare_cached(&format!("SELECT {COLUMNS} FROM message WHERE id = ?1"))?
+        .query_row([id], from_row)
+        .optional()?)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub dialer: Option<String>,
+    pub state: Option<State>,
+    pub number: Option<String>,
+    /// Cursor: list ids strictly below this one (newest first).
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}
+
+/// Newest first. Returns the page and the cursor of the next one.
+pub fn list(conn: &Connection, f: &ListFilter) -> Result<(Vec<Message>, Option<i64>), StoreError> {
+    let limit = f.limit.clamp(1, 1000) as i64;
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM message \
+         WHERE (?1 IS NULL OR dialer = ?1) AND (?2 IS NULL OR state = ?2) \
+           AND (?3 IS NULL OR number = ?3 OR destination = ?3) AND (?4 IS NULL OR id < ?4) \
+         ORDER BY id DESC LIMIT ?5"
+    ))?;
+    let rows = stmt.query_map(
+        params![
+            f.dialer,
+            f.state.map(State::code),
+            f.number,
+            f.before_id,
+            limit + 1
+        ],
+        from_row,
+    )?;
+    let items = rows.collect::<Result<Vec<_>, _>>()?;
+    Ok(super::page(items, limit, |m| m.id))
+}
+
+/// Messages per state, for the status line and the metrics.
+pub fn count_by_state(conn: &Connection) -> Result<Vec<(State, i64)>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT state, count(*) FROM message GROUP BY state")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (code, n) = row?;
+        if let Some(s) = State::from_code(code) {
+            out.push((s, n));
+        }
+    }
+    Ok(out)
+}
+
+/// A message left in SENDING, for crash reconciliation.
+#[derive(Debug, Clone)]
+pub struct InFlight {
+    pub id: i64,
+    pub dialer: String,
+    pub gateway: Option<String>,
+    pub channel: Option<String>,
+    pub reference: Option<i64>,
+}
+
+pub fn in_flight(conn: &Connection) -> Result<Vec<InFlight>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, dialer, gateway, channel, reference FROM message WHERE state = 2 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(InFlight {
+            id: r.get(0)?,
+            dialer: r.get(1)?,
+            gateway: r.get(2)?,
+            channel: r.get(3)?,
+            reference: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// A message a gateway accepted that still waits for its final word
+/// (state SENT), for a transport rebuilding its table after a restart.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentAwaiting {
+    pub id: i64,
+    /// "gateway:port" of the attempt that sent it.
+    pub channel: Option<String>,
+    /// Our reference of that attempt (Dinstar's user_id).
+    pub reference: Option<i64>,
+    pub gateway_ref: String,
+    /// E.164, as handed to the transport.
+    pub number: Option<String>,
+    pub sent_at: i64,
+}
+
+impl SentAwaiting {
+    /// The port of [`channel`](Self::channel), if it has one.
+    pub fn port(&self) -> Option<u32> {
+        self.channel
+            .as_deref()
+            .and_then(|c| c.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok())
+    }
+}
+
+/// Messages of `gateway` in state SENT since `since_ms` (unix ms), oldest
+/// first. A transport calls this once when it starts, so results and
+/// delivery reports of messages sent before a restart are still awaited.
+pub fn sent_awaiting(
+    conn: &Connection,
+    gateway: &str,
+    since_ms: i64,
+) -> Result<Vec<SentAwaiting>, StoreError> {
+    // `reference IS NOT NULL` lets SQLite walk the (gateway, reference)
+    // index instead of the whole table: every sent message has one.
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, channel, reference, gateway_ref, number, sent_at FROM message \
+         WHERE gateway = ?1 AND reference IS NOT NULL AND state = 4 \
+           AND gateway_ref IS NOT NULL AND sent_at >= ?2 \
+         ORDER BY sent_at, id",
+    )?;
+    let rows = stmt.query_map(params![gateway, since_ms], |r| {
+        Ok(SentAwaiting {
+            id: r.get(0)?,
+            channel: r.get(1)?,
+            reference: r.get(2)?,
+            gateway_ref: r.get(3)?,
+            number: r.get(4)?,
+            sent_at: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Counts per state of one dialer (the dashboard).
+pub fn dialer_counts(conn: &Connection, dialer: &str) -> Result<Vec<(State, i64)>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT state, count(*) FROM message WHERE dialer = ?1 GROUP BY state")?;
+    let rows = stmt.query_map([dialer], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (code, n) = row?;
+        if let Some(s) = State::from_code(code) {
+            out.push((s, n));
+        }
+    }
+    Ok(out)
+}
+
+/// Cancels what a dialer has not processed yet (state 0 and 1).
+pub fn cancel_pending(tx: &Transaction<'_>, dialer: &str) -> Result<usize, StoreError> {
+    let now = now_ms();
+    Ok(tx
+        .prepare_cached(
+            "UPDATE message SET state = 8, updated_at = ?2, final_at = ?2, error = 'cancelled by an operator' \
+             WHERE dialer = ?1 AND state IN (0, 1)",
+        )?
+        .execute(params![dialer, now])?)
+}
+
+pub fn dialer_stopped(conn: &Connection, dialer: &str) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT stopped FROM dialer_state WHERE name = ?1")?
+        .query_row([dialer], |r| r.get::<_, bool>(0))
+        .optional()?
+        .unwrap_or(false))
+}
+
+pub fn set_dialer_stopped(
+    tx: &Transaction<'_>,
+    dialer: &str,
+    stopped: bool,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO dialer_state(name, stopped, changed_at) VALUES (?1, ?2, ?3) \
+         ON CONFLICT(name) DO UPDATE SET stopped = ?2, changed_at = ?3",
+    )?
+    .execute(params![dialer, stopped, now_ms()])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_codes_are_the_documented_ones() {
+        assert_eq!(State::None.code(), 0);
+        assert_eq!(State::ToProcess.code(), 1);
+        assert_eq!(State::Blocked.code(), 3);
+        assert_eq!(State::Undelivered.code(), 10);
+        for s in State::ALL {
+            assert_eq!(State::from_code(s.code()), Some(s));
+            assert_eq!(State::from_name(s.name()), Some(s));
+        }
+        assert_eq!(State::from_code(11), None);
+    }
+}

@@ -1,0 +1,414 @@
+//! Results and delivery reports: the table of accepted messages awaiting
+//! their final word, rebuilt after a restart, fed by the result poller and
+//! by pushes, and matched to reports on port, number, ref_id and time. Its
+//! own file because this matching is where a report could be credited to
+//! the wrong message, and it reads best on its own.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio_util::sync::CancellationToken;
+
+use super::{Inner, REPORT_PATIENCE, RESULT_PATIENCE, UNMATCHED_KEEP, lock, same_number};
+use crate::transport::Event;
+use smsgate_proto::dinstar::wire::{
+    DeliverStatus, DeliverStatusQuery, DeliveryOutcome, SmsResult, SmsStatus,
+};
+
+impl Inner {
+    pub(super) fn track(&self, user_id: u32, port: u8, number: &str) {
+        lock(&self.state).pending.insert(
+            user_id,
+            Pending {
+                port,
+                number: number.to_string(),
+                accepted: Instant::now(),
+                resumed: None,
+                stage: Stage::AwaitResult,
+            },
+        );
+    }
+
+    /// Rebuilds the table of messages awaiting their final word from what
+    /// an earlier run (crashed or stopped) left SENT on this gateway within
+    /// [`RESUME_WINDOW`]. They are asked for by user_id again (their ref_id
+    /// and send time come with the result, so pushed and polled delivery
+    /// reports match them as usual). Entries this run has already made are
+    /// kept as they are.
+    async fn resume(&self) {
+        let rows = std::mem::take(&mut *lock(&self.awaiting));
+        if rows.is_empty() {
+            return;
+        }
+        let now = crate::now_ms();
+        let (mut resumed, mut skipped) = (0usize, 0usize);
+        {
+            let mut st = lock(&self.state);
+            for row in rows {
+                let user_id = row
+                    .reference
+                    .and_then(|r| u32::try_from(r).ok())
+                    .filter(|u| (1..=i32::MAX as u32).contains(u))
+                    .filter(|u| row.gateway_ref == u.to_string());
+                let port = row
+                    .port
+                    .filter(|p| *p < self.ports)
+                    .and_then(|p| u8::try_from(p).ok());
+                let (Some(user_id), Some(port)) = (user_id, port) else {
+                    skipped += 1;
+                    continue;
+                };
+                let age = Duration::from_millis(u64::try_from(now - row.sent_at).unwrap_or(0));
+                st.pending.entry(user_id).or_insert_with(|| {
+                    resumed += 1;
+                    Pending {
+                        port,
+                        number: row.number.clone().unwrap_or_default(),
+                        accepted: Instant::now(),
+                        resumed: Some(age),
+                        stage: Stage::AwaitResult,
+                    }
+                });
+            }
+        }
+        if resumed > 0 {
+            tracing::info!(gateway = %self.name, count = resumed, "waiting again for the results and delivery reports of messages sent before the restart");
+            self.wake_results.notify_one();
+        }
+        if skipped > 0 {
+            tracing::warn!(gateway = %self.name, count = skipped, "SENT messages without a usable user_id or port; they stay SENT");
+        }
+    }
+
+    /// Applies a send result for one of our user_ids.
+    pub(super) fn apply_result(&self, user_id: u32, r: &SmsResult) {
+        let mut st = lock(&self.state);
+        let Some(p) = st.pending.get_mut(&user_id) else {
+            return;
+        };
+        let port = r.port.unwrap_or(p.port);
+        match &r.status {
+            SmsStatus::Sending | SmsStatus::Other(_) => {}
+            SmsStatus::SentOk => {
+                if matches!(p.stage, Stage::AwaitResult) {
+                    tracing::debug!(gateway = %self.name, port, user_id, ref_id = ?r.ref_id, "message left the gateway");
+                    if let Some(n) = r.number.as_deref().filter(|n| !n.is_empty()) {
+                        p.number = n.to_string();
+                    }
+                    p.port = port;
+                    p.stage = Stage::AwaitReport {
+                        ref_id: r.ref_id,
+                        time: r.time.clone(),
+                        since: Instant::now(),
+                    };
+                    drop(st);
+                    self.retry_unmatched();
+                }
+            }
+            SmsStatus::Delivered => {
+                st.pending.remove(&user_id);
+                drop(st);
+                tracing::info!(gateway = %self.name, port, user_id, "message delivered");
+                self.emit(Event::Delivered {
+                    gateway: self.name.clone(),
+                    gateway_ref: user_id.to_string(),
+                    delivered: true,
+                    detail: "the gateway reports it delivered".into(),
+                });
+            }
+            SmsStatus::Failed => {
+                st.pending.remove(&user_id);
+                drop(st);
+                let detail = format!(
+                    "the gateway could not send it on port {port} ({} of {} segments sent)",
+                    r.succ_count.unwrap_or(0),
+                    r.count.map_or("?".to_string(), |c| c.to_string())
+                );
+                tracing::warn!(gateway = %self.name, port, user_id, reason = %detail, "message failed after the gateway accepted it");
+                self.emit(Event::Result {
+                    gateway: self.name.clone(),
+                    gateway_ref: user_id.to_string(),
+                    ok: false,
+                    detail,
+                });
+            }
+        }
+    }
+
+    /// A send result without our user_id (the manual's push example has
+    /// none): applied when exactly one awaiting message fits its port and
+    /// number; otherwise the poller asks by user_id at once.
+    pub(super) fn apply_anonymous_result(&self, r: &SmsResult) {
+        let candidates: Vec<u32> = {
+            let st = lock(&self.state);
+            st.pending
+                .iter()
+                .filter(|(_, p)| matches!(p.stage, Stage::AwaitResult))
+                .filter(|(_, p)| r.port.is_none_or(|port| port == p.port))
+                .filter(|(_, p)| {
+                    r.number
+                        .as_deref()
+                        .is_some_and(|n| same_number(n, &p.number))
+                })
+                .map(|(u, _)| *u)
+                .collect()
+        };
+        if let [one] = candidates[..] {
+            self.apply_result(one, r);
+        } else {
+            self.wake_results.notify_one();
+        }
+    }
+
+    /// Matches a delivery report to a sent message: same port, same number,
+    /// same ref_id, and not older than the send. Returns false when nothing
+    /// fits.
+    pub(super) fn apply_report(&self, r: &DeliverStatus) -> bool {
+        let (Some(ref_id), Some(number)) = (r.ref_id, r.number.as_deref()) else {
+            return false;
+        };
+        let found = {
+            let st = lock(&self.state);
+            st.pending
+                .iter()
+                .filter_map(|(u, p)| match &p.stage {
+                    Stage::AwaitReport {
+                        ref_id: Some(rid),
+                        time,
+                        ..
+                    } if *rid == ref_id
+                        && r.port.is_none_or(|port| port == p.port)
+                        && same_number(number, &p.number)
+                        && match (time, &r.time) {
+                            (Some(sent), Some(rep)) => rep >= sent,
+                            _ => true,
+                        } =>
+                    {
+                        Some((*u, time.clone()))
+                    }
+                    _ => None,
+                })
+                // ref_id wraps at 256: the latest send before the report is
+                // the one it answers.
+                .max_by(|a, b| a.1.cmp(&b.1))
+                .map(|(u, _)| u)
+        };
+        let Some(user_id) = found else {
+            return false;
+        };
+        let port = r.port.map(u32::from);
+        let (delivered, detail) = match r.outcome() {
+            DeliveryOutcome::Pending | DeliveryOutcome::Unknown => return true,
+            DeliveryOutcome::Delivered => {
+                (true, "delivery report: received by the handset".to_string())
+            }
+            // TP-Status 1-31: the SMSC completed it without the handset's
+            // confirmation; counted as delivered and said so.
+            DeliveryOutcome::CompletedUnconfirmed => (
+                true,
+                format!(
+                    "delivery report: completed, reception not confirmed (status {})",
+                    r.status_code.unwrap_or(0)
+                ),
+            ),
+            DeliveryOutcome::Failed => (
+                false,
+                format!(
+                    "delivery report: not delivered (status {})",
+                    r.status_code.unwrap_or(0)
+                ),
+            ),
+        };
+        lock(&self.state).pending.remove(&user_id);
+        tracing::info!(gateway = %self.name, port = ?port, user_id, delivered, "delivery report");
+        self.emit(Event::Delivered {
+            gateway: self.name.clone(),
+            gateway_ref: user_id.to_string(),
+            delivered,
+            detail,
+        });
+        true
+    }
+
+    fn retry_unmatched(&self) {
+        let reports: Vec<(Instant, DeliverStatus)> =
+            std::mem::take(&mut lock(&self.state).unmatched_reports);
+        let mut keep = Vec::new();
+        for (at, r) in reports {
+            if !self.apply_report(&r) && at.elapsed() < UNMATCHED_KEEP {
+                keep.push((at, r));
+            }
+        }
+        let mut st = lock(&self.state);
+        keep.append(&mut st.unmatched_reports);
+        st.unmatched_reports = keep;
+    }
+
+    async fn poll_results(&self) {
+        let ids: Vec<u32> = {
+            let st = lock(&self.state);
+            let mut v: Vec<u32> = st
+                .pending
+                .iter()
+                .filter(|(_, p)| matches!(p.stage, Stage::AwaitResult))
+                .map(|(u, _)| *u)
+                .collect();
+            v.sort_unstable();
+            v
+        };
+        if ids.is_empty() {
+            return;
+        }
+        // The client asks 32 user_ids a call (reference §2.7).
+        match self.client.query_sms_result(&ids).await {
+            Ok(results) => {
+                for r in &results {
+                    if let Some(u) = r.user_id.filter(|u| ids.contains(u)) {
+                        self.apply_result(u, r);
+                    }
+                }
+                self.forget_unknown_resumed(&ids, &results);
+            }
+            Err(e) => {
+                tracing::debug!(gateway = %self.name, error = %e, "cannot read send results now")
+            }
+        }
+    }
+
+    async fn poll_reports(&self) {
+        let (numbers, ports, after) = {
+            let st = lock(&self.state);
+            let mut numbers: Vec<String> = Vec::new();
+            let mut ports: Vec<u8> = Vec::new();
+            let mut after: Option<String> = None;
+            let mut all_timed = true;
+            for p in st.pending.values() {
+                if let Stage::AwaitReport { time, .. } = &p.stage {
+                    if !numbers.contains(&p.number) {
+                        numbers.push(p.number.clone());
+                    }
+                    if !ports.contains(&p.port) {
+                        ports.push(p.port);
+                    }
+                    match time {
+                        Some(t) if after.as_ref().is_none_or(|a| t < a) => after = Some(t.clone()),
+                        Some(_) => {}
+                        None => all_timed = false,
+                    }
+                }
+            }
+            (numbers, ports, if all_timed { after } else { None })
+        };
+        if numbers.is_empty() {
+            return;
+        }
+        let q = DeliverStatusQuery {
+            numbers,
+            ports,
+            time_after: after,
+            time_before: None,
+        };
+        match self.client.query_sms_deliver_status(&q).await {
+            Ok(reports) => {
+                for r in &reports {
+                    self.apply_report(r);
+                }
+            }
+            Err(e) => {
+                tracing::debug!(gateway = %self.name, error = %e, "cannot read delivery reports now")
+            }
+        }
+    }
+
+    /// A message sent before a restart that the gateway no longer knows
+    /// (its reply to our question by user_id does not have it) will get no
+    /// result and no report we could match: stop asking (it stays SENT).
+    /// Messages of this run are never dropped this way; they may simply be
+    /// too new for the gateway's answer.
+    fn forget_unknown_resumed(&self, asked: &[u32], results: &[SmsResult]) {
+        let mut st = lock(&self.state);
+        let mut gone = 0usize;
+        for u in asked {
+            if results.iter().any(|r| r.user_id == Some(*u)) {
+                continue;
+            }
+            if st
+                .pending
+                .get(u)
+                .is_some_and(|p| p.resumed.is_some() && matches!(p.stage, Stage::AwaitResult))
+            {
+                st.pending.remove(u);
+                gone += 1;
+            }
+        }
+        drop(st);
+        if gone > 0 {
+            tracing::warn!(gateway = %self.name, count = gone, "the gateway no longer knows messages sent before the restart; they stay SENT");
+        }
+    }
+
+    /// Forgets messages whose final word never came (they stay SENT).
+    fn expire(&self) {
+        let mut st = lock(&self.state);
+        let before = st.pending.len();
+        st.pending.retain(|_, p| match &p.stage {
+            Stage::AwaitResult => p.accepted.elapsed() < RESULT_PATIENCE,
+            // A message sent before a restart counts the time it waited
+            // then.
+            Stage::AwaitReport { since, .. } => {
+                since.elapsed() + p.resumed.unwrap_or_default() < REPORT_PATIENCE
+            }
+        });
+        let gone = before - st.pending.len();
+        st.unmatched_reports
+            .retain(|(at, _)| at.elapsed() < UNMATCHED_KEEP);
+        drop(st);
+        if gone > 0 {
+            tracing::info!(gateway = %self.name, count = gone, "stopped waiting for results or reports of old messages; they stay SENT");
+        }
+    }
+
+    pub(super) async fn result_loop(self: Arc<Self>, stop: CancellationToken) {
+        self.resume().await;
+        if !self.after_first_poll(&stop).await {
+            return;
+        }
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(self.result_poll) => {}
+                _ = self.wake_results.notified() => {}
+            }
+            if self.auth_blocked() {
+                continue;
+            }
+            self.poll_results().await;
+            self.poll_reports().await;
+            self.expire();
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(super) enum Stage {
+    /// Accepted (202); waiting for SENT_OK / FAILED.
+    AwaitResult,
+    /// Left on the air; waiting for the delivery report of its first segment.
+    AwaitReport {
+        ref_id: Option<u8>,
+        /// Send time in the gateway's clock, "YYYY-MM-DD HH:MM:SS".
+        time: Option<String>,
+        since: Instant,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Pending {
+    port: u8,
+    number: String,
+    accepted: Instant,
+    /// Rebuilt from the store when the transport started (sent by an
+    /// earlier run): how long before the start it was sent.
+    resumed: Option<Duration>,
+    stage: Stage,
+}
