@@ -167,3 +167,16 @@ proptest! {
         let _ = sms::decode_hex(&sms::pdu::to_hex(&bytes), Some(bytes.len() - 1));
     }
 }
+
+/// The length a modem announces (`+CMT: ,<length>`) is the modem's number:
+/// one near `usize::MAX` is a hint that fits nothing, not an overflow (a
+/// panic in debug and fuzz builds, a silent wrap in release).
+#[test]
+fn a_length_hint_near_usize_max_is_a_hint_that_fits_nothing() {
+    let hex = "07911326040000F0040B911346610089F60000208062917314080CC8F71D14969741F977FD07";
+    let plain = sms::decode_hex(hex, None).unwrap();
+    for hint in [usize::MAX, usize::MAX - 1, usize::MAX - 7, usize::MAX - 255] {
+        let d = sms::decode_hex(hex, Some(hint)).unwrap();
+        assert_eq!(d.tpdu, plain.tpdu, "hint {hint}");
+    }
+}

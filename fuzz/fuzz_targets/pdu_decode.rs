@@ -7,11 +7,14 @@ use libfuzzer_sys::fuzz_target;
 use smsgate_proto::sms;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&hint, rest)) = data.split_first() else {
+    // The first eight bytes are the length hint as +CMGR/+CMT announce it:
+    // the modem's raw number, any usize (all ones: no hint), not capped.
+    if data.len() < 8 {
         return;
-    };
-    // The first byte picks a length hint (or none), as +CMGR would announce.
-    let hint = (hint != 0xFF).then_some(usize::from(hint));
+    }
+    let (head, rest) = data.split_at(8);
+    let raw = u64::from_le_bytes(head.try_into().unwrap_or([0xFF; 8]));
+    let hint = (raw != u64::MAX).then_some(usize::try_from(raw).unwrap_or(usize::MAX));
     for result in [
         sms::decode_bytes(rest, hint),
         sms::decode_hex(&String::from_utf8_lossy(rest), hint),

@@ -96,7 +96,10 @@ pub fn decode_bytes(bytes: &[u8], tpdu_length: Option<usize>) -> Result<DecodedP
     let bare = attempt_bare(bytes);
     let hint_says_bare = match tpdu_length {
         Some(n) if n == bytes.len() => Some(true),
-        Some(n) if usize::from(bytes[0]) + 1 + n == bytes.len() => Some(false),
+        // The length comes from the modem: checked, so a huge one (up to
+        // usize::MAX on `+CMT: ,18446744073709551615`) is a hint that fits
+        // nothing rather than an overflow.
+        Some(n) if n.checked_add(usize::from(bytes[0]) + 1) == Some(bytes.len()) => Some(false),
         _ => None,
     };
     let (first, second) = match hint_says_bare {
