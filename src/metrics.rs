@@ -96,6 +96,7 @@ pub struct Metrics {
     pub breaker_transitions: Family<BreakerLabels, Counter>,
     pub failovers: Family<FailoverLabels, Counter>,
     pub loop_age: Family<LoopLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub reports_waiting: Gauge,
 }
 
 impl Default for Metrics {
@@ -126,6 +127,12 @@ impl Metrics {
             "api_requests",
             "API requests answered, by method, route pattern and status",
             api_requests.clone(),
+        );
+        let reports_waiting = Gauge::default();
+        registry.register(
+            "reports_waiting",
+            "Delivery reports received but not recorded yet because the store cannot write (a full disk); kept and retried",
+            reports_waiting.clone(),
         );
         let dialer_messages = Family::<DialerStateLabels, Counter>::default();
         registry.register(
@@ -205,6 +212,7 @@ impl Metrics {
             api_requests,
             dialer_messages,
             dialer_in_memory,
+            reports_waiting,
             dialer_state_messages,
             channel_sends,
             channel_queued,

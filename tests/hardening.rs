@@ -278,3 +278,207 @@ fn the_daemon_logs_the_config_warnings_at_start() {
         "{log}"
     );
 }
+
+/// Unmounts the test's tmpfs however the test ends.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+/// Fills the filesystem holding `dir` with one file, to the last byte.
+fn fill(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("filler");
+    let mut f = std::fs::File::create(&path).unwrap();
+    let block = vec![0u8; 64 * 1024];
+    loop {
+        match f.write(&block) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    // What a whole block no longer fitted.
+    while f.write(&block[..512]).is_ok_and(|n| n > 0) {}
+    path
+}
+
+/// A full disk: clients hear 507 `storage_full` (not a generic 500),
+/// `/readyz` says not ready while writes fail, the journal says so once,
+/// delivery reports that could not be written are kept and written later
+/// (their messages do not stay SENT), and all of it recovers by itself
+/// once space is freed. The state directory is a 6 MiB tmpfs made here.
+#[test]
+fn a_full_disk_is_told_as_such_and_survived() {
+    assert_eq!(
+        effective_uid(),
+        0,
+        "this test mounts a small tmpfs as the state directory: run the suite as root (CI does)"
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sim = rt
+        .block_on(
+            smsgate_sim::dinstar::DinstarSim::builder()
+                .ports(1)
+                .deliver_delay(Some(Duration::from_secs(4)))
+                .start(),
+        )
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
+        .arg(&state)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mount -t tmpfs failed");
+    let _unmount = Mounted(state.clone());
+    let port = common::free_port();
+    let config = dir.path().join("smsgate.toml");
+    let gateway = format!(
+        r#"
+[[gateway]]
+name = "gw"
+kind = "dinstar"
+ports = 1
+url = "{url}"
+user = "admin"
+password = "admin"
+result_poll_ms = 200
+port_poll_s = 1
+
+[[dialer]]
+name = "dd"
+provider = "gw"
+interval_ms = 10
+dncr = false
+"#,
+        url = sim.base_url()
+    );
+    std::fs::write(&config, common::config_text(port, &state, &gateway)).unwrap();
+    let mut d = Daemon::start_with(dir, config, port, &[]);
+    d.wait_ready();
+    let http = d.http();
+    let post = |text: &str| {
+        let r = http
+            .post(d.url("/api/v1/messages"))
+            .header("Authorization", format!("Bearer {OPERATOR}"))
+            .json(&serde_json::json!({"dialer": "dd", "to": "099111222", "text": text}))
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<serde_json::Value>().unwrap_or_default())
+    };
+    let state_of = |id: &serde_json::Value| {
+        common::get(&d, &format!("/api/v1/messages/{id}"))["state_name"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
+    // Five messages leave; their delivery reports come 4 s later.
+    let ids: Vec<serde_json::Value> = (0..5)
+        .map(|i| {
+            let (s, m) = post(&format!("antes {i}"));
+            assert_eq!(s, 202, "{m}");
+            m["id"].clone()
+        })
+        .collect();
+    assert!(
+        common::wait_until(Duration::from_secs(20), || ids
+            .iter()
+            .all(|id| state_of(id) == "SENT")),
+        "the five messages were not sent"
+    );
+    // Nothing else writes meanwhile: the dialer stops.
+    let r = http
+        .post(d.url("/api/v1/dialers/dd/stop"))
+        .header("Authorization", format!("Bearer {OPERATOR}"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let filler = fill(&state);
+    // Writes that fit what the WAL file already holds still succeed; the
+    // first that needs a new block meets the full disk.
+    let mut refused = None;
+    for i in 0..5_000 {
+        let (s, body) = post(&format!("{i} {}", "relleno ".repeat(20)));
+        assert!(
+            s == 202 || s == 507,
+            "a write on a full disk answered {s}: {body}"
+        );
+        if s == 507 {
+            refused = Some(body);
+            break;
+        }
+    }
+    let refused = refused.expect("no write met the full disk");
+    assert_eq!(refused["code"], "storage_full", "{refused}");
+    let ready = http.get(d.url("/readyz")).send().unwrap();
+    assert_eq!(ready.status(), 503, "readyz while writes fail");
+    // The reports arrive now and cannot be written: they are kept.
+    std::thread::sleep(Duration::from_secs(6));
+    let metrics = http.get(d.url("/metrics")).send().unwrap().text().unwrap();
+    let waiting = metrics
+        .lines()
+        .find(|l| l.starts_with("smsgate_reports_waiting "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(waiting >= 1.0, "no delivery report waits: {waiting}");
+    assert!(ids.iter().all(|id| state_of(id) == "SENT"));
+    // Space comes back: everything recovers by itself.
+    std::fs::remove_file(filler).unwrap();
+    assert!(
+        common::wait_until(Duration::from_secs(20), || http
+            .get(d.url("/readyz"))
+            .send()
+            .is_ok_and(|r| r.status() == 200)),
+        "readyz did not come back"
+    );
+    assert!(
+        common::wait_until(Duration::from_secs(30), || ids
+            .iter()
+            .all(|id| state_of(id) == "DELIVERED")),
+        "the kept delivery reports were not written: {:?}",
+        ids.iter().map(state_of).collect::<Vec<_>>()
+    );
+    assert_eq!(post("después").0, 202);
+    d.signal("TERM");
+    d.wait_exit(Duration::from_secs(10));
+    let log = d.take_stderr();
+    // One line when writes start failing, one when they work again, one
+    // for the reports kept: not a line per failed write.
+    for line in [
+        "store: the disk holding the state directory is full",
+        "store: writes work again",
+        "cannot record delivery reports; they are kept",
+    ] {
+        assert_eq!(
+            log.matches(line).count(),
+            1,
+            "{line:?} once per episode: {log}"
+        );
+    }
+}
+
+/// The effective user id, read from /proc (no unsafe, no libc).
+fn effective_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(u32::MAX)
+}

@@ -39,6 +39,10 @@ pub const CODES: &[(&str, &str)] = &[
         "the request took longer than [api] request_timeout_s; a write answered so was not stored",
     ),
     (
+        "storage_full",
+        "the disk holding the state directory is full; nothing was stored",
+    ),
+    (
         "busy",
         "every connection slot ([api] max_connections) stayed taken for request_timeout_s",
     ),
@@ -232,6 +236,12 @@ impl From<StoreError> for ApiError {
             StoreError::Closed => ApiError::unavailable(
                 "shutting_down",
                 "smsgate is shutting down; try again shortly",
+            ),
+            e if e.is_full() => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage_full",
+                "Storage full",
+                "the disk holding smsgate's state directory is full; nothing was stored. Free space there (smsgate recovers by itself) and send again",
             ),
             StoreError::Deadline => ApiError::unavailable(
                 "timeout",

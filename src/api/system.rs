@@ -16,21 +16,26 @@ pub async fn healthz() -> Json<serde_json::Value> {
 }
 
 pub async fn readyz(State(st): State<AppState>) -> Response {
-    let store_ok = st.shared.store.is_open()
-        && st
-            .shared
-            .store
+    let store = &st.shared.store;
+    let store_ok = store.is_open()
+        && store
             .read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
             .await
             .is_ok();
+    // Reading is not enough: a full disk leaves reads working. While
+    // writes fail, each probe tries one small write, so readiness comes
+    // back by itself once they work again.
+    let writes_ok = !store.writes_failing() || store.probe_write().await.is_ok();
     let stopping = st.shared.shutdown.is_cancelled();
-    if store_ok && !stopping {
+    if store_ok && writes_ok && !stopping {
         Json(json!({"ready": true, "store": "open", "config": "loaded"})).into_response()
     } else {
         let why = if stopping {
             "smsgate is stopping"
-        } else {
+        } else if !store_ok {
             "the store cannot be read"
+        } else {
+            "the store cannot write (is the disk holding the state directory full?); see the journal"
         };
         ApiError::unavailable("not_ready", why).into_response()
     }

@@ -2,6 +2,7 @@
 //! DELIVERED or UNDELIVERED; a failed result sends it back to its dialer's
 //! queue (or FAILED when its attempts are spent).
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -13,7 +14,9 @@ use crate::store::spool::{self, State};
 
 /// Records delivery reports, all that have arrived in one job. A report
 /// can overtake the SENT record of its message: one that finds no sent
-/// message is tried again for a while before it is given up.
+/// message is tried again for a while before it is given up. A batch the
+/// store cannot write (a full disk) is kept and written again later, never
+/// dropped: its messages would stay SENT for ever.
 pub(super) async fn record(
     shared: Shared,
     mut rx: mpsc::UnboundedReceiver<(spool::Report, u32)>,
@@ -22,12 +25,32 @@ pub(super) async fn record(
 ) {
     const MAX_TRIES: u32 = 30;
     const MAX_BATCH: usize = 1024;
+    // Kept while the store cannot write. At ~200 bytes a report, the cap
+    // is ~40 MB; beyond it the oldest go, each said in the journal.
+    const MAX_WAITING: usize = 200_000;
+    let mut waiting: VecDeque<(spool::Report, u32)> = VecDeque::new();
+    let mut pause = RETRY_MIN;
     loop {
-        let first = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = rx.recv() => match r { Some(r) => r, None => return },
+        let first = if waiting.is_empty() {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                r = rx.recv() => match r { Some(r) => Some(r), None => return },
+            }
+        } else {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(pause) => None,
+                r = rx.recv() => match r { Some(r) => Some(r), None => return },
+            }
         };
-        let mut batch = vec![first];
+        let mut batch: Vec<(spool::Report, u32)> = Vec::new();
+        while batch.len() < MAX_BATCH {
+            match waiting.pop_front() {
+                Some(r) => batch.push(r),
+                None => break,
+            }
+        }
+        batch.extend(first);
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(r) => batch.push(r),
@@ -42,10 +65,32 @@ pub(super) async fn record(
         let found = match found {
             Ok(f) => f,
             Err(e) => {
-                tracing::error!(count = batch.len(), error = %e, "cannot record delivery reports");
+                // Once per episode: the pause grows from its minimum only
+                // while the store keeps failing.
+                if pause == RETRY_MIN {
+                    tracing::error!(count = batch.len(), error = %e, "cannot record delivery reports; they are kept and written when the store can write again");
+                }
+                for r in batch.into_iter().rev() {
+                    waiting.push_front(r);
+                }
+                while waiting.len() > MAX_WAITING {
+                    if let Some((r, _)) = waiting.pop_back() {
+                        tracing::error!(gateway = %r.gateway, reference = %r.gateway_ref, "too many delivery reports wait for the store; this one is dropped and its message stays SENT");
+                    }
+                }
+                shared.metrics.reports_waiting.set(waiting.len() as i64);
+                pause = (pause * 2).min(RETRY_MAX);
                 continue;
             }
         };
+        if pause != RETRY_MIN {
+            tracing::info!(
+                waiting = waiting.len(),
+                "delivery reports are recorded again"
+            );
+            pause = RETRY_MIN;
+        }
+        shared.metrics.reports_waiting.set(waiting.len() as i64);
         for ((report, tries), found) in batch.into_iter().zip(found) {
             if found {
                 continue;
@@ -62,6 +107,11 @@ pub(super) async fn record(
         }
     }
 }
+
+/// How soon a batch the store could not write is tried again, doubling up
+/// to the maximum while the store keeps failing.
+const RETRY_MIN: Duration = Duration::from_millis(250);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// The gateway could not send a message it had accepted: back to the
 /// queue after the dialer's backoff, or FAILED when its attempts are spent.

@@ -57,6 +57,10 @@ pub enum StoreError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// The disk holding the state directory is full: the write (and the
+    /// rest of its group) was rolled back.
+    #[error("the disk holding the state directory is full; nothing was written")]
+    Full,
     /// The write had not started when the request it serves had to be
     /// answered (see [`with_write_deadline`]): nothing was written.
     #[error("the store was busy past the request's deadline; nothing was written")]
@@ -77,6 +81,24 @@ pub async fn with_write_deadline<F: std::future::Future>(deadline: Instant, fut:
 }
 
 impl StoreError {
+    /// The failure is the disk being full (SQLITE_FULL).
+    pub fn is_full(&self) -> bool {
+        match self {
+            Self::Full => true,
+            Self::Sqlite(e) => e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+            _ => false,
+        }
+    }
+
+    /// A database failure as the callers of a whole group hear it.
+    fn for_group(e: &StoreError) -> StoreError {
+        if e.is_full() {
+            StoreError::Full
+        } else {
+            StoreError::CommitFailed(e.to_string())
+        }
+    }
+
     /// A failure that says something about the data the caller gave, as
     /// opposed to the database itself being unwell.
     pub fn is_client_error(&self) -> bool {
@@ -129,6 +151,9 @@ pub struct Store {
 struct Inner {
     path: PathBuf,
     tx: mpsc::Sender<Command>,
+    /// Set while commits fail (a full disk, an I/O error), cleared by the
+    /// next commit that succeeds: `/readyz` says not ready meanwhile.
+    failing: Arc<AtomicBool>,
     readers: Mutex<Vec<Connection>>,
     open: AtomicBool,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -178,20 +203,46 @@ impl Store {
             .spawn(move || checkpoint_loop(checkpoint_conn, checkpoint_rx, seen))
             .map_err(spawn_failed)?;
         let (tx, rx) = mpsc::channel();
+        let failing = Arc::new(AtomicBool::new(false));
+        let health = WriterHealth {
+            failing: failing.clone(),
+        };
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(conn, rx, heartbeat, committed))
+            .spawn(move || writer_loop(conn, rx, heartbeat, committed, health))
             .map_err(spawn_failed)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
                 tx,
+                failing,
                 readers: Mutex::new(Vec::new()),
                 open: AtomicBool::new(true),
                 writer: Mutex::new(Some(writer)),
                 checkpointer: Mutex::new(Some((stop_checkpoints, checkpointer))),
             }),
         })
+    }
+
+    /// Whether commits are failing now (a full disk, an I/O error); true
+    /// until a commit succeeds again.
+    pub fn writes_failing(&self) -> bool {
+        self.inner.failing.load(Ordering::Relaxed)
+    }
+
+    /// A small real write (one row of `kv`), so a store whose writes
+    /// failed finds out that they work again even when nothing else
+    /// writes (an idle daemon after the disk was cleaned up).
+    pub async fn probe_write(&self) -> Result<(), StoreError> {
+        self.write(|tx| {
+            tx.prepare_cached(
+                "INSERT INTO kv(key, value) VALUES ('store.probe', ?1) \
+                 ON CONFLICT(key) DO UPDATE SET value = ?1",
+            )?
+            .execute([now_ms()])?;
+            Ok(())
+        })
+        .await
     }
 
     pub fn path(&self) -> &Path {
@@ -489,11 +540,36 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Whether the writer's commits work, told once per episode: the journal
+/// gets one line when commits start failing and one when they work again.
+struct WriterHealth {
+    failing: Arc<AtomicBool>,
+}
+
+impl WriterHealth {
+    fn committed(&self) {
+        if self.failing.swap(false, Ordering::Relaxed) {
+            tracing::warn!("store: writes work again; smsgate is ready");
+        }
+    }
+
+    fn failed(&self, e: &StoreError) {
+        if !self.failing.swap(true, Ordering::Relaxed) {
+            if e.is_full() {
+                tracing::error!(error = %e, "store: the disk holding the state directory is full; writes fail (the API answers 507 storage_full, /readyz is not ready, delivery reports wait in memory) until space is freed");
+            } else {
+                tracing::error!(error = %e, "store: writes fail; /readyz is not ready until a write succeeds");
+            }
+        }
+    }
+}
+
 fn writer_loop(
     mut conn: Connection,
     rx: mpsc::Receiver<Command>,
     heartbeat: Box<dyn WriterBeat>,
     committed: Arc<AtomicBool>,
+    health: WriterHealth,
 ) {
     let mut shutting_down = false;
     while !shutting_down {
@@ -514,7 +590,7 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        commit_group(&mut conn, group);
+        commit_group(&mut conn, group, &health);
         committed.store(true, Ordering::Relaxed);
     }
     // Drain what was queued before the shutdown request.
@@ -526,19 +602,21 @@ fn writer_loop(
         })
         .collect();
     if !rest.is_empty() {
-        commit_group(&mut conn, rest);
+        commit_group(&mut conn, rest, &health);
     }
     let _ = conn.pragma_update(None, "wal_checkpoint", "TRUNCATE");
 }
 
-fn commit_group(conn: &mut Connection, group: Vec<Job>) {
+fn commit_group(conn: &mut Connection, group: Vec<Job>, health: &WriterHealth) {
     let tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
-            let msg = e.to_string();
-            tracing::error!(error = %msg, "store: cannot begin a transaction");
+            let e = StoreError::from(e);
+            health.failed(&e);
+            tracing::debug!(error = %e, "store: cannot begin a transaction");
+            let told = StoreError::for_group(&e);
             for job in group {
-                fail_job(job, &msg);
+                fail_job(job, &told);
             }
             return;
         }
@@ -561,24 +639,33 @@ fn commit_group(conn: &mut Connection, group: Vec<Job>) {
     } else {
         tx.commit().map_err(StoreError::from)
     };
-    if let (Err(e), false) = (&commit, spoiled) {
-        tracing::error!(error = %e, "store: commit failed");
+    match (&commit, spoiled) {
+        (Ok(()), _) => health.committed(),
+        (Err(e), false) => {
+            health.failed(e);
+            tracing::debug!(error = %e, "store: commit failed");
+        }
+        (Err(_), true) => {}
     }
     for c in completions {
         c(match &commit {
             Ok(()) => Ok(()),
-            Err(e) => Err(StoreError::CommitFailed(e.to_string())),
+            Err(e) => Err(StoreError::for_group(e)),
         });
     }
 }
 
 /// A job whose transaction never started still owes its caller an answer;
 /// run it against a throwaway in-memory transaction and report the failure.
-fn fail_job(job: Job, msg: &str) {
+fn fail_job(job: Job, told: &StoreError) {
     if let Ok(mut mem) = Connection::open_in_memory() {
         if let Ok(tx) = mem.transaction() {
             let (completion, _) = job(&tx);
-            completion(Err(StoreError::CommitFailed(msg.to_string())));
+            completion(Err(if told.is_full() {
+                StoreError::Full
+            } else {
+                StoreError::CommitFailed(told.to_string())
+            }));
         }
     }
 }
