@@ -36,8 +36,30 @@ struct Rig {
     addr: SocketAddr,
 }
 
+/// Stands in for the engine: a received message the transport must see
+/// stored is answered "stored" once the test's receiver has it (and "not
+/// stored" when the test dropped its receiver), and reaches the test as a
+/// plain `Event::Inbound`.
+fn engine_stand_in() -> (smsgate::transport::Events, UnboundedReceiver<Event>) {
+    let (tx, mut raw) = unbounded_channel::<Event>();
+    let (out, events) = unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(e) = raw.recv().await {
+            match e {
+                Event::InboundAcked { message, ack } => {
+                    ack.done(out.send(Event::Inbound(message)).is_ok());
+                }
+                other => {
+                    let _ = out.send(other);
+                }
+            }
+        }
+    });
+    (tx, events)
+}
+
 async fn rig_with(options: DwgOptions) -> Rig {
-    let (tx, events) = unbounded_channel();
+    let (tx, events) = engine_stand_in();
     let settings = DwgSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
         user: USER.into(),
@@ -697,4 +719,50 @@ proptest! {
             Err(e) => prop_assert!(codec::encode_text(&text, enc).len() > codec::MAX_TEXT_BYTES, "{}", e),
         }
     }
+}
+
+/// A received SMS is acknowledged to the gateway only after the store says
+/// it is on disk, and refused (so the gateway keeps it) when it is not.
+/// Before, the ack went at once and a kill or a full disk right after lost
+/// the message.
+#[tokio::test]
+async fn a_received_sms_is_acked_only_once_stored() {
+    let (tx, mut events) = unbounded_channel();
+    let settings = DwgSettings {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        user: USER.into(),
+        password: Secret::new(PASSWORD),
+    };
+    let transport =
+        DwgTransport::start("gw1", 4, &settings, options(), tx, CancellationToken::new()).unwrap();
+    let addr = transport.local_addr().await.unwrap();
+    let sim = std::sync::Arc::new(sim_for(addr).start());
+    assert!(sim.wait_connected(Duration::from_secs(5)).await);
+    let refused = ack_when_stored(&sim, &mut events, false).await;
+    assert!(!refused.ok(), "not stored: the gateway must keep it");
+    let taken = ack_when_stored(&sim, &mut events, true).await;
+    assert!(taken.ok(), "stored: acknowledged");
+}
+
+/// Injects an SMS, checks the gateway is not answered before the store
+/// is, answers `stored`, and returns the gateway's ack.
+async fn ack_when_stored(
+    sim: &std::sync::Arc<DwgSimHandle>,
+    events: &mut UnboundedReceiver<Event>,
+    stored: bool,
+) -> codec::Ack {
+    let s = sim.clone();
+    let inject = tokio::spawn(async move { s.inject_incoming(1, "099123456", "hola").await });
+    let pending = loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
+            Ok(Some(Event::InboundAcked { ack, .. })) => break ack,
+            Ok(Some(_)) => continue,
+            other => panic!("no stored-or-not question: {other:?}"),
+        }
+    };
+    // Nothing is acked before the store has answered.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!inject.is_finished(), "acked before the store answered");
+    pending.done(stored);
+    inject.await.unwrap().expect("answered")
 }

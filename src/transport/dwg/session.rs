@@ -15,7 +15,11 @@ use super::{
     Conn, Inner, MAX_SEEN, Tracked, digits, format_timestamp, mac_of, push_bounded, source_key,
     unix_now,
 };
-use crate::transport::{Event, Received};
+use crate::transport::{Event, Received, StoredAck};
+
+/// How long a received message may take to be stored before the gateway is
+/// told to keep it.
+const STORE_WAIT: Duration = Duration::from_secs(10);
 
 impl Inner {
     /// Runs an authenticated session until it ends; returns why it ended.
@@ -50,6 +54,12 @@ impl Inner {
                                 out.push(frame.reply(Body::KeepAlive));
                                 last_keepalive = Some(Instant::now());
                             }
+                        } else if let Body::ReceiveSms(m) = &frame.body {
+                            // Answered only once the store has it: the
+                            // session waits (back-pressure: one received
+                            // message in flight per gateway).
+                            let ack = self.on_received(m).await;
+                            out.push(frame.reply(Body::ReceiveSmsAck(ack)));
                         } else {
                             out.extend(self.handle(frame));
                         }
@@ -87,10 +97,6 @@ impl Inner {
             Body::SendSmsResult(r) => {
                 self.on_result(frame.id.serial, r);
                 vec![frame.reply(Body::SendSmsResultAck(Ack::OK))]
-            }
-            Body::ReceiveSms(m) => {
-                let ack = self.on_received(m);
-                vec![frame.reply(Body::ReceiveSmsAck(ack))]
             }
             Body::PortStatus(states) => {
                 self.on_status(states);
@@ -224,7 +230,10 @@ impl Inner {
     }
 
     /// Hands a received SMS to the engine; the ack says whether it was.
-    fn on_received(&self, m: &ReceivedSms) -> Ack {
+    /// Hands a received message to the engine and says OK to the gateway
+    /// only once it is on disk; a failure ack (not stored, or not within
+    /// [`STORE_WAIT`]) leaves it on the gateway, which sends it again.
+    async fn on_received(&self, m: &ReceivedSms) -> Ack {
         let key = source_key(m);
         {
             let st = self.lock();
@@ -245,10 +254,21 @@ impl Inner {
             text: m.text(),
             sent_at: Some(format_timestamp(&m.timestamp, m.timezone)),
         };
-        if !self.emit(Event::Inbound(inbound)) {
+        let (ack, stored) = StoredAck::new();
+        if !self.emit(Event::InboundAcked {
+            message: inbound,
+            ack,
+        }) {
             // Nobody to hand it to: a failure ack keeps it on the gateway.
             tracing::error!(gateway = %self.name, port = m.port, "received SMS could not be handed over; the gateway keeps it");
             return Ack::FAIL;
+        }
+        match tokio::time::timeout(STORE_WAIT, stored).await {
+            Ok(Ok(true)) => {}
+            _ => {
+                tracing::warn!(gateway = %self.name, port = m.port, "received SMS not stored; the gateway keeps it and sends it again");
+                return Ack::FAIL;
+            }
         }
         let mut st = self.lock();
         if st.seen.len() >= MAX_SEEN {
