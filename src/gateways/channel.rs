@@ -92,16 +92,24 @@ pub struct Channel {
     /// claim horizon so a new channel claims one message at a time until
     /// its gateway has shown it is fast.
     latency_us: AtomicU64,
+    /// Whether the transport can be asked after a crash whether a message
+    /// left (Dinstar by user_id). Only then are attempts recorded ahead.
+    reconciles: bool,
     sent: AtomicU64,
     failed: AtomicU64,
 }
 
 impl Channel {
-    /// Creates the channel and spawns its worker.
+    /// Creates the channel and spawns its worker. `reconciles`: the
+    /// transport's [`Capabilities::reconciles`](crate::transport::Capabilities).
+    // Each argument is one of the gateway's parts the channel works with;
+    // a struct for them would only be unpacked again here.
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         shared: &Shared,
         transport: Arc<dyn Transport>,
         breaker: Arc<Breaker>,
+        reconciles: bool,
         port: u32,
         heartbeat: Heartbeat,
         stop: CancellationToken,
@@ -130,6 +138,7 @@ impl Channel {
             queued: AtomicU64::new(0),
             taken: tokio::sync::Notify::new(),
             latency_us: AtomicU64::new(CLAIM_HORIZON.as_micros() as u64),
+            reconciles,
             sent: AtomicU64::new(0),
             failed: AtomicU64::new(0),
         });
@@ -174,8 +183,14 @@ impl Channel {
     /// queues ahead: as many as it sends within [`CLAIM_HORIZON`], given
     /// the dialer's interval and how long the gateway takes per send. One
     /// for a paced dialer or a slow gateway (a modem), so nothing waits in
-    /// SENDING behind a pacer.
+    /// SENDING behind a pacer. Always one for a transport that cannot be
+    /// asked after a crash (sim, at, dinstar-dwg): what it had recorded
+    /// ahead would end UNKNOWN (or, with `resend_unknown`, some of it sent
+    /// twice), so a crash leaves at most one message per channel in doubt.
     pub fn claim_depth(&self, dialer: &DialerConfig) -> usize {
+        if !self.reconciles {
+            return 1;
+        }
         let latency = Duration::from_micros(self.latency_us.load(Ordering::Relaxed));
         let per_message = dialer.interval.max(latency);
         if per_message.is_zero() {

@@ -152,6 +152,7 @@ impl Gateways {
             breaker.clone(),
             stop.clone(),
         ));
+        let reconciles = transport::capabilities(gc).reconciles;
         let channels = (0..t.ports())
             .map(|port| {
                 let hb = shared
@@ -161,6 +162,7 @@ impl Gateways {
                     shared,
                     t.clone(),
                     breaker.clone(),
+                    reconciles,
                     port,
                     hb,
                     stop.clone(),
