@@ -18,6 +18,38 @@ use crate::store::Store;
 /// restart-loop on it.
 pub const EXIT_CONFIG: u8 = 78;
 
+/// Threads of tokio's blocking pool (store reads, imports). With the two
+/// workers, the store's writer and checkpointer and the modems' threads,
+/// the process stays well under the unit's `TasksMax=256`.
+pub(crate) const MAX_BLOCKING_THREADS: usize = 64;
+
+/// Files the daemon needs besides its API connections: the store, modems,
+/// gateway connections, the journal.
+const FILES_BESIDES_CONNECTIONS: u64 = 512;
+
+/// Raises the soft limit on open files to the hard one (systemd's
+/// `LimitNOFILE=`, or the shell's), and says so when `max_connections`
+/// cannot fit in it: those connections would fail at accept.
+fn raise_open_files(max_connections: usize) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return;
+    };
+    let limit = if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() {
+        hard
+    } else {
+        soft
+    };
+    let needed = max_connections as u64 + FILES_BESIDES_CONNECTIONS;
+    if limit < needed {
+        tracing::warn!(
+            limit,
+            needed,
+            "[api] max_connections = {max_connections} needs about {needed} open files but the limit is {limit}: connections beyond it fail; raise LimitNOFILE= (systemctl edit smsgate) or lower max_connections"
+        );
+    }
+}
+
 /// A loop silent for longer than this is stuck: the watchdog stops pinging.
 const STUCK_AFTER: Duration = Duration::from_secs(10);
 
@@ -34,8 +66,12 @@ pub fn run(config_path: PathBuf) -> ExitCode {
     for w in config.warnings() {
         tracing::warn!(warning = %w, "config: {w}");
     }
+    raise_open_files(config.api.max_connections);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Store reads and imports run on the blocking pool: bounded, so the
+        // unit's TasksMax= holds (see systemd/smsgate.service).
+        .max_blocking_threads(MAX_BLOCKING_THREADS)
         .thread_name("smsgate-worker")
         .enable_all()
         .build()

@@ -5,6 +5,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::time::Duration;
 
 use super::Config;
 
@@ -29,8 +30,109 @@ impl Config {
                 self.api.listen
             ));
         }
+        if let Some(stop) = unit_stop_timeout(UNIT_FILES, DROP_IN_DIRS) {
+            let drain = self.daemon.drain_timeout;
+            if drain + STOP_MARGIN > stop {
+                out.push(format!(
+                    "[daemon] drain_timeout_s = {} leaves less than {} s before systemd's TimeoutStopSec={} s kills smsgate mid-drain; lower drain_timeout_s or raise TimeoutStopSec in a drop-in (systemctl edit smsgate)",
+                    drain.as_secs(),
+                    STOP_MARGIN.as_secs(),
+                    stop.as_secs()
+                ));
+            }
+        }
         out
     }
+}
+
+/// What a stop takes beyond the drain: closing the store, a last checkpoint.
+const STOP_MARGIN: Duration = Duration::from_secs(5);
+
+/// Where systemd reads the unit, most important first, and its drop-ins.
+const UNIT_FILES: &[&str] = &[
+    "/etc/systemd/system/smsgate.service",
+    "/usr/lib/systemd/system/smsgate.service",
+    "/lib/systemd/system/smsgate.service",
+];
+const DROP_IN_DIRS: &[&str] = &[
+    "/usr/lib/systemd/system/smsgate.service.d",
+    "/run/systemd/system/smsgate.service.d",
+    "/etc/systemd/system/smsgate.service.d",
+];
+
+/// The installed unit's stop timeout (`TimeoutStopSec=`, or `TimeoutSec=`),
+/// drop-ins applied in systemd's order; None when no unit is installed
+/// (a development machine) or it says `infinity`.
+fn unit_stop_timeout(units: &[&str], drop_in_dirs: &[&str]) -> Option<Duration> {
+    let unit = units.iter().find_map(|p| std::fs::read_to_string(p).ok())?;
+    let mut texts = vec![unit];
+    for dir in drop_in_dirs {
+        let mut confs: Vec<_> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "conf"))
+            .collect();
+        confs.sort();
+        texts.extend(confs.iter().filter_map(|p| std::fs::read_to_string(p).ok()));
+    }
+    let mut found = None;
+    for text in &texts {
+        for line in text.lines().map(str::trim) {
+            let value = line
+                .strip_prefix("TimeoutStopSec=")
+                .or_else(|| line.strip_prefix("TimeoutSec="));
+            if let Some(v) = value {
+                found = Some(v.trim().to_string());
+            }
+        }
+    }
+    // systemd's default when the unit says nothing.
+    parse_timespan(found.as_deref().unwrap_or("90s"))
+}
+
+/// A systemd time span as units write it: "30", "30s", "1min 30s", "2m".
+fn parse_timespan(s: &str) -> Option<Duration> {
+    if s.eq_ignore_ascii_case("infinity") {
+        return None;
+    }
+    let mut total = 0u64;
+    let mut number = String::new();
+    let mut unit = String::new();
+    let mut flush = |number: &mut String, unit: &mut String| -> Option<()> {
+        if number.is_empty() {
+            return if unit.is_empty() { Some(()) } else { None };
+        }
+        let n: u64 = number.parse().ok()?;
+        let factor = match unit.as_str() {
+            "" | "s" | "sec" | "second" | "seconds" => 1,
+            "m" | "min" | "minute" | "minutes" => 60,
+            "h" | "hr" | "hour" | "hours" => 3600,
+            "ms" | "msec" => 0,
+            _ => return None,
+        };
+        total += n * factor;
+        number.clear();
+        unit.clear();
+        Some(())
+    };
+    for c in s.chars() {
+        if c.is_ascii_digit() {
+            if !unit.is_empty() {
+                flush(&mut number, &mut unit)?;
+            }
+            number.push(c);
+        } else if c.is_ascii_alphabetic() {
+            unit.push(c);
+        } else if c == ' ' {
+            flush(&mut number, &mut unit)?;
+        } else {
+            return None;
+        }
+    }
+    flush(&mut number, &mut unit)?;
+    Some(Duration::from_secs(total))
 }
 
 fn mode_warning(path: &Path, what: &str, out: &mut Vec<String>) {
@@ -49,5 +151,45 @@ fn mode_warning(path: &Path, what: &str, out: &mut Vec<String>) {
             },
             path.display()
         ));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_spans_as_units_write_them() {
+        assert_eq!(parse_timespan("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_timespan("30"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_timespan("1min 30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_timespan("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_timespan("infinity"), None);
+        assert_eq!(parse_timespan("soon"), None);
+    }
+
+    #[test]
+    fn the_last_stop_timeout_wins_drop_ins_included() {
+        let dir = tempfile::tempdir().unwrap();
+        let unit = dir.path().join("smsgate.service");
+        std::fs::write(&unit, "[Service]\nTimeoutStopSec=30s\n").unwrap();
+        let drop_ins = dir.path().join("smsgate.service.d");
+        std::fs::create_dir(&drop_ins).unwrap();
+        let u = unit.to_str().unwrap();
+        let d = drop_ins.to_str().unwrap();
+        assert_eq!(unit_stop_timeout(&[u], &[d]), Some(Duration::from_secs(30)));
+        std::fs::write(
+            drop_ins.join("50-stop.conf"),
+            "[Service]\nTimeoutStopSec=2min\n",
+        )
+        .unwrap();
+        assert_eq!(
+            unit_stop_timeout(&[u], &[d]),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(
+            unit_stop_timeout(&["/nonexistent/smsgate.service"], &[d]),
+            None
+        );
     }
 }
