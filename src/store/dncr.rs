@@ -120,18 +120,7 @@ mod tests {
             crate::store::Store::open(dir.path(), crate::runtime::Heartbeat::detached()).unwrap();
         let delete = "DELETE FROM dncr WHERE key = ?1 AND (?2 IS NULL OR dialer = ?2)";
         for sql in [BY_KEY_SQL, delete] {
-            let plan: Vec<String> = s
-                .read_blocking(move |c| {
-                    let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
-                    let mut rows = stmt.raw_query();
-                    let mut out = Vec::new();
-                    while let Some(r) = rows.next()? {
-                        out.push(r.get::<_, String>(3)?);
-                    }
-                    Ok(out)
-                })
-                .unwrap();
-            let plan = plan.join(" / ");
+            let plan = crate::store::query_plan(&s, sql);
             assert!(
                 plan.contains("USING PRIMARY KEY (key=?") && !plan.contains("SCAN"),
                 "{sql}\n  plan: {plan}"

@@ -495,6 +495,25 @@ fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>, committed: Arc<At
     }
 }
 
+/// SQLite's plan for `sql`, its steps joined by " / " (tests check that a
+/// look-up seeks its index rather than reading the table).
+#[cfg(test)]
+pub(crate) fn query_plan(store: &Store, sql: &'static str) -> String {
+    store
+        .read_blocking(move |c| {
+            let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
+            // Unbound parameters are NULL, which is fine for a plan.
+            let mut rows = stmt.raw_query();
+            let mut out = Vec::new();
+            while let Some(r) = rows.next()? {
+                out.push(r.get::<_, String>(3)?);
+            }
+            Ok(out)
+        })
+        .map(|steps| steps.join(" / "))
+        .unwrap_or_else(|e| format!("no plan: {e}"))
+}
+
 /// Creates `path` with mode 0600 when it does not exist yet.
 fn create_private(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -855,19 +874,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = open(dir.path());
         for (sql, index) in spool::HOT_QUERIES {
-            let plan: Vec<String> = s
-                .read_blocking(|c| {
-                    let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
-                    // Unbound parameters are NULL, which is fine for a plan.
-                    let mut rows = stmt.raw_query();
-                    let mut out = Vec::new();
-                    while let Some(r) = rows.next()? {
-                        out.push(r.get::<_, String>(3)?);
-                    }
-                    Ok(out)
-                })
-                .unwrap();
-            let plan = plan.join(" / ");
+            let plan = query_plan(&s, sql);
             assert!(
                 plan.contains(&format!("INDEX {index}")),
                 "{sql}\n  wants {index}, plan: {plan}"
