@@ -242,6 +242,9 @@ fn secrets_readable_by_others_and_a_clear_text_api_are_warned_about() {
 #[test]
 fn the_state_files_are_private_whatever_the_umask() {
     use std::os::unix::fs::PermissionsExt;
+    // The daemon inherits this umask: a permissive one, so the test can
+    // fail (under 077 every file would be private anyway).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let d = Daemon::start("", &[]);
     d.wait_ready();
     let state = d.dir.path().join("state");
@@ -279,15 +282,24 @@ fn the_daemon_logs_the_config_warnings_at_start() {
     );
 }
 
+/// A command as root: directly when the suite runs as root (CI), else
+/// through `sudo -n`, as `tests/run-all.sh` does for the packaging checks.
+fn as_root(program: &str) -> std::process::Command {
+    if nix::unistd::geteuid().is_root() {
+        std::process::Command::new(program)
+    } else {
+        let mut c = std::process::Command::new("sudo");
+        c.args(["-n", program]);
+        c
+    }
+}
+
 /// Unmounts the test's tmpfs however the test ends.
 struct Mounted(std::path::PathBuf);
 
 impl Drop for Mounted {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg("-l")
-            .arg(&self.0)
-            .status();
+        let _ = as_root("umount").arg("-l").arg(&self.0).status();
     }
 }
 
@@ -314,11 +326,6 @@ fn fill(dir: &std::path::Path) -> std::path::PathBuf {
 /// once space is freed. The state directory is a 6 MiB tmpfs made here.
 #[test]
 fn a_full_disk_is_told_as_such_and_survived() {
-    assert_eq!(
-        effective_uid(),
-        0,
-        "this test mounts a small tmpfs as the state directory: run the suite as root (CI does)"
-    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -335,12 +342,17 @@ fn a_full_disk_is_told_as_such_and_survived() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     std::fs::create_dir(&state).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
+    // mode=0777: the daemon and this test write there as whoever runs
+    // the suite, whoever mounted it.
+    let mounted = as_root("mount")
+        .args(["-t", "tmpfs", "-o", "size=6m,mode=0777", "tmpfs"])
         .arg(&state)
         .status()
-        .unwrap();
-    assert!(mounted.success(), "mount -t tmpfs failed");
+        .is_ok_and(|s| s.success());
+    assert!(
+        mounted,
+        "this test mounts a 6 MiB tmpfs as the state directory: run the suite as root or with passwordless sudo (tests/run-all.sh needs sudo for the packaging checks too)"
+    );
     let _unmount = Mounted(state.clone());
     let port = common::free_port();
     let config = dir.path().join("smsgate.toml");
@@ -468,17 +480,4 @@ dncr = false
             "{line:?} once per episode: {log}"
         );
     }
-}
-
-/// The effective user id, read from /proc (no unsafe, no libc).
-fn effective_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(2))
-                .and_then(|v| v.parse().ok())
-        })
-        .unwrap_or(u32::MAX)
 }
