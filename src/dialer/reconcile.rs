@@ -50,56 +50,54 @@ pub async fn in_flight(shared: &Shared, gateways: &Gateways) {
         };
         let resend = config.dialer(&m.dialer).is_some_and(|d| d.resend_unknown);
         let id = m.id;
-        let result = match answer {
-            Reconciled::Sent { gateway_ref } => {
-                *counts.entry("sent").or_default() += 1;
-                store
-                    .write(move |tx| {
-                        spool::mark_sent(tx, id, spool::AttemptRow::Latest, &gateway_ref)
-                            .map(|_| ())
-                    })
-                    .await
-            }
-            Reconciled::NotSent => {
-                *counts.entry("requeued").or_default() += 1;
-                store
-                    .write(move |tx| {
-                        spool::requeue(
-                            tx,
-                            id,
-                            spool::AttemptRow::Latest,
-                            "not_sent",
-                            "the gateway never received it (checked after a restart)",
-                        )
-                    })
-                    .await
-            }
-            Reconciled::Unknown if resend => {
-                *counts.entry("resent").or_default() += 1;
-                store
-                    .write(move |tx| {
-                        spool::requeue(
-                            tx,
-                            id,
-                            spool::AttemptRow::Latest,
-                            "unknown",
-                            "in flight at a crash; resending as configured (resend_unknown)",
-                        )
-                    })
-                    .await
-            }
-            Reconciled::Unknown => {
-                *counts.entry("unknown").or_default() += 1;
-                store
-                    .write(move |tx| {
-                        spool::mark_unknown(tx, id, spool::AttemptRow::Latest, "in flight when smsgate stopped; the gateway cannot tell whether it left").map(|_| ())
-                    })
-                    .await
-            }
+        let (count, settle) = match answer {
+            Reconciled::Sent { gateway_ref } => ("sent", Settle::Sent(gateway_ref)),
+            Reconciled::NotSent => (
+                "requeued",
+                Settle::Requeue(
+                    "not_sent",
+                    "the gateway never received it (checked after a restart)",
+                ),
+            ),
+            Reconciled::Unknown if resend => (
+                "resent",
+                Settle::Requeue(
+                    "unknown",
+                    "in flight at a crash; resending as configured (resend_unknown)",
+                ),
+            ),
+            Reconciled::Unknown => ("unknown", Settle::Unknown),
         };
+        *counts.entry(count).or_default() += 1;
+        let latest = spool::AttemptRow::Latest;
+        let result = store
+            .write(move |tx| match settle {
+                Settle::Sent(gateway_ref) => {
+                    spool::mark_sent(tx, id, latest, &gateway_ref).map(|_| ())
+                }
+                Settle::Requeue(outcome, detail) => spool::requeue(tx, id, latest, outcome, detail),
+                Settle::Unknown => spool::mark_unknown(
+                    tx,
+                    id,
+                    latest,
+                    "in flight when smsgate stopped; the gateway cannot tell whether it left",
+                )
+                .map(|_| ()),
+            })
+            .await;
         if let Err(e) = result {
             tracing::error!(message = id, error = %e, "cannot record the reconciliation");
         }
     }
     tracing::info!(?counts, "reconciliation done");
+}
+
+/// What becomes of one message left in SENDING.
+enum Settle {
+    /// It left: SENT with the gateway's reference.
+    Sent(String),
+    /// Back to the queue, with the attempt's outcome and why.
+    Requeue(&'static str, &'static str),
+    /// Nobody can tell.
+    Unknown,
 }
