@@ -239,10 +239,31 @@ impl StoredAck {
         (Self(Arc::new(std::sync::Mutex::new(Some(tx)))), rx)
     }
 
+    /// The event that asks the engine to store `message`, and the answer
+    /// to wait for: what every transport that must know sends.
+    pub fn ask(message: Received) -> (Event, StoredAnswer) {
+        let (ack, answer) = Self::new();
+        (Event::InboundAcked { message, ack }, StoredAnswer(answer))
+    }
+
     pub fn done(&self, stored: bool) {
         if let Some(tx) = self.0.lock().ok().and_then(|mut g| g.take()) {
             let _ = tx.send(stored);
         }
+    }
+}
+
+/// The engine's answer to come for one [`StoredAck::ask`].
+pub struct StoredAnswer(tokio::sync::oneshot::Receiver<bool>);
+
+impl StoredAnswer {
+    /// True when the message is on disk by `deadline`; a refusal, a
+    /// dropped question or no answer in time all mean not stored.
+    pub async fn stored_by(self, deadline: tokio::time::Instant) -> bool {
+        matches!(
+            tokio::time::timeout_at(deadline, self.0).await,
+            Ok(Ok(true))
+        )
     }
 }
 

@@ -254,21 +254,18 @@ impl Inner {
             text: m.text(),
             sent_at: Some(format_timestamp(&m.timestamp, m.timezone)),
         };
-        let (ack, stored) = StoredAck::new();
-        if !self.emit(Event::InboundAcked {
-            message: inbound,
-            ack,
-        }) {
+        let (ask, answer) = StoredAck::ask(inbound);
+        if !self.emit(ask) {
             // Nobody to hand it to: a failure ack keeps it on the gateway.
             tracing::error!(gateway = %self.name, port = m.port, "received SMS could not be handed over; the gateway keeps it");
             return Ack::FAIL;
         }
-        match tokio::time::timeout(STORE_WAIT, stored).await {
-            Ok(Ok(true)) => {}
-            _ => {
-                tracing::warn!(gateway = %self.name, port = m.port, "received SMS not stored; the gateway keeps it and sends it again");
-                return Ack::FAIL;
-            }
+        if !answer
+            .stored_by(tokio::time::Instant::now() + STORE_WAIT)
+            .await
+        {
+            tracing::warn!(gateway = %self.name, port = m.port, "received SMS not stored; the gateway keeps it and sends it again");
+            return Ack::FAIL;
         }
         let mut st = self.lock();
         if st.seen.len() >= MAX_SEEN {

@@ -199,12 +199,11 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Session<'_, T> {
             text,
             sent_at: d.sc_timestamp.and_then(|t| t.to_rfc3339()),
         };
-        let (ack, stored) = StoredAck::new();
-        self.m.emit(Event::InboundAcked { message, ack });
-        let stored = matches!(
-            tokio::time::timeout(STORE_ACK_TIMEOUT, stored).await,
-            Ok(Ok(true))
-        );
+        let (ask, answer) = StoredAck::ask(message);
+        self.m.emit(ask);
+        let stored = answer
+            .stored_by(tokio::time::Instant::now() + STORE_ACK_TIMEOUT)
+            .await;
         if !stored {
             // It stays on the SIM and is read again at the next poll.
             tracing::warn!(gateway = %self.m.name, port = 0u32, "a received message was not stored; kept on the SIM");

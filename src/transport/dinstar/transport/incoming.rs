@@ -56,17 +56,17 @@ impl Inner {
     async fn store_in_order(&self, messages: Vec<Received>) -> usize {
         let mut answers = Vec::with_capacity(messages.len());
         for message in messages {
-            let (ack, stored) = StoredAck::new();
-            self.emit(Event::InboundAcked { message, ack });
-            answers.push(stored);
+            let (ask, answer) = StoredAck::ask(message);
+            self.emit(ask);
+            answers.push(answer);
         }
         let deadline = tokio::time::Instant::now() + STORE_WAIT;
         let mut n = 0;
-        for stored in answers {
-            match tokio::time::timeout_at(deadline, stored).await {
-                Ok(Ok(true)) => n += 1,
-                _ => break,
+        for answer in answers {
+            if !answer.stored_by(deadline).await {
+                break;
             }
+            n += 1;
         }
         n
     }
