@@ -123,21 +123,19 @@ async fn async_main(
 
     let engine = crate::engine::Engine::start(shared.clone()).await;
 
-    let server = match crate::api::Server::bind(crate::api::AppState {
-        shared: shared.clone(),
-        engine: engine.clone(),
-    })
-    .await
-    {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start the API");
-            eprintln!("smsgate: {e}");
-            engine.stop(Duration::from_secs(1)).await;
-            store.close();
-            return ExitCode::FAILURE;
-        }
-    };
+    let server =
+        match crate::api::Server::bind(crate::api::AppState::new(shared.clone(), engine.clone()))
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the API");
+                eprintln!("smsgate: {e}");
+                engine.stop(Duration::from_secs(1)).await;
+                store.close();
+                return ExitCode::FAILURE;
+            }
+        };
     let listen = server.local_addr();
     let api_task = tokio::spawn(server.serve(shared.shutdown.clone()));
 

@@ -109,12 +109,10 @@ async fn rig_on(dir: tempfile::TempDir, store: Store, cfg: Config, serve_api: bo
     let shared = Shared::new(cfg, store.clone(), Heartbeats::default());
     let engine = Engine::start(shared.clone()).await;
     if serve_api {
-        let server = smsgate::api::Server::bind(smsgate::api::AppState {
-            shared: shared.clone(),
-            engine: engine.clone(),
-        })
-        .await
-        .expect("API binds");
+        let server =
+            smsgate::api::Server::bind(smsgate::api::AppState::new(shared.clone(), engine.clone()))
+                .await
+                .expect("API binds");
         tokio::spawn(server.serve(shared.shutdown.clone()));
     }
     Rig {

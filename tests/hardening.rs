@@ -481,3 +481,128 @@ dncr = false
         );
     }
 }
+
+/// A daemon whose `[api]` section gets `api` besides the test defaults.
+fn start_with_api(api: &str, env: &[(&str, &str)]) -> Daemon {
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let config = dir.path().join("smsgate.toml");
+    let text = common::config_text(port, &dir.path().join("state"), "")
+        .replace("[api]\n", &format!("[api]\n{api}\n"));
+    std::fs::write(&config, text).unwrap();
+    Daemon::start_with(dir, config, port, env)
+}
+
+/// Opens an upload that promises a megabyte and sends a first line only.
+fn stalled_upload(d: &Daemon, filename: &str) -> TcpStream {
+    let mut s = TcpStream::connect(("127.0.0.1", d.port)).unwrap();
+    write!(
+        s,
+        "POST /api/v1/imports?filename={filename} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {OPERATOR}\r\nContent-Type: text/csv\r\nContent-Length: 1000000\r\n\r\ncampsms;099123456;hola;1\n"
+    )
+    .unwrap();
+    s
+}
+
+/// A client that stalls half-way through an upload held the store's only
+/// writer (the import waited on the network inside its transaction): every
+/// send waited, and after 10 s the watchdog stopped pinging. Now the body
+/// is received first, the writer stays free, and the stalled upload is
+/// answered 408 once it has been silent for upload_idle_timeout_s, with
+/// nothing of it imported.
+#[test]
+fn a_stalled_upload_holds_neither_the_writer_nor_the_watchdog() {
+    let d = start_with_api("upload_idle_timeout_s = 2", &[("WATCHDOG_USEC", "1000000")]);
+    d.wait_ready();
+    let mut upload = stalled_upload(&d, "stall.csv");
+    // Our stand-in for systemd reads every ping as it comes (a full notify
+    // socket would block the daemon's pinger, as a stalled systemd would).
+    let notify = d.notify.as_ref().unwrap();
+    notify.set_nonblocking(true).unwrap();
+    let mut last_ping = None;
+    // A byte a second keeps the upload alive past the watchdog's 10 s.
+    let http = d.http_waiting(Duration::from_secs(5));
+    let started = Instant::now();
+    let mut sent = 0;
+    while started.elapsed() < Duration::from_secs(14) {
+        upload.write_all(b"c").unwrap();
+        let r = http
+            .post(d.url("/api/v1/messages"))
+            .header("Authorization", format!("Bearer {OPERATOR}"))
+            .json(&serde_json::json!({"dialer": "campsms", "to": "099111222", "text": "hola"}))
+            .send()
+            .unwrap_or_else(|e| panic!("send {sent} after {:?}: {e}", started.elapsed()));
+        assert_eq!(r.status().as_u16(), 202, "{:?}", r.text());
+        sent += 1;
+        let mut buf = [0u8; 512];
+        while let Ok(n) = notify.recv(&mut buf) {
+            if String::from_utf8_lossy(&buf[..n]).contains("WATCHDOG=1") {
+                last_ping = Some(started.elapsed());
+            }
+        }
+        std::thread::sleep(Duration::from_millis(1000));
+    }
+    // The watchdog kept pinging to the end (a writer stuck for 10 s stops it).
+    let last_ping = last_ping.expect("the watchdog pings");
+    assert!(
+        last_ping > Duration::from_secs(12),
+        "the last watchdog ping came {last_ping:?} after the upload stalled"
+    );
+
+    // Now silence: answered 408 after about 2 s, and the connection ends.
+    upload
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = upload.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("upload_stalled"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    let status = common::get(&d, "/api/v1/status");
+    let total: u64 = status["messages"]
+        .as_object()
+        .unwrap()
+        .values()
+        .filter_map(serde_json::Value::as_u64)
+        .sum();
+    assert_eq!(
+        total, sent,
+        "only the single sends were stored, nothing of the stalled upload: {status}"
+    );
+}
+
+/// Beyond `max_uploads` an upload is refused at once with 429 and a
+/// Retry-After, rather than queued behind the others holding its body.
+#[test]
+fn uploads_beyond_max_uploads_are_refused_with_429() {
+    let d = start_with_api("max_uploads = 1\nupload_idle_timeout_s = 2", &[]);
+    d.wait_ready();
+    let mut first = stalled_upload(&d, "first.csv");
+    std::thread::sleep(Duration::from_millis(300));
+    let upload = |name: &str| {
+        d.http()
+            .post(d.url(&format!("/api/v1/imports?filename={name}")))
+            .header("Authorization", format!("Bearer {OPERATOR}"))
+            .header("Content-Type", "text/csv")
+            .body("campsms;099123456;hola;1\n")
+            .send()
+            .unwrap()
+    };
+    let r = upload("second.csv");
+    assert_eq!(r.status().as_u16(), 429);
+    assert_eq!(
+        r.headers().get("retry-after").map(|v| v.to_str().unwrap()),
+        Some("5")
+    );
+    let body: serde_json::Value = r.json().unwrap();
+    assert_eq!(body["code"], "too_many_uploads", "{body}");
+    // The first one ends (408 once silent), and its turn is free again.
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut answer = String::new();
+    let _ = first.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let r = upload("third.csv");
+    assert_eq!(r.status().as_u16(), 201, "{:?}", r.text());
+}

@@ -94,6 +94,14 @@ pub const CODES: &[(&str, &str)] = &[
         "upload_unreadable",
         "the upload could not be read to its end",
     ),
+    (
+        "upload_stalled",
+        "the upload sent nothing for [api] upload_idle_timeout_s; nothing of it was imported",
+    ),
+    (
+        "too_many_uploads",
+        "[api] max_uploads uploads are already being received or imported; try again after Retry-After seconds",
+    ),
 ];
 
 #[derive(Debug, Clone, Serialize)]
@@ -115,6 +123,8 @@ pub struct ApiError {
     pub title: &'static str,
     pub detail: String,
     pub errors: Option<serde_json::Value>,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -134,11 +144,17 @@ impl ApiError {
             title,
             detail: detail.into(),
             errors: None,
+            retry_after: None,
         }
     }
 
     pub fn with_errors(mut self, errors: serde_json::Value) -> Self {
         self.errors = Some(errors);
+        self
+    }
+
+    pub fn with_retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
         self
     }
 
@@ -223,6 +239,10 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"smsgate\""),
             );
+        }
+        if let Some(s) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         resp
     }

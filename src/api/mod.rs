@@ -8,6 +8,7 @@ mod extract;
 mod gateways;
 mod messages;
 pub mod openapi;
+mod staging;
 mod system;
 mod uploads;
 
@@ -37,6 +38,18 @@ use crate::runtime::Shared;
 pub struct AppState {
     pub shared: Shared,
     pub engine: Engine,
+    uploads: staging::UploadSlots,
+}
+
+impl AppState {
+    pub fn new(shared: Shared, engine: Engine) -> Self {
+        let uploads = staging::UploadSlots::new(shared.config().api.max_uploads);
+        Self {
+            shared,
+            engine,
+            uploads,
+        }
+    }
 }
 
 /// Who may call a route.

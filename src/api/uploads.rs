@@ -1,20 +1,18 @@
 //! CSV uploads (bulk messages, DNCR lists) and the DNCR list itself.
 //!
-//! Uploads are streamed: the body is read by a blocking parser as it
-//! arrives and never held whole in memory.
-
-use std::io::BufReader;
+//! An upload is received whole into a staged file first (`staging`), then
+//! parsed and imported from there: never held in memory, and never making
+//! the store's writer wait on the network.
 
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use futures_util::TryStreamExt;
 use serde::Deserialize;
 use serde_json::json;
-use tokio_util::io::{StreamReader, SyncIoBridge};
 
+use super::staging::{Staged, Turn, stage};
 use super::{ApiError, ApiPath, ApiQuery, AppState};
 use crate::dialer::DialerError;
 use crate::dialer::importer;
@@ -27,48 +25,29 @@ pub struct UploadQuery {
     pub filename: Option<String>,
 }
 
-type DataStream =
-    futures_util::stream::MapErr<axum::body::BodyDataStream, fn(axum::Error) -> std::io::Error>;
-
-/// The request body as a blocking reader, for the parsers.
-fn reader(body: Body) -> BufReader<SyncIoBridge<StreamReader<DataStream, bytes::Bytes>>> {
-    let to_io: fn(axum::Error) -> std::io::Error = std::io::Error::other;
-    let stream: DataStream = body.into_data_stream().map_err(to_io);
-    BufReader::with_capacity(64 * 1024, SyncIoBridge::new(StreamReader::new(stream)))
-}
-
 fn filename(q: UploadQuery) -> Result<String, ApiError> {
-    q.filename.filter(|f| !f.is_empty()).ok_or_else(|| {
+    let name = q.filename.filter(|f| !f.is_empty()).ok_or_else(|| {
         ApiError::bad_request(
             "missing_filename",
             "give the file's name as ?filename=NAME (letters, digits, '.', '-', '_'; at most 64), as in DISCTEST29042014.csv",
         )
-    })
+    })?;
+    // Before the body is received: a misnamed file is refused at once.
+    crate::dialer::import::check_file_name(&name).map_err(DialerError::from)?;
+    Ok(name)
 }
 
-/// The parsers' signature: a store, the config, the file name, the body.
-type Importer<S> = fn(
-    &crate::store::Store,
-    &crate::config::Config,
-    &str,
-    BufReader<SyncIoBridge<StreamReader<DataStream, bytes::Bytes>>>,
-) -> Result<S, DialerError>;
-
-/// Runs a streaming import on a blocking thread.
-async fn run<S: Send + 'static>(
-    st: &AppState,
-    q: UploadQuery,
-    body: Body,
-    import: Importer<S>,
-) -> Result<S, ApiError> {
-    let name = filename(q)?;
+/// Takes an upload's turn and receives its body whole (see `staging`).
+async fn receive(st: &AppState, body: Body) -> Result<(Turn, Staged), ApiError> {
+    let turn = st.uploads.take()?;
     let config = st.shared.config();
-    let store = st.shared.store.clone();
-    let r = reader(body);
-    tokio::task::spawn_blocking(move || import(&store, &config, &name, r))
-        .await
-        .map_err(|_| ApiError::internal("the import task ended unexpectedly"))?
-        .map_err(ApiError::from)
+    let staged = stage(
+        body,
+        &config.daemon.state_dir,
+        config.api.upload_idle_timeout,
+    )
+    .await?;
+    Ok((turn, staged))
 }
 
 pub async fn import_messages(
@@ -77,9 +56,10 @@ pub async fn import_messages(
     body: Body,
 ) -> Result<Response, ApiError> {
     let name = filename(q)?;
+    let (_turn, staged) = receive(&st, body).await?;
     let summary = st
         .engine
-        .import(name, reader(body))
+        .import(name, staged)
         .await
         .map_err(ApiError::from)?;
     Ok((StatusCode::CREATED, Json(summary)).into_response())
@@ -90,7 +70,15 @@ pub async fn import_dncr(
     ApiQuery(q): ApiQuery<UploadQuery>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let summary = run(&st, q, body, importer::import_dncr).await?;
+    let name = filename(q)?;
+    let (_turn, staged) = receive(&st, body).await?;
+    let config = st.shared.config();
+    let store = st.shared.store.clone();
+    let summary =
+        tokio::task::spawn_blocking(move || importer::import_dncr(&store, &config, &name, staged))
+            .await
+            .map_err(|_| ApiError::internal("the import task ended unexpectedly"))?
+            .map_err(ApiError::from)?;
     tracing::info!(import = summary.import_id, file = %summary.filename, entries = summary.entries, "DNCR list imported");
     Ok((StatusCode::CREATED, Json(summary)).into_response())
 }

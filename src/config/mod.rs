@@ -111,6 +111,10 @@ pub struct ApiConfig {
     pub max_upload_bytes: u64,
     pub request_timeout: Duration,
     pub max_connections: usize,
+    /// Uploads staged or imported at once; more get 429.
+    pub max_uploads: usize,
+    /// An upload that sends nothing for this long is abandoned (408).
+    pub upload_idle_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]

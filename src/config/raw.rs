@@ -64,6 +64,10 @@ pub struct RawApi {
     pub request_timeout_s: Spanned<u64>,
     #[serde(default = "default_max_connections")]
     pub max_connections: Spanned<u64>,
+    #[serde(default = "default_max_uploads")]
+    pub max_uploads: Spanned<u64>,
+    #[serde(default = "default_upload_idle_timeout_s")]
+    pub upload_idle_timeout_s: Spanned<u64>,
 }
 
 impl Default for RawApi {
@@ -77,6 +81,8 @@ impl Default for RawApi {
             max_upload_bytes: default_max_upload_bytes(),
             request_timeout_s: default_request_timeout_s(),
             max_connections: default_max_connections(),
+            max_uploads: default_max_uploads(),
+            upload_idle_timeout_s: default_upload_idle_timeout_s(),
         }
     }
 }
@@ -95,6 +101,12 @@ fn default_request_timeout_s() -> Spanned<u64> {
 }
 fn default_max_connections() -> Spanned<u64> {
     unspanned(256)
+}
+fn default_max_uploads() -> Spanned<u64> {
+    unspanned(2)
+}
+fn default_upload_idle_timeout_s() -> Spanned<u64> {
+    unspanned(10)
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,6 +1,7 @@
 //! Streaming imports into the store: bulk message files and DNCR lists.
 //!
-//! The file is parsed on the calling (blocking) thread while the store's
+//! The file (staged whole by the API beforehand, so the writer never waits
+//! on the network) is parsed on the calling (blocking) thread while the store's
 //! writer inserts the rows as they come, inside one transaction: a file is
 //! never held in memory, and an import is all or nothing. At the first
 //! refused line the writer rolls back at once (other writes resume), while
@@ -85,6 +86,7 @@ pub fn import_messages(
     let country = config.daemon.default_country.clone();
     let (tx, rx) = mpsc::sync_channel::<Pipe<NewMessage>>(PIPE);
     let name = filename.to_string();
+    let progress = store.writer_progress();
     let writer = store.write_detached(move |t| {
         let import_id = dncr::begin_import(t, "messages", &name)?;
         let now = now_ms();
@@ -100,6 +102,7 @@ pub fn import_messages(
             match rx.recv() {
                 Ok(Pipe::Rows(rows)) => {
                     spool::insert_many(t, &rows, import_id, now)?;
+                    progress();
                     for m in rows {
                         if m.state == State::Invalid {
                             summary.invalid += 1;
@@ -162,6 +165,7 @@ pub fn import_dncr(
     let rules = rules(config);
     let (tx, rx) = mpsc::sync_channel::<Pipe<super::dncr_import::DncrRow>>(PIPE);
     let name = filename.to_string();
+    let progress = store.writer_progress();
     let writer = store.write_detached(move |t| {
         let import_id = dncr::begin_import(t, "dncr", &name)?;
         let mut entries = 0u64;
@@ -172,6 +176,7 @@ pub fn import_dncr(
                         dncr::upsert(t, &r.key, r.dialer.as_deref(), &r.phone, &name)?;
                         entries += 1;
                     }
+                    progress();
                 }
                 Ok(Pipe::Done(lines)) => {
                     dncr::finish_import(t, import_id, lines, entries)?;

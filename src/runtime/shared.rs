@@ -134,6 +134,9 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<String> {
     if old.api.max_connections != new.api.max_connections {
         v.push("api.max_connections".to_string());
     }
+    if old.api.max_uploads != new.api.max_uploads {
+        v.push("api.max_uploads".to_string());
+    }
     v
 }
 

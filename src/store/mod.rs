@@ -138,7 +138,7 @@ enum Command {
 /// What the writer thread beats every time it turns (at least every
 /// `period`), so the watchdog notices a writer stuck in a job. The runtime's
 /// heartbeat implements it; a trait here keeps the store below the runtime.
-pub trait WriterBeat: Send + 'static {
+pub trait WriterBeat: Send + Sync + 'static {
     fn beat(&self);
     fn period(&self) -> Duration;
 }
@@ -150,6 +150,7 @@ pub struct Store {
 
 struct Inner {
     path: PathBuf,
+    heartbeat: Arc<dyn WriterBeat>,
     tx: mpsc::Sender<Command>,
     /// Set while commits fail (a full disk, an I/O error), cleared by the
     /// next commit that succeeds: `/readyz` says not ready meanwhile.
@@ -169,7 +170,7 @@ impl Store {
     /// starts the writer thread. Blocking: call it from `spawn_blocking` or
     /// before the runtime starts.
     pub fn open(dir: &Path, heartbeat: impl WriterBeat) -> Result<Self, StoreError> {
-        let heartbeat: Box<dyn WriterBeat> = Box::new(heartbeat);
+        let heartbeat: Arc<dyn WriterBeat> = Arc::new(heartbeat);
         std::fs::create_dir_all(dir).map_err(|source| StoreError::StateDir {
             path: dir.to_path_buf(),
             source,
@@ -207,13 +208,15 @@ impl Store {
         let health = WriterHealth {
             failing: failing.clone(),
         };
+        let beat = heartbeat.clone();
         let writer = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || writer_loop(conn, rx, heartbeat, committed, health))
+            .spawn(move || writer_loop(conn, rx, beat, committed, health))
             .map_err(spawn_failed)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
+                heartbeat,
                 tx,
                 failing,
                 readers: Mutex::new(Vec::new()),
@@ -222,6 +225,15 @@ impl Store {
                 checkpointer: Mutex::new(Some((stop_checkpoints, checkpointer))),
             }),
         })
+    }
+
+    /// For a long job on the writer (an import of millions of rows): it
+    /// calls this each time it has done a part of its work, so the watchdog
+    /// knows the writer is working, not stuck. Only for jobs that never
+    /// wait on anything but the disk and the CPU.
+    pub fn writer_progress(&self) -> impl Fn() + Send + 'static {
+        let beat = self.inner.heartbeat.clone();
+        move || beat.beat()
     }
 
     /// Whether commits are failing now (a full disk, an I/O error); true
@@ -586,7 +598,7 @@ impl WriterHealth {
 fn writer_loop(
     mut conn: Connection,
     rx: mpsc::Receiver<Command>,
-    heartbeat: Box<dyn WriterBeat>,
+    heartbeat: Arc<dyn WriterBeat>,
     committed: Arc<AtomicBool>,
     health: WriterHealth,
 ) {

@@ -396,6 +396,14 @@ impl Validator<'_> {
         );
         check_range(self, &raw.request_timeout_s, 1, 3600, "request_timeout_s");
         check_range(self, &raw.max_connections, 1, 65536, "max_connections");
+        check_range(self, &raw.max_uploads, 1, 64, "max_uploads");
+        check_range(
+            self,
+            &raw.upload_idle_timeout_s,
+            1,
+            3600,
+            "upload_idle_timeout_s",
+        );
         ApiConfig {
             listen,
             tokens,
@@ -404,6 +412,8 @@ impl Validator<'_> {
             max_upload_bytes: *raw.max_upload_bytes.get_ref(),
             request_timeout: Duration::from_secs(*raw.request_timeout_s.get_ref()),
             max_connections: *raw.max_connections.get_ref() as usize,
+            max_uploads: *raw.max_uploads.get_ref() as usize,
+            upload_idle_timeout: Duration::from_secs(*raw.upload_idle_timeout_s.get_ref()),
         }
     }
 
