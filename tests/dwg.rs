@@ -64,6 +64,7 @@ async fn rig_with(options: DwgOptions) -> Rig {
         listen: "127.0.0.1:0".parse().unwrap(),
         user: USER.into(),
         password: Secret::new(PASSWORD),
+        allow: Default::default(),
     };
     let transport = DwgTransport::start("gw1", 4, &settings, options, tx, CancellationToken::new())
         .expect("transport");
@@ -638,6 +639,7 @@ async fn the_stop_token_ends_the_transport() {
         listen: "127.0.0.1:0".parse().unwrap(),
         user: USER.into(),
         password: Secret::new(PASSWORD),
+        allow: Default::default(),
     };
     let t = DwgTransport::start("gw1", 2, &settings, options(), tx, stop.clone()).unwrap();
     let addr = t.local_addr().await.unwrap();
@@ -659,6 +661,7 @@ fn credentials_longer_than_the_field_are_a_setup_error() {
             listen: "127.0.0.1:0".parse().unwrap(),
             user: USER.into(),
             password: Secret::new("a-password-of-20-ch"),
+            allow: Default::default(),
         };
         let err = DwgTransport::start("gw1", 2, &settings, options(), tx, CancellationToken::new())
             .err()
@@ -732,6 +735,7 @@ async fn a_received_sms_is_acked_only_once_stored() {
         listen: "127.0.0.1:0".parse().unwrap(),
         user: USER.into(),
         password: Secret::new(PASSWORD),
+        allow: Default::default(),
     };
     let transport =
         DwgTransport::start("gw1", 4, &settings, options(), tx, CancellationToken::new()).unwrap();
