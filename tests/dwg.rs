@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
+use smsgate::config::AllowList;
 use smsgate::config::{DwgSettings, Secret};
-use smsgate::transport::dwg::{DwgOptions, DwgTransport, NOT_CONNECTED};
+use smsgate::transport::dwg::{DwgOptions, DwgTransport, GuardOptions, NOT_CONNECTED};
 use smsgate::transport::{Event, Outbound, SendError, Transport};
 use smsgate_proto::dwg::{
     self as codec, Body, DwgCodec, Frame, MsgId, PortState, SendCode, SendSms, TextEncoding,
@@ -25,6 +26,7 @@ fn options() -> DwgOptions {
         keepalive: Duration::from_secs(60),
         silence: Duration::from_secs(30),
         auth_timeout: Duration::from_secs(2),
+        guard: GuardOptions::default(),
         send_timeout: Duration::from_secs(3),
         bind_retry: Duration::from_millis(50),
     }
@@ -59,11 +61,16 @@ fn engine_stand_in() -> (smsgate::transport::Events, UnboundedReceiver<Event>) {
 }
 
 async fn rig_with(options: DwgOptions) -> Rig {
+    rig_allowing(options, AllowList::default()).await
+}
+
+async fn rig_allowing(options: DwgOptions, allow: AllowList) -> Rig {
     let (tx, events) = engine_stand_in();
     let settings = DwgSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
         user: USER.into(),
         password: Secret::new(PASSWORD),
+        allow,
     };
     let transport = DwgTransport::start("gw1", 4, &settings, options, tx, CancellationToken::new())
         .expect("transport");
@@ -586,31 +593,247 @@ async fn the_gateway_reconnects_after_a_drop() {
         .expect("sends after reconnecting");
 }
 
+/// The MAC the simulated gateway uses by default, as the header carries it.
+const SIM_MAC: [u8; 8] = [0x00, 0x1f, 0xd6, 0xc7, 0x06, 0xa1, 0, 0];
+
+/// A hand-made client: connects, sends an authentication with these
+/// credentials and MAC, and returns the open stream with the answer:
+/// Some(true/false) for an AuthResponse, None when the connection was closed
+/// without one.
+async fn login(
+    addr: SocketAddr,
+    user: &str,
+    password: &str,
+    mac: [u8; 8],
+) -> (tokio::net::TcpStream, Option<bool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let auth = codec::AuthRequest::new(user, password).unwrap();
+    let frame = Frame::new(
+        MsgId {
+            mac,
+            time: 0,
+            serial: 1,
+        },
+        Body::Auth(auth),
+    );
+    // Refused connections are closed before anything is read: the write
+    // itself may then fail, which is the same answer.
+    if s.write_all(&codec::encode_frame(&frame).unwrap())
+        .await
+        .is_err()
+    {
+        return (s, None);
+    }
+    let mut buf = BytesMut::new();
+    let mut codec = DwgCodec;
+    let answer = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Ok(Some(f)) = codec.decode(&mut buf) {
+                return match f.body {
+                    Body::AuthResponse(a) => Some(a.ok()),
+                    _ => None,
+                };
+            }
+            match s.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .expect("answered or closed within 5 s");
+    (s, answer)
+}
+
+/// Whether the peer closed `s` within `wait` (end of stream or a reset).
+async fn closed_within(s: &mut tokio::net::TcpStream, wait: Duration) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(
+        tokio::time::timeout(wait, tokio::io::AsyncReadExt::read(s, &mut buf)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+/// A second client that knows the credentials but is not the connected
+/// gateway (another MAC) does not get the session: the first gateway keeps
+/// its messages. Before, any successful login replaced the live session,
+/// so an intruder received every outbound SMS.
 #[tokio::test]
-async fn a_new_connection_replaces_the_old_one() {
+async fn a_second_gateway_cannot_take_over_the_live_session() {
     let rig = rig().await;
-    let old = sim_for(rig.addr).reconnect(None).start();
-    assert!(old.wait_connected(Duration::from_secs(5)).await);
-    assert!(eventually(|| rig.transport.connected()).await);
-    let new = sim_for(rig.addr)
+    let first = sim_for(rig.addr).reconnect(None).start();
+    assert!(first.wait_connected(Duration::from_secs(5)).await);
+    assert!(eventually(|| rig.transport.health(0).usable).await);
+    let second = sim_for(rig.addr)
         .mac([2, 0, 0, 0, 0, 2])
         .reconnect(None)
         .start();
-    assert!(new.wait_connected(Duration::from_secs(5)).await);
     assert!(
-        old.wait_disconnected(Duration::from_secs(5)).await,
-        "the old session is closed"
+        eventually(|| !second.auth_results().is_empty()).await,
+        "the second login is answered"
     );
-    assert!(
-        eventually(|| rig.transport.gateway_mac().as_deref() == Some("02:00:00:00:00:02")).await
+    assert_eq!(second.auth_results(), vec![false], "refused");
+    assert!(!second.connected());
+    assert!(first.connected(), "the first session stays");
+    assert_eq!(
+        rig.transport.gateway_mac().as_deref(),
+        Some("00:1f:d6:c7:06:a1")
     );
-    assert!(eventually(|| rig.transport.health(0).usable).await);
     rig.transport
         .send(&outbound(0, "+59899123456", "hola", 60))
         .await
         .expect("sent");
-    assert_eq!(new.sends().len(), 1);
-    assert!(old.sends().is_empty());
+    assert_eq!(
+        first.sends().len(),
+        1,
+        "the message went to the first gateway"
+    );
+    assert!(second.sends().is_empty());
+    // Nor can the intruder inject anything: it has no session.
+    assert!(
+        second
+            .inject_incoming(0, "099123456", "falso")
+            .await
+            .is_err()
+    );
+}
+
+/// The same gateway (its MAC) logging in again replaces its old session at
+/// once: its old TCP connection died without a FIN (a cut cable, a reboot),
+/// and waiting for it to time out would keep every port down.
+#[tokio::test]
+async fn the_same_gateway_reconnecting_replaces_its_dead_session() {
+    let rig = rig().await;
+    // The gateway's first connection: authenticated, then silent for good,
+    // as a connection whose far end vanished.
+    let (mut old, answer) = login(rig.addr, USER, PASSWORD, SIM_MAC).await;
+    assert_eq!(answer, Some(true));
+    assert!(eventually(|| rig.transport.connected()).await);
+    let sim = sim_for(rig.addr).reconnect(None).start();
+    assert!(
+        sim.wait_connected(Duration::from_secs(5)).await,
+        "the same MAC is let in"
+    );
+    assert_eq!(sim.connections(), 1, "on its first try");
+    assert!(
+        closed_within(&mut old, Duration::from_secs(5)).await,
+        "the old connection is closed"
+    );
+    assert!(eventually(|| rig.transport.health(0).usable).await);
+    rig.transport
+        .send(&outbound(0, "+59899123456", "hola", 61))
+        .await
+        .expect("sent");
+    assert_eq!(sim.sends().len(), 1);
+}
+
+/// Wrong passwords from one address are answered a few times, then the
+/// address is locked out: its connections are closed without reading, so
+/// the right password from there is refused too while the lockout lasts.
+/// Before, every guess was answered (200 in 0.06 s).
+#[tokio::test]
+async fn password_guessing_is_locked_out_per_address() {
+    let rig = rig().await;
+    let mut answered = 0;
+    for i in 0..30 {
+        let (_s, answer) = login(rig.addr, USER, &format!("guess-{i}"), SIM_MAC).await;
+        assert_ne!(answer, Some(true), "guess {i} accepted");
+        if answer == Some(false) {
+            answered += 1;
+        }
+    }
+    assert!(
+        (1..=5).contains(&answered),
+        "{answered} of 30 guesses were checked"
+    );
+    let (_s, answer) = login(rig.addr, USER, PASSWORD, SIM_MAC).await;
+    assert_eq!(
+        answer, None,
+        "locked out: not even the right password is read"
+    );
+    assert!(!rig.transport.connected());
+}
+
+/// A lockout ends by itself, and a successful login forgives the failures
+/// before it: the gateway whose password a technician just fixed gets in.
+#[tokio::test]
+async fn a_lockout_ends_and_a_login_forgives_earlier_failures() {
+    let mut o = options();
+    o.guard.lockout = Duration::from_millis(500);
+    let rig = rig_with(o).await;
+    for i in 0..5 {
+        let (_s, answer) = login(rig.addr, USER, &format!("guess-{i}"), SIM_MAC).await;
+        assert_eq!(answer, Some(false));
+    }
+    let (_s, answer) = login(rig.addr, USER, PASSWORD, SIM_MAC).await;
+    assert_eq!(answer, None, "locked out");
+    let sim = sim_for(rig.addr).start();
+    assert!(
+        sim.wait_connected(Duration::from_secs(5)).await,
+        "let in once the lockout is over"
+    );
+    sim.shutdown();
+    assert!(eventually(|| !rig.transport.connected()).await);
+    // Four failures, a login, four more: never five in a row, never locked.
+    for round in 0..2 {
+        for i in 0..4 {
+            let (_s, answer) = login(rig.addr, USER, &format!("r{round}-{i}"), SIM_MAC).await;
+            assert_eq!(answer, Some(false), "round {round}, guess {i} is checked");
+        }
+        let (s, answer) = login(rig.addr, USER, PASSWORD, SIM_MAC).await;
+        assert_eq!(answer, Some(true), "round {round}: the right password");
+        drop(s);
+        assert!(eventually(|| !rig.transport.connected()).await);
+    }
+}
+
+/// With `allow` set, only the listed addresses reach the authentication;
+/// others are closed before anything is read, the right password too.
+#[tokio::test]
+async fn only_addresses_in_allow_may_log_in() {
+    let entry = |s: &str| AllowList::parse_entry(s).unwrap();
+    let others = AllowList::new(vec![entry("192.0.2.10"), entry("2001:db8::/32")]);
+    let rig = rig_allowing(options(), others).await;
+    let (mut s, answer) = login(rig.addr, USER, PASSWORD, SIM_MAC).await;
+    assert_eq!(answer, None, "refused unread");
+    assert!(closed_within(&mut s, Duration::from_secs(5)).await);
+    assert!(!rig.transport.connected());
+
+    let loopback = AllowList::new(vec![entry("192.0.2.10"), entry("127.0.0.0/8")]);
+    let rig = rig_allowing(options(), loopback).await;
+    let sim = sim_for(rig.addr).start();
+    assert!(
+        sim.wait_connected(Duration::from_secs(5)).await,
+        "listed: let in"
+    );
+}
+
+/// Connections that never authenticate cannot keep the gateway out: the
+/// oldest waiting one is dropped for a newcomer. Before, eight idle sockets
+/// filled the listener and the gateway was refused until they timed out.
+#[tokio::test]
+async fn idle_sockets_cannot_keep_the_gateway_out() {
+    let mut o = options();
+    // Long enough that the idle sockets outlive the test's wait.
+    o.auth_timeout = Duration::from_secs(60);
+    let rig = rig_with(o).await;
+    let mut idle = Vec::new();
+    for _ in 0..16 {
+        idle.push(tokio::net::TcpStream::connect(rig.addr).await.unwrap());
+    }
+    // Let the listener accept them all before the gateway comes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sim = sim_for(rig.addr).start();
+    assert!(
+        sim.wait_connected(Duration::from_secs(5)).await,
+        "the gateway gets in despite the idle sockets"
+    );
+    assert_eq!(sim.connections(), 1, "on its first try");
+    assert!(
+        closed_within(&mut idle[0], Duration::from_secs(5)).await,
+        "the oldest idle socket was dropped"
+    );
 }
 
 #[tokio::test]
@@ -638,6 +861,7 @@ async fn the_stop_token_ends_the_transport() {
         listen: "127.0.0.1:0".parse().unwrap(),
         user: USER.into(),
         password: Secret::new(PASSWORD),
+        allow: Default::default(),
     };
     let t = DwgTransport::start("gw1", 2, &settings, options(), tx, stop.clone()).unwrap();
     let addr = t.local_addr().await.unwrap();
@@ -659,6 +883,7 @@ fn credentials_longer_than_the_field_are_a_setup_error() {
             listen: "127.0.0.1:0".parse().unwrap(),
             user: USER.into(),
             password: Secret::new("a-password-of-20-ch"),
+            allow: Default::default(),
         };
         let err = DwgTransport::start("gw1", 2, &settings, options(), tx, CancellationToken::new())
             .err()
@@ -732,6 +957,7 @@ async fn a_received_sms_is_acked_only_once_stored() {
         listen: "127.0.0.1:0".parse().unwrap(),
         user: USER.into(),
         password: Secret::new(PASSWORD),
+        allow: Default::default(),
     };
     let transport =
         DwgTransport::start("gw1", 4, &settings, options(), tx, CancellationToken::new()).unwrap();

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Daemon, OPERATOR, free_port, get};
+use common::{Daemon, OPERATOR, free_port, get, wait_until};
 use serde_json::{Value, json};
 use smsgate_sim::dwg::DwgSim;
 
@@ -113,4 +113,170 @@ interval_ms = 10
     let log = d.take_stderr();
     assert!(log.contains("DWG gateway connected"), "{log}");
     assert!(!log.contains(PASSWORD), "the password reached the journal");
+}
+
+/// A DWG listener on a fresh loopback port with these extra gateway keys,
+/// and a dialer on it.
+fn dwg_config(listen: u16, extra_keys: &str) -> String {
+    format!(
+        r#"
+[[gateway]]
+name = "dwg1"
+kind = "dinstar-dwg"
+ports = 4
+listen = "127.0.0.1:{listen}"
+user = "smsgate"
+password = "{PASSWORD}"
+{extra_keys}
+
+[[dialer]]
+name = "campdwg"
+provider = "dwg1"
+interval_ms = 10
+"#
+    )
+}
+
+/// Waits until something listens on the port (the DWG listener binds in
+/// the background, after READY).
+fn wait_listening(port: u16) {
+    assert!(
+        wait_until(Duration::from_secs(10), || std::net::TcpStream::connect((
+            "127.0.0.1",
+            port
+        ))
+        .is_ok()),
+        "the DWG listener never came up"
+    );
+}
+
+/// One blocking login: Some(ok) when answered, None when closed unanswered.
+fn blocking_login(port: u16, password: &str) -> Option<bool> {
+    use smsgate_proto::dwg::{AuthRequest, Body, Frame, MsgId, decode_frame, encode_frame};
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let frame = Frame::new(
+        MsgId::default(),
+        Body::Auth(AuthRequest::new("smsgate", password).unwrap()),
+    );
+    if s.write_all(&encode_frame(&frame).unwrap()).is_err() {
+        return None;
+    }
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 256];
+    loop {
+        if let Ok(Some((f, _))) = decode_frame(&buf) {
+            return match f.body {
+                Body::AuthResponse(a) => Some(a.ok()),
+                _ => None,
+            };
+        }
+        match s.read(&mut chunk) {
+            Ok(0) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                panic!("neither answered nor closed within 5 s")
+            }
+            Err(_) => return None,
+        }
+    }
+}
+
+fn lines_with<'a>(log: &'a str, needle: &str) -> Vec<&'a str> {
+    log.lines().filter(|l| l.contains(needle)).collect()
+}
+
+/// Connections from outside `allow` are closed before anything is read,
+/// the right password included, and a flood of them writes a line or two,
+/// not one per connection (10,000 refused connections once wrote 9,993).
+#[test]
+fn connections_from_outside_allow_are_refused_with_a_few_journal_lines() {
+    let listen = free_port();
+    let mut d = Daemon::start(
+        &dwg_config(listen, r#"allow = ["192.0.2.10", "2001:db8::/32"]"#),
+        &[],
+    );
+    let log = d.drain_stderr();
+    d.wait_ready();
+    wait_listening(listen);
+    for i in 0..300 {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", listen)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut b = [0u8; 16];
+        match s.read(&mut b) {
+            Ok(0) => {}
+            Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => {}
+            other => panic!("connection {i} not closed at once: {other:?}"),
+        }
+    }
+    assert_eq!(
+        blocking_login(listen, PASSWORD),
+        None,
+        "the right password from outside allow is not even read"
+    );
+    d.signal("TERM");
+    d.wait_exit(Duration::from_secs(10));
+    let text = log.text_at_end(Duration::from_secs(5));
+    let refusals = lines_with(&text, "allow");
+    assert!(
+        !refusals.is_empty() && refusals.len() <= 3,
+        "{} lines about refusals:\n{}",
+        refusals.len(),
+        refusals.join("\n")
+    );
+    assert!(text.contains("127.0.0.1"), "the address is named: {text}");
+    assert!(
+        refusals.iter().any(|l| l.contains("302")),
+        "the summary counts every refused connection (the listener probe, 300, the login):\n{}",
+        refusals.join("\n")
+    );
+    assert!(!text.contains("DWG gateway connected"), "{text}");
+}
+
+/// Wrong passwords from one address: a few are answered, then the address
+/// is locked out (its connections closed unread, the right password too)
+/// with one journal line naming it, not one line per guess.
+#[test]
+fn password_guessing_is_locked_out_with_one_journal_line() {
+    let listen = free_port();
+    let mut d = Daemon::start(&dwg_config(listen, ""), &[]);
+    let log = d.drain_stderr();
+    d.wait_ready();
+    wait_listening(listen);
+    let answered = (0..200)
+        .filter(|i| {
+            let answer = blocking_login(listen, &format!("guess-{i:03}"));
+            assert_ne!(answer, Some(true));
+            answer.is_some()
+        })
+        .count();
+    assert!(
+        (1..=5).contains(&answered),
+        "{answered} of 200 guesses checked"
+    );
+    assert_eq!(
+        blocking_login(listen, PASSWORD),
+        None,
+        "locked out: the right password is not read either"
+    );
+    d.signal("TERM");
+    d.wait_exit(Duration::from_secs(10));
+    let text = log.text_at_end(Duration::from_secs(5));
+    let lockouts = lines_with(&text, "locked out");
+    assert_eq!(lockouts.len(), 1, "{text}");
+    assert!(lockouts[0].contains("127.0.0.1"), "{}", lockouts[0]);
+    let dwg_lines = lines_with(&text, "DWG");
+    assert!(
+        dwg_lines.len() <= 8,
+        "{} DWG lines for 201 logins:\n{}",
+        dwg_lines.len(),
+        dwg_lines.join("\n")
+    );
+    assert!(
+        !text.contains("guess-"),
+        "an offered password reached the journal"
+    );
+    assert!(!text.contains(PASSWORD), "the password reached the journal");
 }

@@ -438,7 +438,7 @@ fn check_push_source(config: &crate::config::Config, req: &Request) -> Result<()
         .get::<axum::extract::ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip().to_canonical());
     match peer {
-        Some(ip) if allow.iter().any(|a| a.to_canonical() == ip) => Ok(()),
+        Some(ip) if allow.contains(ip) => Ok(()),
         Some(ip) => {
             tracing::warn!(gateway = %name, peer = %ip, "push refused: address not in push_allow");
             Err(ApiError::new(

@@ -216,7 +216,7 @@ pub struct DinstarSettings {
     pub result_poll: Duration,
     pub port_poll: Duration,
     pub incoming_poll: Duration,
-    pub push_allow: Vec<std::net::IpAddr>,
+    pub push_allow: AllowList,
 }
 
 #[derive(Debug, Clone)]
@@ -224,6 +224,69 @@ pub struct DwgSettings {
     pub listen: SocketAddr,
     pub user: String,
     pub password: Secret,
+    /// Where the gateway may connect from; empty: anywhere.
+    pub allow: AllowList,
+}
+
+/// Source addresses a listener takes connections from: single addresses
+/// and CIDR networks, IPv4 and IPv6 (`allow`, `push_allow`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllowList(Vec<ipnet::IpNet>);
+
+impl AllowList {
+    pub fn new(nets: Vec<ipnet::IpNet>) -> Self {
+        Self(nets)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether `ip` is listed. An IPv4 peer seen on a dual-stack socket
+    /// (::ffff:192.0.2.1) matches its IPv4 entry.
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|n| n.contains(&ip))
+    }
+
+    /// An entry in the file's words: one address, or a network.
+    pub fn parse_entry(s: &str) -> Result<ipnet::IpNet, String> {
+        let s = s.trim();
+        if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+            return Ok(ipnet::IpNet::from(ip.to_canonical()));
+        }
+        let net: ipnet::IpNet = s.parse().map_err(|_| {
+            format!("{s:?} is not an IP address or a network such as \"192.168.1.0/24\"")
+        })?;
+        if net.trunc() != net {
+            return Err(format!(
+                "{s:?} has bits set past its prefix: write {} for the network, or the address alone",
+                net.trunc()
+            ));
+        }
+        Ok(net)
+    }
+}
+
+impl fmt::Display for AllowList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, n) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            // A single address reads as itself, not as a /32.
+            if n.prefix_len() == n.max_prefix_len() {
+                write!(f, "{}", n.addr())?;
+            } else {
+                write!(f, "{n}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -141,9 +141,10 @@ pub struct RawGateway {
     pub result_poll_ms: Option<Spanned<u64>>,
     pub port_poll_s: Option<Spanned<u64>>,
     pub incoming_poll_s: Option<Spanned<u64>>,
-    pub push_allow: Option<Spanned<Vec<String>>>,
+    pub push_allow: Option<Spanned<Vec<Spanned<String>>>>,
     // dinstar-dwg
     pub listen: Option<Spanned<String>>,
+    pub allow: Option<Spanned<Vec<Spanned<String>>>>,
     // at
     pub device: Option<Spanned<String>>,
     pub baud: Option<Spanned<u64>>,

@@ -1,13 +1,13 @@
 //! What a valid config can still get wrong about its surroundings: files
-//! holding secrets that other users can read, and an API that sends tokens
-//! over the network in clear. `check-config` prints these and the daemon
+//! holding secrets that other users can read, an API that sends tokens
+//! over the network in clear, and a DWG listener anyone can reach. `check-config` prints these and the daemon
 //! logs them at start and on reload; neither refuses the file.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use super::Config;
+use super::{Config, GatewaySettings};
 
 impl Config {
     /// Every warning, in plain words, each naming the file or key to fix.
@@ -29,6 +29,17 @@ impl Config {
                 "[api] listen = \"{}\" reaches beyond this machine without TLS: bearer tokens and messages cross the network in clear; set tls_cert and tls_key, or listen on 127.0.0.1",
                 self.api.listen
             ));
+        }
+        for g in &self.gateways {
+            let GatewaySettings::DinstarDwg(s) = &g.settings else {
+                continue;
+            };
+            if g.enabled && !s.listen.ip().is_loopback() && s.allow.is_empty() {
+                out.push(format!(
+                    "[[gateway]] {:?}: listen = \"{}\" takes connections from any address and allow is empty: whoever reaches the port can try passwords and, with the right one, inject messages; set allow = [\"<the gateway's address>\"]",
+                    g.name, s.listen
+                ));
+            }
         }
         if let Some(stop) = unit_stop_timeout(UNIT_FILES, DROP_IN_DIRS) {
             let drain = self.daemon.drain_timeout;
@@ -157,6 +168,81 @@ fn mode_warning(path: &Path, what: &str, out: &mut Vec<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn dwg_config(keys: &str) -> Result<Config, super::super::ConfigError> {
+        let text = format!(
+            "[daemon]\nstate_dir = \"/tmp/x\"\n[[gateway]]\nname = \"dwg1\"\nkind = \"dinstar-dwg\"\nports = 4\nuser = \"u\"\npassword = \"p\"\n{keys}\n"
+        );
+        Config::from_source(Path::new(""), &text)
+    }
+
+    fn dwg_warnings(keys: &str) -> Vec<String> {
+        dwg_config(keys)
+            .unwrap()
+            .warnings()
+            .into_iter()
+            .filter(|w| w.contains("dwg1"))
+            .collect()
+    }
+
+    #[test]
+    fn a_dwg_listener_beyond_loopback_without_allow_is_warned_about() {
+        let w = dwg_warnings("listen = \"0.0.0.0:9000\"");
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(w[0].contains("and allow is empty"), "{w:?}");
+        assert!(dwg_warnings("listen = \"[::]:9000\"").len() == 1);
+        assert!(dwg_warnings("listen = \"0.0.0.0:9000\"\nallow = [\"192.168.1.50\"]").is_empty());
+        assert!(dwg_warnings("listen = \"127.0.0.1:9000\"").is_empty());
+    }
+
+    #[test]
+    fn dwg_allow_takes_addresses_and_networks() {
+        let c = dwg_config(
+            "listen = \"0.0.0.0:9000\"\nallow = [\"192.168.1.50\", \"10.0.0.0/8\", \"2001:db8::/32\", \"::ffff:172.16.0.1\"]",
+        )
+        .unwrap();
+        let super::super::GatewaySettings::DinstarDwg(s) = &c.gateways[0].settings else {
+            panic!("dwg settings");
+        };
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(s.allow.contains(ip("192.168.1.50")));
+        assert!(!s.allow.contains(ip("192.168.1.51")));
+        assert!(s.allow.contains(ip("10.200.3.4")));
+        assert!(s.allow.contains(ip("2001:db8:1::7")));
+        assert!(!s.allow.contains(ip("2001:db9::1")));
+        // A v4 peer on a dual-stack socket, and a v4-mapped entry.
+        assert!(s.allow.contains(ip("::ffff:192.168.1.50")));
+        assert!(s.allow.contains(ip("172.16.0.1")));
+        assert_eq!(
+            s.allow.to_string(),
+            "192.168.1.50, 10.0.0.0/8, 2001:db8::/32, 172.16.0.1"
+        );
+    }
+
+    #[test]
+    fn dwg_allow_entries_are_checked_where_written() {
+        let err = dwg_config(
+            "listen = \"0.0.0.0:9000\"\nallow = [\"192.168.1.50\", \"gateway.local\",\n  \"192.168.1.50/24\"]",
+        )
+        .expect_err("refused")
+        .to_string();
+        // Line 10 holds the list; "gateway.local" starts at column 26.
+        assert!(
+            err.contains(":10:26: allow: \"gateway.local\" is not an IP address"),
+            "{err}"
+        );
+        assert!(
+            err.contains(":11:3: allow: \"192.168.1.50/24\" has bits set past its prefix: write 192.168.1.0/24"),
+            "{err}"
+        );
+        let err = dwg_config("listen = \"0.0.0.0:9000\"\npush_allow = [\"192.0.2.1\"]")
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            err.contains("`push_allow` is a key of gateway kind dinstar"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn time_spans_as_units_write_them() {

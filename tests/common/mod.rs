@@ -196,6 +196,29 @@ impl Daemon {
         s
     }
 
+    /// Reads the daemon's stderr (its log) from a thread of its own, so the
+    /// pipe never fills however much it writes; the log so far is
+    /// [`LogDrain::text`].
+    pub fn drain_stderr(&mut self) -> LogDrain {
+        let log = LogDrain::default();
+        if let Some(mut e) = self.child.stderr.take() {
+            let sink = log.0.clone();
+            let ended = log.1.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 8192];
+                while let Ok(n) = e.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut s = sink.lock().unwrap_or_else(|p| p.into_inner());
+                    s.push_str(&String::from_utf8_lossy(&buf[..n]));
+                }
+                ended.store(true, std::sync::atomic::Ordering::Release);
+            });
+        }
+        log
+    }
+
     pub fn http(&self) -> reqwest::blocking::Client {
         self.http_waiting(Duration::from_secs(10))
     }
@@ -210,6 +233,26 @@ impl Daemon {
             .timeout(timeout)
             .build()
             .unwrap()
+    }
+}
+
+/// A daemon's log as read so far by [`Daemon::drain_stderr`].
+#[derive(Clone, Default)]
+pub struct LogDrain(
+    std::sync::Arc<std::sync::Mutex<String>>,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+);
+
+impl LogDrain {
+    pub fn text(&self) -> String {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The whole log, once the daemon has closed its stderr (it exited);
+    /// what was read by then if that takes longer than `within`.
+    pub fn text_at_end(&self, within: Duration) -> String {
+        wait_until(within, || self.1.load(std::sync::atomic::Ordering::Acquire));
+        self.text()
     }
 }
 

@@ -115,6 +115,11 @@ impl Validator<'_> {
                 &[GatewayKind::DinstarDwg],
             ),
             (
+                "allow",
+                g.allow.as_ref().map(|v| v.span()),
+                &[GatewayKind::DinstarDwg],
+            ),
+            (
                 "device",
                 g.device.as_ref().map(|v| v.span()),
                 &[GatewayKind::At],
@@ -310,21 +315,7 @@ impl Validator<'_> {
                 true
             }
         };
-        let mut push_allow = Vec::new();
-        if let Some(list) = &g.push_allow {
-            for a in list.get_ref() {
-                match a.parse() {
-                    Ok(ip) => push_allow.push(ip),
-                    Err(_) => {
-                        self.problem(
-                            list.span(),
-                            format!("push_allow holds {a:?}, which is not an IP address"),
-                        );
-                        *ok = false;
-                    }
-                }
-            }
-        }
+        let push_allow = self.allow_list(g.push_allow.as_ref(), "push_allow", ok);
         let fingerprint = g.tls_fingerprint.as_ref().map(|f| {
             let hex: String = f
                 .get_ref()
@@ -368,6 +359,27 @@ impl Validator<'_> {
         }
     }
 
+    /// An address list (`push_allow`, `allow`): addresses and networks,
+    /// each wrong entry reported where it is written.
+    fn allow_list(
+        &mut self,
+        raw: Option<&toml::Spanned<Vec<toml::Spanned<String>>>>,
+        key: &str,
+        ok: &mut bool,
+    ) -> AllowList {
+        let mut nets = Vec::new();
+        for entry in raw.map(|l| l.get_ref().as_slice()).unwrap_or_default() {
+            match AllowList::parse_entry(entry.get_ref()) {
+                Ok(n) => nets.push(n),
+                Err(why) => {
+                    self.problem(entry.span(), format!("{key}: {why}"));
+                    *ok = false;
+                }
+            }
+        }
+        AllowList::new(nets)
+    }
+
     /// `kind = "dinstar-dwg"`: the DWG listener the gateway connects to.
     fn dwg(&mut self, g: &mut RawGateway, name_span: &Range<usize>) -> Option<GatewaySettings> {
         let kind_name = GatewayKind::DinstarDwg.as_str();
@@ -383,7 +395,7 @@ impl Validator<'_> {
                 self.problem(
                     span,
                     format!(
-                        "listen must be an address and port such as \"0.0.0.0:9000\", found {l:?}"
+                        "listen must be an address and port such as \"192.168.1.10:9000\", found {l:?}"
                     ),
                 );
                 None
@@ -396,12 +408,15 @@ impl Validator<'_> {
             "password",
             name_span.clone(),
         );
-        match (listen, user, password) {
-            (Some(listen), Some(user), Some(password)) => {
+        let mut ok = true;
+        let allow = self.allow_list(g.allow.as_ref(), "allow", &mut ok);
+        match (listen, user, password, ok) {
+            (Some(listen), Some(user), Some(password), true) => {
                 Some(GatewaySettings::DinstarDwg(DwgSettings {
                     listen,
                     user,
                     password,
+                    allow,
                 }))
             }
             _ => None,

@@ -6,9 +6,15 @@
 //! port status and signal and sends keep-alives. Everything the gateway
 //! sends is acknowledged; everything smsgate sends is answered.
 //!
-//! - One live session at a time. A gateway that reconnects (after a reboot
-//!   or a network cut) replaces the old session at once: waiting for the old
-//!   socket to time out would leave every port down for nothing.
+//! - Before anything is read, a connection must come from an address in
+//!   `allow` (when set) and not be locked out for guessing passwords;
+//!   connections waiting to authenticate are bounded, the oldest dropped
+//!   for a newcomer ([`guard`]).
+//! - One live session at a time. The same gateway (its MAC) logging in
+//!   again, after a reboot or a network cut, replaces the old session at
+//!   once: waiting for the old socket to time out would leave every port
+//!   down for nothing. Another MAC, even with the right password, is
+//!   refused while the session lives: it would receive every outbound SMS.
 //! - No session, or a session silent for longer than
 //!   [`DwgOptions::silence`], makes every port unusable with the reason
 //!   "DWG gateway not connected".
@@ -28,15 +34,19 @@
 //! This file holds the transport, its shared state and sending; the
 //! connection's two phases are child modules, `impl Inner` blocks over
 //! that state: `listener` (accept, authenticate, install the session) and
-//! `session` (the frame loop and what each frame from the gateway does).
+//! `session` (the frame loop and what each frame from the gateway does);
+//! `guard` holds the admission rules as plain data.
 
 pub mod codec;
+mod guard;
 mod listener;
 mod session;
 
+pub use guard::GuardOptions;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -106,9 +116,6 @@ impl Conn {
 /// The reason every port gives while no gateway session is up.
 pub const NOT_CONNECTED: &str = "DWG gateway not connected";
 
-/// Handshakes (connected, not yet authenticated) allowed at once; more are
-/// closed at once so a port scan cannot tie up the listener.
-const MAX_HANDSHAKES: usize = 8;
 /// Messages remembered while waiting for their send result or receipt.
 /// Beyond this the oldest are forgotten (their result is then logged and
 /// dropped): memory stays bounded whatever the gateway does.
@@ -125,6 +132,8 @@ pub struct DwgOptions {
     pub silence: Duration,
     /// Time from TCP accept to the authentication message.
     pub auth_timeout: Duration,
+    /// Password-guessing lockout and the journal's summaries.
+    pub guard: GuardOptions,
     /// Time from a send request to the gateway's response.
     pub send_timeout: Duration,
     /// Wait between two tries to bind the listening socket (the old
@@ -139,7 +148,10 @@ impl Default for DwgOptions {
             // Three keep-alive periods: one lost packet does not take the
             // ports down.
             silence: Duration::from_secs(90),
-            auth_timeout: Duration::from_secs(10),
+            // The gateway authenticates as soon as it is connected; an
+            // idle socket holds its place among the handshakes for less.
+            auth_timeout: Duration::from_secs(5),
+            guard: GuardOptions::default(),
             send_timeout: Duration::from_secs(30),
             bind_retry: Duration::from_secs(1),
         }
@@ -179,13 +191,14 @@ struct Inner {
     state: Mutex<State>,
     next_session: AtomicU64,
     next_serial: AtomicU32,
-    handshakes: AtomicUsize,
+    guard: Mutex<guard::Guard>,
 }
 
 struct Session {
     id: u64,
     tx: mpsc::Sender<Frame>,
     mac: [u8; 8],
+    peer: SocketAddr,
     cancel: CancellationToken,
 }
 
@@ -271,7 +284,6 @@ impl DwgTransport {
             listen: settings.listen,
             user,
             password,
-            options,
             events,
             stop: stop.clone(),
             state: Mutex::new(State {
@@ -280,7 +292,12 @@ impl DwgTransport {
             }),
             next_session: AtomicU64::new(1),
             next_serial: AtomicU32::new(1),
-            handshakes: AtomicUsize::new(0),
+            guard: Mutex::new(guard::Guard::new(
+                settings.allow.clone(),
+                options.guard.clone(),
+                std::time::Instant::now(),
+            )),
+            options,
         });
         let (bound_tx, bound) = watch::channel(None);
         handle.spawn(inner.clone().listen_loop(bound_tx));
@@ -471,6 +488,10 @@ impl Inner {
         // A panic elsewhere while holding the lock leaves plain data behind;
         // carry on with it rather than take the whole gateway down.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn guard(&self) -> MutexGuard<'_, guard::Guard> {
+        self.guard.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn emit(&self, ev: Event) -> bool {
