@@ -31,6 +31,10 @@ pub const CODES: &[(&str, &str)] = &[
     ("invalid_query", "a query parameter is not valid"),
     ("invalid_path", "a path parameter is not valid"),
     (
+        "uri_too_long",
+        "the request's path and query are longer than 8192 bytes",
+    ),
+    (
         "body_too_large",
         "the body is larger than the route accepts",
     ),

@@ -8,6 +8,7 @@ mod extract;
 mod gateways;
 mod messages;
 pub mod openapi;
+mod request_line;
 mod staging;
 mod system;
 mod uploads;
@@ -242,6 +243,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         // Limits are enforced per route by `guard`, which knows the route.
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn(request_line::limit_target))
         .with_state(state)
 }
 
@@ -588,6 +590,10 @@ impl Server {
                 let served = async {
                     match tls {
                         None => {
+                            let Some(stream) = request_line::screen(stream, NEWCOMER_TIMEOUT).await
+                            else {
+                                return;
+                            };
                             let conn = builder.serve_connection(TokioIo::new(stream), service);
                             let _ = watcher.watch(conn).await;
                         }
@@ -595,6 +601,10 @@ impl Server {
                             let Ok(Ok(tls)) =
                                 tokio::time::timeout(NEWCOMER_TIMEOUT, acceptor.accept(stream))
                                     .await
+                            else {
+                                return;
+                            };
+                            let Some(tls) = request_line::screen(tls, NEWCOMER_TIMEOUT).await
                             else {
                                 return;
                             };
