@@ -93,6 +93,8 @@ pub struct Metrics {
     pub channel_healthy: Family<ChannelLabel, Gauge>,
     pub send_latency: Family<ChannelLabel, Histogram>,
     pub breaker_open: Family<GatewayLabel, Gauge>,
+    /// Messages SENDING while their gateway is asked what became of them.
+    pub messages_in_doubt: Family<GatewayLabel, Gauge>,
     pub breaker_transitions: Family<BreakerLabels, Counter>,
     pub failovers: Family<FailoverLabels, Counter>,
     pub loop_age: Family<LoopLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -187,6 +189,12 @@ impl Metrics {
             "1 while a gateway's breaker is open (its channels take no messages)",
             breaker_open.clone(),
         );
+        let messages_in_doubt = Family::<GatewayLabel, Gauge>::default();
+        registry.register(
+            "messages_in_doubt",
+            "Messages sent without a clear answer (or found in flight at a start), SENDING while the gateway is asked about them",
+            messages_in_doubt.clone(),
+        );
         let breaker_transitions = Family::<BreakerLabels, Counter>::default();
         registry.register(
             "breaker_transitions",
@@ -219,6 +227,7 @@ impl Metrics {
             channel_healthy,
             send_latency,
             breaker_open,
+            messages_in_doubt,
             breaker_transitions,
             failovers,
             loop_age,

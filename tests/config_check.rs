@@ -226,3 +226,40 @@ fn channel_groups_are_checked() {
     );
     assert!(err.contains("sends through channel group \"grp\", whose channels are named in the group; remove `dial`"), "{err}");
 }
+
+#[test]
+fn the_reconcile_grace_must_outlast_the_timeout() {
+    let dinstar = |extra: &str| {
+        format!(
+            "{BASE}\n[[gateway]]\nname = \"gw2\"\nkind = \"dinstar\"\nports = 8\nurl = \"http://192.0.2.1\"\nuser = \"admin\"\npassword = \"p\"\ntimeout_ms = 10000\n{extra}\n"
+        )
+    };
+    let (code, err, path, _d) = check_text(&dinstar("reconcile_grace_ms = 10000"));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}:22:22: reconcile_grace_ms must be longer than timeout_ms (10000 ms)",
+            path.display()
+        )),
+        "{err}"
+    );
+    let (code, err, _p, _d) = check_text(&dinstar(
+        "reconcile_grace_ms = 60000\nreconcile_patience_s = 60",
+    ));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("reconcile_patience_s must be longer than reconcile_grace_ms (60000 ms)"),
+        "{err}"
+    );
+    let (code, err, _p, _d) = check_text(&dinstar("timeout_ms = 0"));
+    assert_eq!(code, 1, "{err}");
+    let (code, err, _p, _d) = check_text(&dinstar(
+        "reconcile_grace_ms = 30000\nreconcile_patience_s = 3600",
+    ));
+    assert_eq!(code, 0, "{err}");
+    // A key of another kind is refused by name.
+    let text = BASE.replace("ports = 4", "ports = 4\nreconcile_grace_ms = 5000");
+    let (code, err, _p, _d) = check_text(&text);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("reconcile_grace_ms"), "{err}");
+}

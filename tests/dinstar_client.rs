@@ -864,3 +864,55 @@ async fn https_with_a_self_signed_certificate() {
         .unwrap();
     assert_eq!(sim.sends()[0].text, "hola por TLS");
 }
+
+/// The simulator's slow-gateway faults: a held `send_sms` times out at the
+/// client, is not known by its user_id until the hold ends, and is taken
+/// (once) then; faults scripted for one path hit only that path.
+#[tokio::test]
+async fn a_held_send_is_taken_after_the_client_gave_up_and_path_faults_hit_one_path() {
+    let sim = sim().await;
+    let mut cfg = config(&sim, "admin");
+    cfg.request_timeout = Duration::from_millis(400);
+    let c = DinstarClient::new(cfg).unwrap();
+    c.get_port_info(&[0], &[]).await.unwrap();
+    sim.hold_next_send(Duration::from_millis(1200));
+    let e = c
+        .send_sms(0, 41, "59899000041", "lento", Encoding::Gsm7Bit)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            DinstarError::Temporary {
+                never_left: false,
+                gateway_code: None,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(sim.sends_on_hold(), 1);
+    assert!(
+        c.query_sms_result(&[41]).await.unwrap().is_empty(),
+        "not known while held"
+    );
+    assert!(sim.sends().is_empty());
+    assert!(eventually(|| sim.sends_on_hold() == 0).await);
+    let r = c.query_sms_result(&[41]).await.unwrap();
+    assert_eq!(r.len(), 1, "known once the gateway took it: {r:?}");
+    assert_eq!(sim.sends().len(), 1);
+
+    sim.fault_next_on("/api/query_sms_result", HttpFault::Http500, 2);
+    assert!(c.query_sms_result(&[41]).await.is_err());
+    c.get_port_info(&[0], &[]).await.unwrap();
+    assert!(c.query_sms_result(&[41]).await.is_err());
+    assert_eq!(c.query_sms_result(&[41]).await.unwrap().len(), 1);
+    sim.fault_on_for(
+        "/api/query_sms_result",
+        HttpFault::Drop,
+        Duration::from_millis(300),
+    );
+    assert!(c.query_sms_result(&[41]).await.is_err());
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(c.query_sms_result(&[41]).await.unwrap().len(), 1);
+}

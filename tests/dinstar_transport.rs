@@ -763,9 +763,11 @@ async fn messages_left_in_sending_are_reconciled_by_user_id_and_never_resent() {
         .wait_state(taken, State::Delivered, Duration::from_secs(10))
         .await;
     assert_eq!(m.gateway_ref, Some(taken_ref.to_string()));
+    // The one that never arrived goes again once the gateway's grace
+    // (three times its 3 s timeout) has passed since the start.
     let (lost, lost_ref) = ids[1];
     let m = rig
-        .wait_state(lost, State::Delivered, Duration::from_secs(10))
+        .wait_state(lost, State::Delivered, Duration::from_secs(30))
         .await;
     assert_ne!(
         m.gateway_ref,
@@ -779,6 +781,240 @@ async fn messages_left_in_sending_are_reconciled_by_user_id_and_never_resent() {
         "never resent: {sends:?}"
     );
     assert_eq!(sends.iter().filter(|s| s.text == "perdido").count(), 1);
+    rig.stop().await;
+}
+
+/// Every text the gateway took, with how many times it took it; panics
+/// when one user_id went out twice.
+fn sent_per_text(sim: &SimHandle) -> std::collections::HashMap<String, usize> {
+    let mut by_text = std::collections::HashMap::new();
+    let mut user_ids = std::collections::HashSet::new();
+    for s in sim.sends() {
+        let uid = s.user_id.expect("every send carries a user_id");
+        assert!(user_ids.insert(uid), "user_id {uid} went out twice: {s:?}");
+        *by_text.entry(s.text).or_insert(0) += 1;
+    }
+    by_text
+}
+
+/// Issue 11 item 14: the gateway answers one `send_sms` only after the
+/// client's 3 s timeout, and acts on it at the end of its 5 s hold, while
+/// 300 messages flow through the other ports. Asking by user_id right
+/// after the timeout finds nothing yet; that must not read as "not sent".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_answered_after_the_timeout_goes_out_once_while_traffic_flows() {
+    let sim = DinstarSim::builder().ports(4).start().await.unwrap();
+    let rig = rig(&sim, Opts::default()).await;
+    assert!(
+        eventually(Duration::from_secs(5), || (0..4)
+            .all(|p| rig.channel_reason(p).0))
+        .await
+    );
+    // The first message to reach the gateway is held past the timeout.
+    sim.hold_next_send(Duration::from_secs(5));
+    let mut ids = Vec::new();
+    for i in 0..300 {
+        ids.push(
+            rig.queue(&format!("5989910{i:04}"), &format!("lento {i}"))
+                .await,
+        );
+    }
+    for &id in &ids {
+        rig.wait_left(id, Duration::from_secs(60)).await;
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || sim.sends_on_hold() == 0).await,
+        "the held send was taken"
+    );
+    // Give a wrong resend every chance to happen before counting.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let by_text = sent_per_text(&sim);
+    let twice: Vec<_> = by_text.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "sent more than once: {twice:?}");
+    assert_eq!(by_text.len(), 300, "every message went out");
+    let held = sim
+        .requests_to("/api/send_sms")
+        .into_iter()
+        .find(|r| r.status.is_none())
+        .expect("the held request is recorded");
+    let held_uid = held.user_ids[0];
+    let mut in_doubt = None;
+    for &id in &ids {
+        let m = rig.message(id).await;
+        assert!(
+            m.state_name == "SENT" || m.state_name == "DELIVERED",
+            "{m:?}"
+        );
+        assert_eq!(m.attempts, 1, "one attempt each: {m:?}");
+        if m.gateway_ref.as_deref() == Some(held_uid.to_string().as_str()) {
+            in_doubt = Some(m);
+        }
+    }
+    let m = in_doubt.expect("the held message is SENT under the user_id it went out with");
+    // Its results and report are followed like any other's.
+    rig.wait_state(m.id, State::Delivered, Duration::from_secs(10))
+        .await;
+    rig.stop().await;
+}
+
+/// Issue 11 item 14, the second half: while the gateway drops every
+/// `query_sms_result` for 8 s, two sends are answered after the timeout.
+/// The questions that fail are asked again, so both end SENT (not
+/// UNKNOWN), and nothing goes out twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unclear_sends_are_asked_about_again_while_result_queries_fail() {
+    use smsgate_sim::dinstar::HttpFault;
+    let sim = DinstarSim::builder().ports(4).start().await.unwrap();
+    let rig = rig(&sim, Opts::default()).await;
+    assert!(
+        eventually(Duration::from_secs(5), || (0..4)
+            .all(|p| rig.channel_reason(p).0))
+        .await
+    );
+    sim.fault_on_for(
+        "/api/query_sms_result",
+        HttpFault::Drop,
+        Duration::from_secs(8),
+    );
+    sim.hold_next_send(Duration::from_secs(4));
+    sim.hold_next_send(Duration::from_secs(4));
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(
+            rig.queue(&format!("5989920{i:04}"), &format!("sin respuesta {i}"))
+                .await,
+        );
+    }
+    for &id in &ids {
+        let m = rig.wait_left(id, Duration::from_secs(60)).await;
+        assert_eq!(m.attempts, 1, "{m:?}");
+    }
+    assert!(eventually(Duration::from_secs(10), || sim.sends_on_hold() == 0).await);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let by_text = sent_per_text(&sim);
+    assert!(
+        by_text.values().all(|n| *n == 1),
+        "sent more than once: {by_text:?}"
+    );
+    assert_eq!(by_text.len(), 20);
+    assert!(
+        sim.requests_to("/api/query_sms_result")
+            .iter()
+            .any(|r| r.status.is_none()),
+        "some questions were dropped"
+    );
+    for &id in &ids {
+        rig.wait_state(id, State::Delivered, Duration::from_secs(15))
+            .await;
+    }
+    rig.stop().await;
+}
+
+/// After a restart, a reconcile question that fails is asked again, not
+/// settled UNKNOWN at once; and a message the gateway does not know is
+/// sent again only once it could no longer be on its way (the grace,
+/// counted from the start, since the last run may have sent it just
+/// before it died).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_whose_questions_fail_asks_again_and_sends_none_twice() {
+    use smsgate_sim::dinstar::HttpFault;
+    let sim = DinstarSim::builder().ports(2).start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(
+        dir.path(),
+        &sim,
+        &Opts {
+            dial: "0",
+            ..Default::default()
+        },
+    );
+    let store = Store::open(&dir.path().join("state"), Heartbeat::detached()).unwrap();
+    let mut ids = Vec::new();
+    for text in ["tomado", "perdido"] {
+        let m = NewMessage {
+            dialer: "d1".into(),
+            destination: "59899000015".into(),
+            number: Some("59899000015".into()),
+            text: text.into(),
+            priority: 100,
+            client_id: None,
+            import_id: None,
+            encoding: "auto",
+            segments: 1,
+            state: State::ToProcess,
+        };
+        let id = store
+            .write(move |tx| {
+                let id = match spool::insert(tx, &m)? {
+                    spool::Inserted::New(m) | spool::Inserted::Replayed(m) => m.id,
+                };
+                let spool::Begun::Attempt { reference: r, .. } =
+                    spool::begin_attempt(tx, id, "gw", "gw:0", None)?
+                else {
+                    panic!("attempt begun")
+                };
+                Ok((id, r))
+            })
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let client = smsgate::transport::dinstar::DinstarClient::new(
+        smsgate::transport::dinstar::DinstarClientConfig::new(
+            "gw",
+            sim.base_url(),
+            "admin",
+            "admin",
+        ),
+    )
+    .unwrap();
+    let (taken, taken_ref) = ids[0];
+    client
+        .send_sms(
+            0,
+            taken_ref as u32,
+            "59899000015",
+            "tomado",
+            smsgate::transport::dinstar::Encoding::Gsm7Bit,
+        )
+        .await
+        .unwrap();
+    // The gateway cannot answer questions for the first seconds.
+    sim.fault_on_for(
+        "/api/query_sms_result",
+        HttpFault::Http500,
+        Duration::from_secs(4),
+    );
+    let started = Instant::now();
+    let rig = rig_on(dir, store, cfg, false).await;
+    let m = rig
+        .wait_state(taken, State::Delivered, Duration::from_secs(20))
+        .await;
+    assert_eq!(m.gateway_ref, Some(taken_ref.to_string()));
+    assert_eq!(m.attempts, 1);
+    let (lost, lost_ref) = ids[1];
+    let m = rig
+        .wait_state(lost, State::Delivered, Duration::from_secs(30))
+        .await;
+    assert_ne!(
+        m.gateway_ref,
+        Some(lost_ref.to_string()),
+        "sent again with a new reference"
+    );
+    let resent = sim
+        .sends()
+        .into_iter()
+        .find(|s| s.text == "perdido")
+        .expect("sent again");
+    // Default grace: three times the 3 s timeout, from the start.
+    assert!(
+        resent.at >= started + Duration::from_secs(9),
+        "resent {:?} after the start, within the grace",
+        resent.at - started
+    );
+    let by_text = sent_per_text(&sim);
+    assert_eq!(by_text.get("tomado"), Some(&1), "never resent: {by_text:?}");
+    assert_eq!(by_text.get("perdido"), Some(&1));
     rig.stop().await;
 }
 
@@ -929,4 +1165,22 @@ push_allow = ["192.0.2.1", "::1"]
     assert_eq!(s.push_allow.len(), 2);
     let cc = smsgate::transport::dinstar::client_config("gw", s).unwrap();
     assert!(!format!("{cc:?}").contains("\"p\""));
+    // An unclear send is asked about for three times the request timeout
+    // before "not found" counts, and failed questions for 15 min.
+    let timing = smsgate::transport::capabilities(&c.gateways[0])
+        .reconcile
+        .expect("a Dinstar gateway can be asked by user_id");
+    assert_eq!(s.timeout, Duration::from_secs(10));
+    assert_eq!(timing.grace, Duration::from_secs(30));
+    assert_eq!(timing.patience, Duration::from_secs(900));
+    let text = text.replace(
+        "push_allow",
+        "timeout_ms = 4000\nreconcile_grace_ms = 9000\nreconcile_patience_s = 120\npush_allow",
+    );
+    let c = Config::from_source(&path, &text).unwrap();
+    let timing = smsgate::transport::capabilities(&c.gateways[0])
+        .reconcile
+        .unwrap();
+    assert_eq!(timing.grace, Duration::from_secs(9));
+    assert_eq!(timing.patience, Duration::from_secs(120));
 }

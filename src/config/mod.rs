@@ -214,6 +214,15 @@ pub struct DinstarSettings {
     pub tls_fingerprint: Option<String>,
     pub timeout: Duration,
     pub result_poll: Duration,
+    /// `reconcile_grace_ms`: how long after a send whose answer was lost
+    /// (or a restart) the gateway may still act on the request; until
+    /// then "no such user_id" means "not yet", not "not sent". Longer
+    /// than `timeout`; by default three times it.
+    pub reconcile_grace: Duration,
+    /// `reconcile_patience_s`: how long questions about a message in doubt
+    /// that fail are asked again before it is settled UNKNOWN (or resent,
+    /// with `resend_unknown`). Default 15 min.
+    pub reconcile_patience: Duration,
     pub port_poll: Duration,
     pub incoming_poll: Duration,
     pub push_allow: AllowList,

@@ -139,6 +139,8 @@ pub struct RawGateway {
     pub tls_fingerprint: Option<Spanned<String>>,
     pub timeout_ms: Option<Spanned<u64>>,
     pub result_poll_ms: Option<Spanned<u64>>,
+    pub reconcile_grace_ms: Option<Spanned<u64>>,
+    pub reconcile_patience_s: Option<Spanned<u64>>,
     pub port_poll_s: Option<Spanned<u64>>,
     pub incoming_poll_s: Option<Spanned<u64>>,
     pub push_allow: Option<Spanned<Vec<Spanned<String>>>>,

@@ -10,11 +10,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::breaker::Breaker;
+use super::doubts::{self, Doubt, Doubts, Origin, Subject};
 use crate::config::DialerConfig;
 use crate::metrics::{ChannelLabel, ChannelOutcomeLabels, DialerStateLabels};
 use crate::runtime::{Heartbeat, Shared};
 use crate::store::spool::{self, Queued, State};
-use crate::transport::{Outbound, PortHealth, SendError, Transport};
+use crate::transport::{Outbound, PortHealth, ReconcileTiming, SendError, Transport};
 
 /// How long a port that answered "unusable" is left out before it is tried
 /// again, when the transport has no fresher health to offer.
@@ -92,16 +93,19 @@ pub struct Channel {
     /// claim horizon so a new channel claims one message at a time until
     /// its gateway has shown it is fast.
     latency_us: AtomicU64,
-    /// Whether the transport can be asked after a crash whether a message
-    /// left (Dinstar by user_id). Only then are attempts recorded ahead.
-    reconciles: bool,
+    /// Whether the transport can be asked afterwards whether a message
+    /// left (Dinstar by user_id), how, and where such messages go. Only
+    /// then are attempts recorded ahead, and a send without a clear answer
+    /// left to the reconciler instead of settled here.
+    reconcile: Option<(ReconcileTiming, Doubts)>,
     sent: AtomicU64,
     failed: AtomicU64,
 }
 
 impl Channel {
-    /// Creates the channel and spawns its worker. `reconciles`: the
-    /// transport's [`Capabilities::reconciles`](crate::transport::Capabilities).
+    /// Creates the channel and spawns its worker. `reconcile`: the
+    /// transport's [`Capabilities::reconcile`](crate::transport::Capabilities),
+    /// with the reconciler that takes messages in doubt.
     // Each argument is one of the gateway's parts the channel works with;
     // a struct for them would only be unpacked again here.
     #[allow(clippy::too_many_arguments)]
@@ -109,7 +113,7 @@ impl Channel {
         shared: &Shared,
         transport: Arc<dyn Transport>,
         breaker: Arc<Breaker>,
-        reconciles: bool,
+        reconcile: Option<(ReconcileTiming, Doubts)>,
         port: u32,
         heartbeat: Heartbeat,
         stop: CancellationToken,
@@ -138,7 +142,7 @@ impl Channel {
             queued: AtomicU64::new(0),
             taken: tokio::sync::Notify::new(),
             latency_us: AtomicU64::new(CLAIM_HORIZON.as_micros() as u64),
-            reconciles,
+            reconcile,
             sent: AtomicU64::new(0),
             failed: AtomicU64::new(0),
         });
@@ -188,7 +192,7 @@ impl Channel {
     /// ahead would end UNKNOWN (or, with `resend_unknown`, some of it sent
     /// twice), so a crash leaves at most one message per channel in doubt.
     pub fn claim_depth(&self, dialer: &DialerConfig) -> usize {
-        if !self.reconciles {
+        if self.reconcile.is_none() {
             return 1;
         }
         let latency = Duration::from_micros(self.latency_us.load(Ordering::Relaxed));
@@ -687,6 +691,18 @@ impl Worker {
                         })
                         .await
                     }
+                    SendError::Unknown { reason } if self.ch.reconcile.is_some() => {
+                        self.in_doubt(
+                            id,
+                            row,
+                            &dialer,
+                            reference,
+                            job.message.attempts + 1,
+                            started,
+                            reason,
+                        );
+                        State::Sending
+                    }
                     SendError::Unknown { reason } => {
                         tracing::warn!(channel = %self.ch.id, message = id, reason = %reason, "cannot tell whether the message left");
                         if dialer.resend_unknown {
@@ -729,6 +745,44 @@ impl Worker {
         };
         self.finished(&job, state);
         accepted
+    }
+
+    /// A send without a clear answer on a transport that can be asked
+    /// later: nothing is written (the message stays SENDING, so nobody
+    /// sends it again); the reconciler asks the gateway until it has had
+    /// time to act on the request, counted from when it may have reached
+    /// it (the send's start).
+    // The parts of one send the reconciler needs, straight from `send`.
+    #[allow(clippy::too_many_arguments)]
+    fn in_doubt(
+        &self,
+        id: i64,
+        attempt: spool::AttemptRow,
+        dialer: &DialerConfig,
+        reference: i64,
+        retry: i64,
+        started: Instant,
+        reason: String,
+    ) {
+        let Some((timing, doubts)) = &self.ch.reconcile else {
+            return;
+        };
+        tracing::info!(channel = %self.ch.id, message = id, user_id = reference, reason = %reason, grace_s = timing.grace.as_secs_f32(), "no clear answer from the gateway; the message is in doubt and is asked about, not sent again, until the gateway has had time to act on it");
+        doubts.add(Doubt {
+            subject: Subject {
+                message_id: id,
+                attempt,
+                dialer: dialer.name.clone(),
+                origin: Origin::Send { retry },
+            },
+            gateway: self.ch.gateway.clone(),
+            port: self.ch.port,
+            reference,
+            reason,
+            since: tokio::time::Instant::from_std(started),
+            timing: *timing,
+            first_ask: tokio::time::Instant::now() + doubts::FIRST_ASK,
+        });
     }
 
     async fn record<F>(&self, id: i64, f: F) -> State

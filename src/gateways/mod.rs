@@ -4,6 +4,11 @@
 //! probe that closes it (`probe`), and a channel group's switch between its
 //! primary and fallback channels (`failover`).
 //!
+//! A send without a clear answer, on a gateway that can be asked about it
+//! afterwards, is not settled by its channel: it stays SENDING and goes to
+//! `doubts`, which asks the gateway until the gateway has had time to act
+//! on the request (so a slow gateway's message is not sent twice).
+//!
 //! Supervision: a reload restarts exactly the gateways whose settings
 //! changed. Before a transport is built, what it needs of the store (the
 //! messages an earlier run left awaiting a result or a report, its inbound
@@ -11,6 +16,7 @@
 
 mod breaker;
 pub mod channel;
+pub mod doubts;
 mod failover;
 mod probe;
 
@@ -22,6 +28,7 @@ use tokio_util::task::TaskTracker;
 
 pub use breaker::Breaker;
 pub use channel::{Channel, ChannelView, Job, JobDone, JobOutcome};
+pub use doubts::{Doubt, Doubts};
 pub use failover::Failover;
 
 use crate::config::{Config, GatewayConfig, GatewaySettings};
@@ -48,6 +55,9 @@ struct Inner {
     shared: Shared,
     running: Mutex<HashMap<String, Arc<Gateway>>>,
     events: Events,
+    /// Where channels (and the start's reconciliation) hand messages in
+    /// doubt.
+    doubts: Doubts,
     tracker: TaskTracker,
     stop: CancellationToken,
 }
@@ -55,21 +65,32 @@ struct Inner {
 impl Gateways {
     /// No gateway runs until [`sync`](Self::sync). Transports report on
     /// `events`; every task is spawned on `tracker` and ends with `stop`.
+    /// Starts the reconciler of messages in doubt (needs a Tokio runtime).
     pub fn new(
         shared: Shared,
         events: Events,
         tracker: TaskTracker,
         stop: CancellationToken,
     ) -> Self {
-        Self {
+        let (doubts, doubts_rx) = Doubts::channel();
+        let gateways = Self {
             inner: Arc::new(Inner {
                 shared,
                 running: Mutex::new(HashMap::new()),
                 events,
-                tracker,
-                stop,
+                doubts,
+                tracker: tracker.clone(),
+                stop: stop.clone(),
             }),
-        }
+        };
+        tracker.spawn(doubts::run(gateways.clone(), doubts_rx, stop));
+        gateways
+    }
+
+    /// Hands a message in doubt to the reconciler: it stays SENDING until
+    /// its gateway says what became of it (see [`doubts`]).
+    pub fn doubt(&self, d: Doubt) {
+        self.inner.doubts.add(d);
     }
 
     /// Starts the gateways the config enables, stops the ones it no longer
@@ -152,7 +173,7 @@ impl Gateways {
             breaker.clone(),
             stop.clone(),
         ));
-        let reconciles = transport::capabilities(gc).reconciles;
+        let reconcile = transport::capabilities(gc).reconcile;
         let channels = (0..t.ports())
             .map(|port| {
                 let hb = shared
@@ -162,7 +183,7 @@ impl Gateways {
                     shared,
                     t.clone(),
                     breaker.clone(),
-                    reconciles,
+                    reconcile.map(|timing| (timing, self.inner.doubts.clone())),
                     port,
                     hb,
                     stop.clone(),

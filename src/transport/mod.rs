@@ -75,15 +75,35 @@ impl SendError {
     }
 }
 
-/// What a transport knows of a message left in SENDING by a crash.
+/// What a transport knows of a message in doubt: left in SENDING by a
+/// crash, or sent without a clear answer (a timeout, a broken connection).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reconciled {
     /// It left: here is the gateway's reference.
     Sent { gateway_ref: String },
-    /// It provably never left: safe to send again.
+    /// The gateway does not know it. Final only once the gateway has had
+    /// time to act on a request it may still hold
+    /// ([`ReconcileTiming::grace`]); before that it means "not yet".
     NotSent,
-    /// Nobody can tell.
+    /// Nobody can tell, now or later.
     Unknown,
+    /// The question itself failed (timeout, refused connection, HTTP 5xx,
+    /// an unreadable reply): ask again later.
+    Unanswered { reason: String },
+}
+
+/// How a transport that can be asked about a message in doubt wants it
+/// asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReconcileTiming {
+    /// From the moment a request may have reached the gateway, how long
+    /// it may still act on it: until then "not found" is not an answer.
+    /// Longer than the request timeout, since a gateway too slow to answer
+    /// in time may still take the request after we stopped waiting.
+    pub grace: std::time::Duration,
+    /// How long questions that fail are asked again before the message is
+    /// settled as unknown.
+    pub patience: std::time::Duration,
 }
 
 /// Health of one port as the transport sees it.
@@ -187,9 +207,10 @@ pub struct Capabilities {
     pub text_limit: Option<usize>,
     /// The most SMS parts one message may need.
     pub max_parts: usize,
-    /// Whether a message left in SENDING by a crash can be asked about
-    /// (Dinstar by user_id). The others end UNKNOWN.
-    pub reconciles: bool,
+    /// Whether a message in doubt (left in SENDING by a crash, or sent
+    /// without a clear answer) can be asked about (Dinstar by user_id), and
+    /// how; the others end UNKNOWN.
+    pub reconcile: Option<ReconcileTiming>,
     /// Whether it receives messages.
     pub receives: bool,
     /// How far back, at start, it wants the messages it sent and still
@@ -201,7 +222,7 @@ pub struct Capabilities {
 /// What a gateway's kind can do (see [`Capabilities`]).
 pub fn capabilities(gw: &GatewayConfig) -> Capabilities {
     match &gw.settings {
-        GatewaySettings::Dinstar(_) => dinstar::capabilities(gw.ports),
+        GatewaySettings::Dinstar(s) => dinstar::capabilities(gw.ports, s),
         GatewaySettings::DinstarDwg(_) => dwg::capabilities(gw.ports),
         GatewaySettings::At(_) => at::capabilities(),
         GatewaySettings::Sim(_) => sim::capabilities(gw.ports),
@@ -277,7 +298,7 @@ pub trait Transport: Send + Sync {
     fn name(&self) -> &str;
     fn ports(&self) -> u32;
     fn send<'a>(&'a self, msg: &'a Outbound) -> BoxFuture<'a, Result<Accepted, SendError>>;
-    /// Asks the gateway what became of a message left in SENDING.
+    /// Asks the gateway what became of a message in doubt.
     fn reconcile<'a>(&'a self, port: u32, reference: i64) -> BoxFuture<'a, Reconciled>;
     fn health(&self, port: u32) -> PortHealth;
     /// Whether the gateway answers healthily now; an open breaker calls

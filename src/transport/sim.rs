@@ -20,7 +20,7 @@ pub fn capabilities(ports: u32) -> super::Capabilities {
         ports,
         text_limit: None,
         max_parts: smsgate_proto::sms::MAX_SEGMENTS,
-        reconciles: false,
+        reconcile: None,
         receives: false,
         resume_window: None,
     }

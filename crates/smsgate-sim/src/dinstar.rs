@@ -6,6 +6,11 @@
 //! `error_code`, 0-based ports, `"<NULL>"` in register pushes, results and
 //! delivery reports that appear after delays, a POST with an empty body
 //! makes it drop the connection, and the reason phrase `200 Data follows`.
+//! Faults a slow or flaky box shows can be injected: a `send_sms` held
+//! longer than the client waits while the gateway still acts on it at the
+//! end of the hold (only then can it be asked about by user_id), and
+//! requests to one endpoint (say `query_sms_result`) dropped, hung or
+//! answered with garbage, a number of times or for a while.
 //! Every request is recorded (monotonic and wall time, method, path, body,
 //! ports, user ids, auth outcome) so tests can check pacing and ports.
 //!
@@ -159,6 +164,7 @@ pub struct DinstarSimBuilder {
     sn: String,
     latency: Duration,
     reply_delay: Duration,
+    hold_sends: Option<(u64, Duration)>,
     fail_rate: f64,
     seed: u64,
     result_delay: Duration,
@@ -185,6 +191,7 @@ impl Default for DinstarSimBuilder {
             sn: "da00-0030-1901-2817".into(),
             latency: Duration::ZERO,
             reply_delay: Duration::ZERO,
+            hold_sends: None,
             fail_rate: 0.0,
             seed: 0x5EED,
             result_delay: Duration::from_millis(50),
@@ -238,6 +245,16 @@ impl DinstarSimBuilder {
     /// crash in this window is what reconciliation is for).
     pub fn reply_delay(mut self, d: Duration) -> Self {
         self.reply_delay = d;
+        self
+    }
+    /// Every `every`-th authenticated `send_sms` (the `every`-th, the
+    /// 2×`every`-th, ...) is held for `hold` before the gateway acts on
+    /// it: a box too busy to take a request at once. Until the hold ends
+    /// the message is not in [`SimHandle::sends`] and not known by its
+    /// user_id; then it is taken (and sent on) as usual and answered,
+    /// whether or not the client still waits. `every` 0 holds none.
+    pub fn hold_sends(mut self, every: u64, hold: Duration) -> Self {
+        self.hold_sends = (every > 0).then_some((every, hold));
         self
     }
     /// Share of `send_sms` requests answered `error_code 500` (0.0-1.0).
@@ -338,8 +355,9 @@ impl DinstarSimBuilder {
             log: Mutex::new(Log::default()),
             push_wake: tokio::sync::Notify::new(),
             reply_delay: Mutex::new(self.reply_delay),
+            tasks_stop: CancellationToken::new(),
         });
-        let shutdown = CancellationToken::new();
+        let shutdown = shared.tasks_stop.clone();
         let tasks = tokio_util::task::TaskTracker::new();
         tasks.spawn(accept_loop(
             listener,
@@ -382,6 +400,27 @@ struct Log {
     pushes: Vec<RecordedPush>,
     dropped: u64,
     faults: VecDeque<HttpFault>,
+    /// Faults for one path: a count left, or until when.
+    path_faults: HashMap<String, VecDeque<PathFault>>,
+    /// Holds scripted for the next authenticated `send_sms` requests.
+    holds: VecDeque<Duration>,
+    /// Authenticated `send_sms` requests so far (for `hold_sends`).
+    send_requests: u64,
+    /// Held `send_sms` requests whose hold has not ended.
+    holding: u64,
+}
+
+/// A fault scripted for the requests to one path.
+#[derive(Debug, Clone, Copy)]
+struct PathFault {
+    fault: HttpFault,
+    left: PathFaultSpan,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum PathFaultSpan {
+    Count(u32),
+    Until(Instant),
 }
 
 struct Shared {
@@ -392,6 +431,8 @@ struct Shared {
     push_wake: tokio::sync::Notify,
     /// [`DinstarSimBuilder::reply_delay`], changeable while running.
     reply_delay: Mutex<Duration>,
+    /// Cancelled at shutdown: held sends still waiting are never taken.
+    tasks_stop: CancellationToken,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -555,6 +596,41 @@ impl SimHandle {
         let ok = lock(&self.shared.state).deliver(user_id, status_code);
         self.shared.push_wake.notify_one();
         ok
+    }
+    /// The next `n` requests to `path` (e.g. `/api/query_sms_result`)
+    /// meet `fault`, before authentication; other paths are untouched.
+    pub fn fault_next_on(&self, path: &str, fault: HttpFault, n: u32) {
+        if n > 0 {
+            lock(&self.shared.log)
+                .path_faults
+                .entry(path.to_string())
+                .or_default()
+                .push_back(PathFault {
+                    fault,
+                    left: PathFaultSpan::Count(n),
+                });
+        }
+    }
+    /// Every request to `path` meets `fault` for the next `d`.
+    pub fn fault_on_for(&self, path: &str, fault: HttpFault, d: Duration) {
+        lock(&self.shared.log)
+            .path_faults
+            .entry(path.to_string())
+            .or_default()
+            .push_back(PathFault {
+                fault,
+                left: PathFaultSpan::Until(Instant::now() + d),
+            });
+    }
+    /// The next authenticated `send_sms` is held for `hold` before the
+    /// gateway acts on it (see [`DinstarSimBuilder::hold_sends`]). Calls
+    /// queue up, one hold per request.
+    pub fn hold_next_send(&self, hold: Duration) {
+        lock(&self.shared.log).holds.push_back(hold);
+    }
+    /// Held `send_sms` requests the gateway has not acted on yet.
+    pub fn sends_on_hold(&self) -> u64 {
+        lock(&self.shared.log).holding
     }
     /// Changes the delay between processing a request and answering it.
     pub fn set_reply_delay(&self, d: Duration) {
@@ -1013,7 +1089,7 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Response<
     let fault = if method == Method::POST && bytes.is_empty() {
         Some(HttpFault::Drop)
     } else {
-        lock(&shared.log).faults.pop_front()
+        lock(&shared.log).next_fault(path.trim_end_matches('/'))
     };
     match fault {
         Some(HttpFault::Drop) => {
@@ -1064,13 +1140,27 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Response<
     }
 
     let sn = shared.cfg.sn.clone();
+    let route = path.trim_end_matches('/').to_string();
+    if route == "/api/send_sms" && json_body.is_some() {
+        let hold = lock(&shared.log).next_hold(shared.cfg.hold_sends);
+        if let Some(hold) = hold {
+            // Recorded now: the client may be gone when the hold ends.
+            shared.record(rec);
+            let reply = held_send(shared.clone(), params, hold).await;
+            let reply_delay = *lock(&shared.reply_delay);
+            if !reply_delay.is_zero() {
+                tokio::time::sleep(reply_delay).await;
+            }
+            return json_response(StatusCode::OK, &reply);
+        }
+    }
     let reply: Option<Value> = if !bytes.is_empty() && json_body.is_none() {
         Some(json!({"error_code": 400, "sn": sn}))
     } else {
         let now = Instant::now();
         let mut st = lock(&shared.state);
         st.tick(now);
-        match path.trim_end_matches('/') {
+        match route.as_str() {
             "/api/send_sms" => Some(st.send_sms(&params, now)),
             "/api/query_sms_result" => Some(st.query_sms_result(&params)),
             "/api/query_sms_deliver_status" => Some(st.query_deliver_status(&params)),
@@ -1107,6 +1197,75 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Response<
             text_response(StatusCode::NOT_FOUND, "<html>404 Not Found</html>")
         }
     }
+}
+
+impl Log {
+    /// The fault the next request to `path` meets: one scripted for the
+    /// path first, then one for any request.
+    fn next_fault(&mut self, path: &str) -> Option<HttpFault> {
+        if let Some(q) = self.path_faults.get_mut(path) {
+            let now = Instant::now();
+            while let Some(f) = q.front_mut() {
+                match &mut f.left {
+                    PathFaultSpan::Count(n) if *n > 0 => {
+                        *n -= 1;
+                        return Some(f.fault);
+                    }
+                    PathFaultSpan::Until(t) if *t > now => return Some(f.fault),
+                    _ => {
+                        q.pop_front();
+                    }
+                }
+            }
+        }
+        self.faults.pop_front()
+    }
+
+    /// Whether this authenticated `send_sms` is held, and for how long:
+    /// a scripted hold first, then every `every`-th request.
+    fn next_hold(&mut self, every: Option<(u64, Duration)>) -> Option<Duration> {
+        self.send_requests += 1;
+        let hold = self.holds.pop_front().or_else(|| {
+            every
+                .filter(|(n, _)| self.send_requests % n == 0)
+                .map(|(_, d)| d)
+        })?;
+        self.holding += 1;
+        Some(hold)
+    }
+}
+
+/// A `send_sms` the gateway acts on only after `hold`: on a task of its
+/// own, so it happens even when the client gave up and closed the
+/// connection (which drops the request's handler).
+async fn held_send(shared: Arc<Shared>, params: Params, hold: Duration) -> Value {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let s = shared.clone();
+    let shutdown = shared.tasks_stop.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::time::sleep(hold) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let reply = {
+            let now = Instant::now();
+            let mut st = lock(&s.state);
+            st.tick(now);
+            st.send_sms(&params, now)
+        };
+        {
+            let mut log = lock(&s.log);
+            log.holding = log.holding.saturating_sub(1);
+        }
+        tracing::debug!(
+            hold_ms = hold.as_millis() as u64,
+            "simulator acted on a held send_sms"
+        );
+        s.push_wake.notify_one();
+        let _ = tx.send(reply);
+    });
+    rx.await
+        .unwrap_or_else(|_| json!({"error_code": 500, "sn": shared.cfg.sn}))
 }
 
 // ---------------------------------------------------------------------------

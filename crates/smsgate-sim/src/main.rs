@@ -142,6 +142,13 @@ struct DinstarArgs {
     /// Share of send_sms requests answered error_code 500 (0.0 to 1.0).
     #[arg(long, default_value_t = 0.0)]
     fail_rate: f64,
+    /// Hold every N-th send_sms (0 = none) for --hold-ms before the
+    /// gateway acts on it, as a box too busy to answer in time does.
+    #[arg(long, default_value_t = 0)]
+    hold_every: u64,
+    /// How long a held send_sms waits before the gateway takes it.
+    #[arg(long, default_value_t = 15000)]
+    hold_ms: u64,
     /// Time from acceptance to SENT_OK.
     #[arg(long, default_value_t = 2000)]
     result_delay_ms: u64,
@@ -365,6 +372,7 @@ async fn run_dinstar(a: DinstarArgs) -> ExitCode {
         .push_url(a.push_url.clone())
         .latency(Duration::from_millis(a.latency_ms))
         .fail_rate(a.fail_rate)
+        .hold_sends(a.hold_every, Duration::from_millis(a.hold_ms))
         .result_delay(Duration::from_millis(a.result_delay_ms))
         .deliver_delay(
             u64::try_from(a.deliver_delay_ms)

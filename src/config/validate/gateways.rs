@@ -95,6 +95,16 @@ impl Validator<'_> {
                 &[GatewayKind::Dinstar],
             ),
             (
+                "reconcile_grace_ms",
+                g.reconcile_grace_ms.as_ref().map(|v| v.span()),
+                &[GatewayKind::Dinstar],
+            ),
+            (
+                "reconcile_patience_s",
+                g.reconcile_patience_s.as_ref().map(|v| v.span()),
+                &[GatewayKind::Dinstar],
+            ),
+            (
                 "port_poll_s",
                 g.port_poll_s.as_ref().map(|v| v.span()),
                 &[GatewayKind::Dinstar, GatewayKind::At],
@@ -331,6 +341,7 @@ impl Validator<'_> {
             }
             hex
         });
+        let (timeout, reconcile_grace, reconcile_patience) = self.dinstar_timing(g, ok);
         match (url, user, password) {
             (Some(url), Some(user), Some(password)) => {
                 Some(GatewaySettings::Dinstar(DinstarSettings {
@@ -340,12 +351,12 @@ impl Validator<'_> {
                     digest,
                     tls_accept_invalid: g.tls_accept_invalid.as_ref().is_some_and(|v| *v.get_ref()),
                     tls_fingerprint: fingerprint,
-                    timeout: Duration::from_millis(
-                        g.timeout_ms.as_ref().map_or(10_000, |v| *v.get_ref()),
-                    ),
+                    timeout,
                     result_poll: Duration::from_millis(
                         g.result_poll_ms.as_ref().map_or(2_000, |v| *v.get_ref()),
                     ),
+                    reconcile_grace,
+                    reconcile_patience,
                     port_poll: Duration::from_secs(
                         g.port_poll_s.as_ref().map_or(30, |v| *v.get_ref()),
                     ),
@@ -378,6 +389,67 @@ impl Validator<'_> {
             }
         }
         AllowList::new(nets)
+    }
+
+    /// A Dinstar gateway's request timeout and what follows from it: the
+    /// grace after an unclear send before "not found" counts (longer than
+    /// the timeout: a gateway too slow to answer in time may still act on
+    /// the request), and how long failed questions are asked again.
+    fn dinstar_timing(&mut self, g: &RawGateway, ok: &mut bool) -> (Duration, Duration, Duration) {
+        const MAX_TIMEOUT_MS: u64 = 600_000;
+        const MAX_GRACE_MS: u64 = 3_600_000;
+        const MAX_PATIENCE_S: u64 = 7 * 24 * 3600;
+        let timeout_ms = g.timeout_ms.as_ref().map_or(10_000, |v| *v.get_ref());
+        if let Some(v) = &g.timeout_ms {
+            if !(100..=MAX_TIMEOUT_MS).contains(v.get_ref()) {
+                self.problem(
+                    v.span(),
+                    format!("timeout_ms must be between 100 and {MAX_TIMEOUT_MS} ms"),
+                );
+                *ok = false;
+            }
+        }
+        let timeout_ms = timeout_ms.clamp(100, MAX_TIMEOUT_MS);
+        let grace_ms = match &g.reconcile_grace_ms {
+            None => timeout_ms * 3,
+            Some(v) => {
+                let grace = *v.get_ref();
+                if grace <= timeout_ms || grace > MAX_GRACE_MS {
+                    self.problem(
+                        v.span(),
+                        format!(
+                            "reconcile_grace_ms must be longer than timeout_ms ({timeout_ms} ms): a gateway too slow \
+                             to answer in time may still act on the request (at most \
+                             {MAX_GRACE_MS} ms; default three times timeout_ms)"
+                        ),
+                    );
+                    *ok = false;
+                }
+                grace.clamp(timeout_ms + 1, MAX_GRACE_MS)
+            }
+        };
+        let patience_s = match &g.reconcile_patience_s {
+            None => 900u64.max(grace_ms.div_ceil(1000) * 2),
+            Some(v) => {
+                let patience = *v.get_ref();
+                if patience.saturating_mul(1000) <= grace_ms || patience > MAX_PATIENCE_S {
+                    self.problem(
+                        v.span(),
+                        format!(
+                            "reconcile_patience_s must be longer than reconcile_grace_ms ({grace_ms} ms) \
+                             and at most {MAX_PATIENCE_S} s (a week)"
+                        ),
+                    );
+                    *ok = false;
+                }
+                patience.clamp(1, MAX_PATIENCE_S)
+            }
+        };
+        (
+            Duration::from_millis(timeout_ms),
+            Duration::from_millis(grace_ms),
+            Duration::from_secs(patience_s),
+        )
     }
 
     /// `kind = "dinstar-dwg"`: the DWG listener the gateway connects to.

@@ -66,7 +66,7 @@ pub fn capabilities() -> crate::transport::Capabilities {
         ports: 1,
         text_limit: None,
         max_parts: smsgate_proto::sms::MAX_SEGMENTS,
-        reconciles: false,
+        reconcile: None,
         receives: true,
         resume_window: Some(session::TRACKED_AGE),
     }

@@ -165,7 +165,7 @@ pub fn capabilities(ports: u32) -> Capabilities {
         ports,
         text_limit: None,
         max_parts: smsgate_proto::sms::MAX_SEGMENTS,
-        reconciles: false,
+        reconcile: None,
         receives: true,
         resume_window: None,
     }

@@ -37,7 +37,8 @@ use super::tls::{TlsVerify, parse_fingerprint};
 use crate::config::DinstarSettings;
 use crate::transport::{
     Accepted, Awaiting, BoxFuture, BuildContext, Capabilities, Event, Events, Outbound, PortHealth,
-    Reconciled, SendError, Transport, TransportError, WebhookReply, WebhookRequest,
+    ReconcileTiming, Reconciled, SendError, Transport, TransportError, WebhookReply,
+    WebhookRequest,
 };
 use smsgate_proto::dinstar::wire::{self, DeliverStatus};
 
@@ -66,14 +67,18 @@ const RESUME_WINDOW: Duration = REPORT_PATIENCE;
 const STORE_WAIT: Duration = Duration::from_secs(8);
 
 /// A Dinstar gateway caps a text at 670 characters whatever the encoding,
-/// receives, and can be asked by user_id about a message a crash left in
-/// SENDING.
-pub fn capabilities(ports: u32) -> Capabilities {
+/// receives, and can be asked by user_id about a message in doubt (a
+/// crash left it in SENDING, or its send's answer was lost), with the
+/// grace and patience its config sets.
+pub fn capabilities(ports: u32, settings: &DinstarSettings) -> Capabilities {
     Capabilities {
         ports: ports.min(u32::from(wire::MAX_PORT) + 1),
         text_limit: Some(wire::MAX_TEXT_CHARS),
         max_parts: smsgate_proto::sms::MAX_SEGMENTS,
-        reconciles: true,
+        reconcile: Some(ReconcileTiming {
+            grace: settings.reconcile_grace,
+            patience: settings.reconcile_patience,
+        }),
         receives: true,
         resume_window: Some(RESUME_WINDOW),
     }

@@ -1,10 +1,15 @@
 //! Sending and reconciling: one `send_sms` on the channel's port, what each
-//! failure means for the message, and asking the gateway by user_id when a
-//! reply was lost or a crash left a message in SENDING. Its own file
-//! because this is where a message could be sent twice, and every path
-//! that avoids it is here.
-
-use std::time::Duration;
+//! failure means for the message, and asking the gateway by user_id about
+//! a message in doubt. Its own file because this is where a message could
+//! be sent twice.
+//!
+//! A send whose answer never came (a timeout, a broken connection, an
+//! unreadable reply) is not asked about here: a gateway too slow to
+//! answer in time may still be acting on the request, so an immediate
+//! "no such user_id" proves nothing. It comes back as
+//! [`SendError::Unknown`]; the channel keeps the message SENDING and the
+//! gateways' reconciler asks through [`Inner::reconcile`] until the
+//! gateway's grace has passed (`reconcile_grace_ms`).
 
 use super::Inner;
 use crate::transport::dinstar::client::DinstarError;
@@ -60,17 +65,11 @@ impl Inner {
                     gateway_ref: user_id.to_string(),
                 })
             }
-            Err(e) => self.send_failed(port, user_id, &msg.to, e).await,
+            Err(e) => self.send_failed(port, user_id, e),
         }
     }
 
-    async fn send_failed(
-        &self,
-        port: u8,
-        user_id: u32,
-        to: &str,
-        e: DinstarError,
-    ) -> Result<Accepted, SendError> {
+    fn send_failed(&self, port: u8, user_id: u32, e: DinstarError) -> Result<Accepted, SendError> {
         match e {
             DinstarError::TextTooLong { .. } | DinstarError::InvalidRequest(_) => {
                 Err(SendError::Permanent {
@@ -95,45 +94,34 @@ impl Inner {
             }
             DinstarError::Setup(reason) => Err(SendError::Temporary { reason }),
             DinstarError::Temporary {
-                ref reason,
+                reason,
                 never_left,
                 gateway_code,
             } => {
+                // Never connected, or the gateway answered with an error
+                // code: it did not take the message.
                 if never_left || gateway_code.is_some() {
-                    return Err(SendError::Temporary {
-                        reason: reason.clone(),
-                    });
+                    return Err(SendError::Temporary { reason });
                 }
                 // A timeout or an unreadable reply: the gateway may have
-                // queued it. Ask before anything is sent again, so a
-                // message is never sent twice.
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                match self.client.query_sms_result(&[user_id]).await {
-                    Ok(rs) if rs.iter().any(|r| r.user_id == Some(user_id)) => {
-                        tracing::info!(gateway = %self.name, port, user_id, "the reply was lost but the gateway has the message");
-                        self.track(user_id, port, to);
-                        if let Some(r) = rs.iter().find(|r| r.user_id == Some(user_id)) {
-                            self.apply_result(user_id, r);
-                        }
-                        Ok(Accepted {
-                            gateway_ref: user_id.to_string(),
-                        })
-                    }
-                    Ok(_) => Err(SendError::Temporary {
-                        reason: format!("{reason}; the gateway does not have it"),
-                    }),
-                    Err(e2) => Err(SendError::Unknown {
-                        reason: format!(
-                            "{reason}; and the gateway cannot be asked whether it took it ({e2})"
-                        ),
-                    }),
-                }
+                // taken it, or may still take it. Asked about later, never
+                // sent again from here.
+                tracing::debug!(gateway = %self.name, port, user_id, "send_sms unanswered; the message is in doubt");
+                Err(SendError::Unknown {
+                    reason: format!("{reason}; the gateway may have taken it"),
+                })
             }
         }
     }
 
+    /// What the gateway says of one user_id now. The caller (the
+    /// gateways' reconciler) decides what "not found" means by the time
+    /// that passed, and writes the journal line.
     pub(super) async fn reconcile(&self, port: u32, reference: i64) -> Reconciled {
-        let Ok(user_id) = u32::try_from(reference) else {
+        let Some(user_id) = u32::try_from(reference)
+            .ok()
+            .filter(|u| (1..=i32::MAX as u32).contains(u))
+        else {
             return Reconciled::Unknown;
         };
         match self.client.query_sms_result(&[user_id]).await {
@@ -144,7 +132,7 @@ impl Inner {
                         .or_else(|| u8::try_from(port).ok())
                         .unwrap_or_default();
                     self.track(user_id, p, r.number.as_deref().unwrap_or(""));
-                    tracing::info!(gateway = %self.name, port = p, user_id, status = r.status.as_wire(), "message left in SENDING was taken by the gateway");
+                    tracing::debug!(gateway = %self.name, port = p, user_id, status = r.status.as_wire(), "the gateway has the message in doubt");
                     // The result loop turns a FAILED or DELIVERED status
                     // into its event once the engine has marked it SENT.
                     self.wake_results.notify_one();
@@ -152,15 +140,11 @@ impl Inner {
                         gateway_ref: user_id.to_string(),
                     }
                 }
-                None => {
-                    tracing::info!(gateway = %self.name, port, user_id, "message left in SENDING never reached the gateway");
-                    Reconciled::NotSent
-                }
+                None => Reconciled::NotSent,
             },
-            Err(e) => {
-                tracing::warn!(gateway = %self.name, port, user_id, error = %e, "cannot ask the gateway about a message left in SENDING");
-                Reconciled::Unknown
-            }
+            Err(e) => Reconciled::Unanswered {
+                reason: e.to_string(),
+            },
         }
     }
 }
