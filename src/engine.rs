@@ -11,7 +11,6 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -36,7 +35,8 @@ impl Engine {
     /// Builds everything the config describes, reconciles the spool, and
     /// starts the loops.
     pub async fn start(shared: Shared) -> Self {
-        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (events_tx, events_rx) =
+            crate::transport::Events::counted(shared.metrics.events_dropped.clone());
         let tracker = TaskTracker::new();
         let stop = CancellationToken::new();
         let gateways = Gateways::new(shared.clone(), events_tx, tracker.clone(), stop.clone());

@@ -99,6 +99,8 @@ pub struct Metrics {
     pub failovers: Family<FailoverLabels, Counter>,
     pub loop_age: Family<LoopLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub reports_waiting: Gauge,
+    /// Events a transport could not queue for the engine (the queue full).
+    pub events_dropped: Counter,
 }
 
 impl Default for Metrics {
@@ -129,6 +131,12 @@ impl Metrics {
             "api_requests",
             "API requests answered, by method, route pattern and status",
             api_requests.clone(),
+        );
+        let events_dropped = Counter::default();
+        registry.register(
+            "events_dropped",
+            "Gateway events (reports, results, port health) dropped because the engine's queue was full; see docs/failure-modes.md",
+            events_dropped.clone(),
         );
         let reports_waiting = Gauge::default();
         registry.register(
@@ -221,6 +229,7 @@ impl Metrics {
             dialer_messages,
             dialer_in_memory,
             reports_waiting,
+            events_dropped,
             dialer_state_messages,
             channel_sends,
             channel_queued,

@@ -41,7 +41,7 @@ struct Rig {
     _dir: tempfile::TempDir,
     modem: FakeModem,
     transport: AtTransport,
-    events: mpsc::UnboundedReceiver<Event>,
+    events: mpsc::Receiver<Event>,
     stop: CancellationToken,
     /// Answer for InboundAcked events: what the "engine" says.
     store_ok: bool,
@@ -59,7 +59,7 @@ fn rig_with(state: ModemState, tweak: impl FnOnce(&mut AtSettings)) -> Rig {
     let modem = FakeModem::start(&link, state).unwrap();
     let mut s = settings(&link);
     tweak(&mut s);
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = smsgate::transport::Events::channel();
     let stop = CancellationToken::new();
     let transport = AtTransport::start("modem1", s, tx, stop.clone());
     Rig {
@@ -603,7 +603,7 @@ async fn inbound_three_part_comes_back_whole_and_leaves_the_sim_only_once_stored
     for p in pdus.iter().rev() {
         modem.store_pdu(p).unwrap();
     }
-    let (tx, mut rx) = mpsc::unbounded_channel();
+    let (tx, mut rx) = smsgate::transport::Events::channel();
     let stop = CancellationToken::new();
     let _t = AtTransport::start("modem1", settings(&link), tx, stop.clone());
     let got = tokio::time::timeout(Duration::from_secs(10), async {

@@ -43,7 +43,7 @@ struct Rig {
 /// stored" when the test dropped its receiver), and reaches the test as a
 /// plain `Event::Inbound`.
 fn engine_stand_in() -> (smsgate::transport::Events, UnboundedReceiver<Event>) {
-    let (tx, mut raw) = unbounded_channel::<Event>();
+    let (tx, mut raw) = smsgate::transport::Events::channel();
     let (out, events) = unbounded_channel();
     tokio::spawn(async move {
         while let Some(e) = raw.recv().await {
@@ -855,7 +855,7 @@ async fn dropping_the_transport_closes_the_listener() {
 
 #[tokio::test]
 async fn the_stop_token_ends_the_transport() {
-    let (tx, _events) = unbounded_channel();
+    let (tx, _events) = smsgate::transport::Events::channel();
     let stop = CancellationToken::new();
     let settings = DwgSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -878,7 +878,7 @@ fn credentials_longer_than_the_field_are_a_setup_error() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let (tx, _rx) = unbounded_channel();
+        let (tx, _rx) = smsgate::transport::Events::channel();
         let settings = DwgSettings {
             listen: "127.0.0.1:0".parse().unwrap(),
             user: USER.into(),
@@ -952,7 +952,7 @@ proptest! {
 /// the message.
 #[tokio::test]
 async fn a_received_sms_is_acked_only_once_stored() {
-    let (tx, mut events) = unbounded_channel();
+    let (tx, mut events) = smsgate::transport::Events::channel();
     let settings = DwgSettings {
         listen: "127.0.0.1:0".parse().unwrap(),
         user: USER.into(),
@@ -974,7 +974,7 @@ async fn a_received_sms_is_acked_only_once_stored() {
 /// is, answers `stored`, and returns the gateway's ack.
 async fn ack_when_stored(
     sim: &std::sync::Arc<DwgSimHandle>,
-    events: &mut UnboundedReceiver<Event>,
+    events: &mut tokio::sync::mpsc::Receiver<Event>,
     stored: bool,
 ) -> codec::Ack {
     let s = sim.clone();

@@ -48,7 +48,7 @@ pub const CODES: &[(&str, &str)] = &[
     ),
     (
         "busy",
-        "every connection slot ([api] max_connections) stayed taken for request_timeout_s",
+        "smsgate cannot take the request now: every connection slot ([api] max_connections) stayed taken for request_timeout_s, or a gateway push came while the event queue was full; try again",
     ),
     (
         "not_ready",

@@ -40,6 +40,7 @@ pub async fn push(
         .gateway_webhook(&name, request)
         .map_err(|e| match e {
             TransportError::NotRunning(_) => ApiError::unavailable("not_ready", e.to_string()),
+            TransportError::Busy(m) => ApiError::unavailable("busy", m).with_retry_after(5),
             TransportError::NotUnderstood(m) => ApiError::bad_request("invalid_push", m),
             TransportError::NotTaken(_) | TransportError::Setup { .. } => {
                 ApiError::not_found(e.to_string())

@@ -18,16 +18,21 @@ use crate::runtime::Shared;
 use crate::store::inbound::{self, NewInbound};
 use crate::transport::{Event, Received};
 
+/// Reports between the event consumer and the recorder.
+const REPORT_QUEUE: usize = 4096;
+
 /// The consumer of every transport's events, until `stop`.
 pub async fn run(
     shared: Shared,
     gateways: Gateways,
     dialers: Dialers,
-    mut events: mpsc::UnboundedReceiver<Event>,
+    mut events: mpsc::Receiver<Event>,
     tracker: TaskTracker,
     stop: CancellationToken,
 ) {
-    let (reports, reports_rx) = mpsc::unbounded_channel();
+    // Short: the recorder takes reports off it at once, into its own
+    // bounded list while the store cannot write.
+    let (reports, reports_rx) = mpsc::channel(REPORT_QUEUE);
     tracker.spawn(reports::record(
         shared.clone(),
         reports_rx,
@@ -80,7 +85,7 @@ pub async fn run(
                     delivered,
                     detail,
                 };
-                let _ = reports.send((report, 0));
+                let _ = reports.send((report, 0)).await;
             }
         }
     }

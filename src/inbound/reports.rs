@@ -19,8 +19,8 @@ use crate::store::spool::{self, State};
 /// dropped: its messages would stay SENT for ever.
 pub(super) async fn record(
     shared: Shared,
-    mut rx: mpsc::UnboundedReceiver<(spool::Report, u32)>,
-    again: mpsc::UnboundedSender<(spool::Report, u32)>,
+    mut rx: mpsc::Receiver<(spool::Report, u32)>,
+    again: mpsc::Sender<(spool::Report, u32)>,
     stop: CancellationToken,
 ) {
     const MAX_TRIES: u32 = 30;
@@ -29,6 +29,8 @@ pub(super) async fn record(
     // is ~40 MB; beyond it the oldest go, each said in the journal.
     const MAX_WAITING: usize = 200_000;
     let mut waiting: VecDeque<(spool::Report, u32)> = VecDeque::new();
+    // Dropped in this episode of a failing store, told when it ends.
+    let mut dropped: u64 = 0;
     let mut pause = RETRY_MIN;
     loop {
         let first = if waiting.is_empty() {
@@ -57,6 +59,12 @@ pub(super) async fn record(
                 Err(_) => break,
             }
         }
+        // The rest waits here, not in the queue: the queue stays short, so
+        // the events behind it (port health, received messages) keep moving
+        // while the store cannot write.
+        while let Ok(r) = rx.try_recv() {
+            waiting.push_back(r);
+        }
         let reports: Vec<spool::Report> = batch.iter().map(|(r, _)| r.clone()).collect();
         let found = shared
             .store
@@ -75,7 +83,10 @@ pub(super) async fn record(
                 }
                 while waiting.len() > MAX_WAITING {
                     if let Some((r, _)) = waiting.pop_back() {
-                        tracing::error!(gateway = %r.gateway, reference = %r.gateway_ref, "too many delivery reports wait for the store; this one is dropped and its message stays SENT");
+                        if dropped == 0 {
+                            tracing::error!(gateway = %r.gateway, reference = %r.gateway_ref, waiting = MAX_WAITING, "too many delivery reports wait for the store; the newest are dropped and their messages stay SENT (counted until the store writes again)");
+                        }
+                        dropped += 1;
                     }
                 }
                 shared.metrics.reports_waiting.set(waiting.len() as i64);
@@ -84,10 +95,19 @@ pub(super) async fn record(
             }
         };
         if pause != RETRY_MIN {
-            tracing::info!(
-                waiting = waiting.len(),
-                "delivery reports are recorded again"
-            );
+            if dropped > 0 {
+                tracing::warn!(
+                    waiting = waiting.len(),
+                    dropped,
+                    "delivery reports are recorded again; some were dropped while the store could not write, and their messages stay SENT"
+                );
+            } else {
+                tracing::info!(
+                    waiting = waiting.len(),
+                    "delivery reports are recorded again"
+                );
+            }
+            dropped = 0;
             pause = RETRY_MIN;
         }
         shared.metrics.reports_waiting.set(waiting.len() as i64);
@@ -102,7 +122,7 @@ pub(super) async fn record(
             let again = again.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(super::retry_delay(tries)).await;
-                let _ = again.send((report, tries + 1));
+                let _ = again.send((report, tries + 1)).await;
             });
         }
     }

@@ -158,6 +158,19 @@ pub enum Event {
     InboundMark { gateway: String, mark: i64 },
 }
 
+impl Event {
+    /// Its kind, for the journal and the metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Event::Delivered { .. } => "delivery_report",
+            Event::PortHealth { .. } => "port_health",
+            Event::Result { .. } => "send_result",
+            Event::Inbound(_) | Event::InboundAcked { .. } => "received_message",
+            Event::InboundMark { .. } => "inbound_mark",
+        }
+    }
+}
+
 /// A message a gateway received, as its transport hands it over.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -323,7 +336,96 @@ pub trait Transport: Send + Sync {
     }
 }
 
-pub type Events = tokio::sync::mpsc::UnboundedSender<Event>;
+/// Events waiting for the engine, at most. The engine takes them as fast
+/// as the store writes; a queue this full means the store has stalled for
+/// long while gateways kept talking.
+pub const EVENT_QUEUE: usize = 16_384;
+
+/// Where transports tell the engine what happened: a bounded queue, so a
+/// stalled engine cannot make it grow without limit.
+///
+/// Producers that can wait use [`Events::send_waiting`]: the gateway then
+/// waits with them (a DWG session stops reading, a modem's received message
+/// stays on its SIM). The others use [`Events::send`], which drops an event
+/// when the queue is full, counts it in `smsgate_events_dropped_total` and
+/// says so in the journal at most once a minute. What a drop costs is in
+/// docs/failure-modes.md.
+#[derive(Clone)]
+pub struct Events {
+    tx: tokio::sync::mpsc::Sender<Event>,
+    dropped: prometheus_client::metrics::counter::Counter,
+    told: Arc<std::sync::Mutex<DropsTold>>,
+}
+
+#[derive(Default)]
+struct DropsTold {
+    last: Option<std::time::Instant>,
+    since: u64,
+}
+
+/// The event was not queued: the queue is full, or the engine has gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the engine's event queue is full or closed")]
+pub struct NotQueued;
+
+impl Events {
+    /// A queue of [`EVENT_QUEUE`] events and its receiving end.
+    pub fn channel() -> (Self, tokio::sync::mpsc::Receiver<Event>) {
+        Self::counted(prometheus_client::metrics::counter::Counter::default())
+    }
+
+    /// The same, counting drops in `dropped` (the daemon's metric).
+    pub fn counted(
+        dropped: prometheus_client::metrics::counter::Counter,
+    ) -> (Self, tokio::sync::mpsc::Receiver<Event>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(EVENT_QUEUE);
+        let told = Arc::default();
+        (Self { tx, dropped, told }, rx)
+    }
+
+    /// Queues `ev` without waiting; a full queue drops it (counted, told).
+    pub fn send(&self, ev: Event) -> Result<(), NotQueued> {
+        match self.tx.try_send(ev) {
+            Ok(()) => Ok(()),
+            Err(tokio::sync::mpsc::error::TrySendError::Full(ev)) => {
+                self.dropped_one(&ev);
+                Err(NotQueued)
+            }
+            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Err(NotQueued),
+        }
+    }
+
+    /// Queues `ev`, waiting for room while the queue is full.
+    pub async fn send_waiting(&self, ev: Event) -> Result<(), NotQueued> {
+        self.tx.send(ev).await.map_err(|_| NotQueued)
+    }
+
+    /// Events that can be queued now without a drop.
+    pub fn room(&self) -> usize {
+        self.tx.capacity()
+    }
+
+    fn dropped_one(&self, ev: &Event) {
+        self.dropped.inc();
+        let Ok(mut t) = self.told.lock() else {
+            return;
+        };
+        t.since += 1;
+        let due = t
+            .last
+            .is_none_or(|l| l.elapsed() >= std::time::Duration::from_secs(60));
+        if due {
+            tracing::error!(
+                dropped = t.since,
+                kind = ev.kind(),
+                queue = EVENT_QUEUE,
+                "the engine's event queue is full (the store is stalled?): events are dropped; see smsgate_events_dropped_total"
+            );
+            t.last = Some(std::time::Instant::now());
+            t.since = 0;
+        }
+    }
+}
 
 /// What the transport layer refuses, outside a send (a failed send is a
 /// [`SendError`], the outcome the channel acts on).
@@ -342,6 +444,10 @@ pub enum TransportError {
     /// This gateway takes no webhooks.
     #[error("{0}")]
     NotTaken(String),
+    /// Not taken now (the engine's event queue is full); the gateway should
+    /// send it again later, and the pollers fetch what it holds meanwhile.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// What [`build`] gives a transport besides its config.
@@ -391,5 +497,43 @@ pub fn build(gw: &GatewayConfig, ctx: BuildContext) -> Result<Arc<dyn Transport>
                 gateway: gw.name.clone(),
                 reason: e.to_string(),
             }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(port: u32) -> Event {
+        Event::PortHealth {
+            gateway: "gw1".into(),
+            port,
+            health: PortHealth::default(),
+        }
+    }
+
+    /// The queue holds EVENT_QUEUE events and no more: beyond, `send` drops
+    /// and counts, `send_waiting` waits for the engine to take one.
+    #[tokio::test]
+    async fn the_event_queue_is_bounded_and_counts_what_it_drops() {
+        let (events, mut rx) = Events::channel();
+        for p in 0..EVENT_QUEUE as u32 {
+            events.send(health(p)).unwrap();
+        }
+        assert_eq!(events.room(), 0);
+        assert_eq!(events.send(health(0)), Err(NotQueued));
+        assert_eq!(events.send(health(1)), Err(NotQueued));
+        assert_eq!(events.dropped.get(), 2);
+        let waiting = {
+            let events = events.clone();
+            tokio::spawn(async move { events.send_waiting(health(7)).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "no room yet");
+        rx.recv().await.unwrap();
+        assert_eq!(waiting.await.unwrap(), Ok(()));
+        assert_eq!(events.dropped.get(), 2);
+        drop(rx);
+        assert_eq!(events.send(health(0)), Err(NotQueued));
     }
 }

@@ -104,7 +104,7 @@ impl Transport for SimTransport {
             };
             tokio::spawn(async move {
                 tokio::time::sleep(REPORT_DELAY).await;
-                let _ = events.send(report);
+                let _ = events.send_waiting(report).await;
             });
             Ok(Accepted { gateway_ref })
         })

@@ -94,6 +94,16 @@ impl Inner {
                 self.on_send_response(frame.id.serial, *code);
                 vec![]
             }
+            // No room for its event: a failure ack, and the gateway sends it
+            // again, rather than an event dropped and a message left SENT.
+            Body::SendSmsResult(_) | Body::SmsReceipt(_) if self.events.room() == 0 => {
+                tracing::debug!(gateway = %gw, kind = frame.body.kind(), "engine's event queue full; the gateway will send it again");
+                let ack = match frame.body {
+                    Body::SendSmsResult(_) => Body::SendSmsResultAck(Ack::FAIL),
+                    _ => Body::SmsReceiptAck(Ack::FAIL),
+                };
+                vec![frame.reply(ack)]
+            }
             Body::SendSmsResult(r) => {
                 self.on_result(frame.id.serial, r);
                 vec![frame.reply(Body::SendSmsResultAck(Ack::OK))]
@@ -255,7 +265,9 @@ impl Inner {
             sent_at: Some(format_timestamp(&m.timestamp, m.timezone)),
         };
         let (ask, answer) = StoredAck::ask(inbound);
-        if !self.emit(ask) {
+        // Waits for room: meanwhile the session reads nothing more, and the
+        // gateway waits for this ack.
+        if self.events.send_waiting(ask).await.is_err() {
             // Nobody to hand it to: a failure ack keeps it on the gateway.
             tracing::error!(gateway = %self.name, port = m.port, "received SMS could not be handed over; the gateway keeps it");
             return Ack::FAIL;

@@ -200,7 +200,8 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Session<'_, T> {
             sent_at: d.sc_timestamp.and_then(|t| t.to_rfc3339()),
         };
         let (ask, answer) = StoredAck::ask(message);
-        self.m.emit(ask);
+        // Waits for room: it stays on the SIM until stored anyway.
+        let _ = self.m.events.send_waiting(ask).await;
         let stored = answer
             .stored_by(tokio::time::Instant::now() + STORE_ACK_TIMEOUT)
             .await;

@@ -57,7 +57,8 @@ impl Inner {
         let mut answers = Vec::with_capacity(messages.len());
         for message in messages {
             let (ask, answer) = StoredAck::ask(message);
-            self.emit(ask);
+            // Waits for room: the gateway keeps what is not stored yet.
+            let _ = self.events.send_waiting(ask).await;
             answers.push(answer);
         }
         let deadline = tokio::time::Instant::now() + STORE_WAIT;

@@ -356,6 +356,15 @@ impl Transport for DinstarTransport {
             tracing::warn!(gateway = %self.inner.name, error = %e, "push not understood");
             TransportError::NotUnderstood(e.to_string())
         })?;
+        // Taken whole or not at all: a push applied while its events cannot
+        // be queued would lose the reports it carries. Refused, the pollers
+        // fetch the same results and reports from the gateway.
+        if self.inner.events.room() < events.len() {
+            return Err(TransportError::Busy(format!(
+                "gateway {}: smsgate's event queue is full; push again later",
+                self.inner.name
+            )));
+        }
         let n = self.inner.push(events);
         tracing::debug!(gateway = %self.inner.name, events = n, "push taken");
         // What the gateway expects back is not documented (reference §8
