@@ -708,56 +708,8 @@ async fn messages_left_in_sending_are_reconciled_by_user_id_and_never_resent() {
     let store = Store::open(&dir.path().join("state"), Heartbeat::detached()).unwrap();
     // Two messages a crash left in SENDING: the gateway took the first, the
     // second never reached it.
-    let mut ids = Vec::new();
-    for text in ["tomado", "perdido"] {
-        let m = NewMessage {
-            dialer: "d1".into(),
-            destination: "59899000005".into(),
-            number: Some("59899000005".into()),
-            text: text.into(),
-            priority: 100,
-            client_id: None,
-            import_id: None,
-            encoding: "auto",
-            segments: 1,
-            state: State::ToProcess,
-        };
-        let id = store
-            .write(move |tx| {
-                let id = match spool::insert(tx, &m)? {
-                    spool::Inserted::New(m) | spool::Inserted::Replayed(m) => m.id,
-                };
-                let spool::Begun::Attempt { reference: r, .. } =
-                    spool::begin_attempt(tx, id, "gw", "gw:0", None)?
-                else {
-                    panic!("attempt begun")
-                };
-                Ok((id, r))
-            })
-            .await
-            .unwrap();
-        ids.push(id);
-    }
-    let client = smsgate::transport::dinstar::DinstarClient::new(
-        smsgate::transport::dinstar::DinstarClientConfig::new(
-            "gw",
-            sim.base_url(),
-            "admin",
-            "admin",
-        ),
-    )
-    .unwrap();
+    let ids = left_in_sending(&store, &sim, "59899000005").await;
     let (taken, taken_ref) = ids[0];
-    client
-        .send_sms(
-            0,
-            taken_ref as u32,
-            "59899000005",
-            "tomado",
-            smsgate::transport::dinstar::Encoding::Gsm7Bit,
-        )
-        .await
-        .unwrap();
     let rig = rig_on(dir, store, cfg, false).await;
     let m = rig
         .wait_state(taken, State::Delivered, Duration::from_secs(10))
@@ -929,56 +881,8 @@ async fn a_restart_whose_questions_fail_asks_again_and_sends_none_twice() {
         },
     );
     let store = Store::open(&dir.path().join("state"), Heartbeat::detached()).unwrap();
-    let mut ids = Vec::new();
-    for text in ["tomado", "perdido"] {
-        let m = NewMessage {
-            dialer: "d1".into(),
-            destination: "59899000015".into(),
-            number: Some("59899000015".into()),
-            text: text.into(),
-            priority: 100,
-            client_id: None,
-            import_id: None,
-            encoding: "auto",
-            segments: 1,
-            state: State::ToProcess,
-        };
-        let id = store
-            .write(move |tx| {
-                let id = match spool::insert(tx, &m)? {
-                    spool::Inserted::New(m) | spool::Inserted::Replayed(m) => m.id,
-                };
-                let spool::Begun::Attempt { reference: r, .. } =
-                    spool::begin_attempt(tx, id, "gw", "gw:0", None)?
-                else {
-                    panic!("attempt begun")
-                };
-                Ok((id, r))
-            })
-            .await
-            .unwrap();
-        ids.push(id);
-    }
-    let client = smsgate::transport::dinstar::DinstarClient::new(
-        smsgate::transport::dinstar::DinstarClientConfig::new(
-            "gw",
-            sim.base_url(),
-            "admin",
-            "admin",
-        ),
-    )
-    .unwrap();
+    let ids = left_in_sending(&store, &sim, "59899000015").await;
     let (taken, taken_ref) = ids[0];
-    client
-        .send_sms(
-            0,
-            taken_ref as u32,
-            "59899000015",
-            "tomado",
-            smsgate::transport::dinstar::Encoding::Gsm7Bit,
-        )
-        .await
-        .unwrap();
     // The gateway cannot answer questions for the first seconds.
     sim.fault_on_for(
         "/api/query_sms_result",
@@ -1183,4 +1087,60 @@ push_allow = ["192.0.2.1", "::1"]
         .unwrap();
     assert_eq!(timing.grace, Duration::from_secs(9));
     assert_eq!(timing.patience, Duration::from_secs(120));
+}
+
+/// What a crash leaves: two messages of dialer d1 to `number` in SENDING
+/// with an attempt each, "tomado" (which the gateway took, sent here
+/// directly under its user_id) and "perdido" (which never reached it).
+async fn left_in_sending(store: &Store, sim: &SimHandle, number: &str) -> Vec<(i64, i64)> {
+    let mut ids = Vec::new();
+    for text in ["tomado", "perdido"] {
+        let m = NewMessage {
+            dialer: "d1".into(),
+            destination: number.into(),
+            number: Some(number.into()),
+            text: text.into(),
+            priority: 100,
+            client_id: None,
+            import_id: None,
+            encoding: "auto",
+            segments: 1,
+            state: State::ToProcess,
+        };
+        let id = store
+            .write(move |tx| {
+                let id = match spool::insert(tx, &m)? {
+                    spool::Inserted::New(m) | spool::Inserted::Replayed(m) => m.id,
+                };
+                let spool::Begun::Attempt { reference: r, .. } =
+                    spool::begin_attempt(tx, id, "gw", "gw:0", None)?
+                else {
+                    panic!("attempt begun")
+                };
+                Ok((id, r))
+            })
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    let client = smsgate::transport::dinstar::DinstarClient::new(
+        smsgate::transport::dinstar::DinstarClientConfig::new(
+            "gw",
+            sim.base_url(),
+            "admin",
+            "admin",
+        ),
+    )
+    .unwrap();
+    client
+        .send_sms(
+            0,
+            ids[0].1 as u32,
+            number,
+            "tomado",
+            smsgate::transport::dinstar::Encoding::Gsm7Bit,
+        )
+        .await
+        .unwrap();
+    ids
 }
