@@ -191,7 +191,15 @@ impl Rig {
 
     async fn inbound(&self) -> Vec<inbound::Inbound> {
         self.store
-            .read(|c| inbound::list(c, None, None, 1000))
+            .read(|c| {
+                inbound::list(
+                    c,
+                    &inbound::InboundFilter {
+                        limit: 1000,
+                        ..Default::default()
+                    },
+                )
+            })
             .await
             .unwrap()
             .0
@@ -470,7 +478,15 @@ async fn inbound_by_poll_is_stored_once_and_the_high_water_mark_survives_a_resta
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let n = store
-            .read(|c| inbound::list(c, None, None, 100))
+            .read(|c| {
+                inbound::list(
+                    c,
+                    &inbound::InboundFilter {
+                        limit: 100,
+                        ..Default::default()
+                    },
+                )
+            })
             .await
             .unwrap()
             .0
@@ -483,7 +499,15 @@ async fn inbound_by_poll_is_stored_once_and_the_high_water_mark_survives_a_resta
     // Several more polls: nothing stored twice.
     tokio::time::sleep(Duration::from_millis(2200)).await;
     let got = store
-        .read(|c| inbound::list(c, None, None, 100))
+        .read(|c| {
+            inbound::list(
+                c,
+                &inbound::InboundFilter {
+                    limit: 100,
+                    ..Default::default()
+                },
+            )
+        })
         .await
         .unwrap()
         .0;

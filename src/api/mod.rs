@@ -6,6 +6,7 @@ mod dialers;
 pub(crate) mod error;
 mod extract;
 mod gateways;
+mod inbound;
 mod messages;
 pub mod openapi;
 mod request_line;
@@ -168,6 +169,12 @@ pub fn routes() -> Vec<RouteSpec> {
             "/api/v1/messages/{id}",
             Role(crate::config::Role::Viewer),
             get(messages::get),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/inbound",
+            Role(crate::config::Role::Viewer),
+            get(inbound::list),
         ),
         upload(
             Method::POST,

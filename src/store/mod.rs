@@ -510,7 +510,8 @@ fn checkpoint_loop(conn: Connection, stop: mpsc::Receiver<()>, committed: Arc<At
 /// SQLite's plan for `sql`, its steps joined by " / " (tests check that a
 /// look-up seeks its index rather than reading the table).
 #[cfg(test)]
-pub(crate) fn query_plan(store: &Store, sql: &'static str) -> String {
+pub(crate) fn query_plan(store: &Store, sql: &str) -> String {
+    let sql = sql.to_string();
     store
         .read_blocking(move |c| {
             let mut stmt = c.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;

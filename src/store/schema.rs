@@ -138,4 +138,9 @@ pub const MIGRATIONS: &[&str] = &[
         UPDATE message_count SET n = n - 1 WHERE dialer = OLD.dialer AND state = OLD.state;
     END;
     "#,
+    // 5: received messages listed by their sender as written (alphanumeric
+    // senders have no number).
+    r#"
+    CREATE INDEX inbound_sender ON inbound(sender, received_at);
+    "#,
 ];
