@@ -62,6 +62,13 @@ pub struct GatewayLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InboundLabels {
+    pub gateway: String,
+    /// "true" when a campaign took it, "false" when it is unrouted.
+    pub routed: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BreakerLabels {
     pub gateway: String,
     pub to: &'static str,
@@ -95,6 +102,8 @@ pub struct Metrics {
     pub breaker_open: Family<GatewayLabel, Gauge>,
     /// Messages SENDING while their gateway is asked what became of them.
     pub messages_in_doubt: Family<GatewayLabel, Gauge>,
+    /// Received messages stored (each once), routed to a campaign or not.
+    pub inbound_messages: Family<InboundLabels, Counter>,
     pub breaker_transitions: Family<BreakerLabels, Counter>,
     pub failovers: Family<FailoverLabels, Counter>,
     pub loop_age: Family<LoopLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -197,6 +206,12 @@ impl Metrics {
             "1 while a gateway's breaker is open (its channels take no messages)",
             breaker_open.clone(),
         );
+        let inbound_messages = Family::<InboundLabels, Counter>::default();
+        registry.register(
+            "inbound_messages",
+            "Received messages stored (a duplicate counts once), by gateway and whether a campaign took them",
+            inbound_messages.clone(),
+        );
         let messages_in_doubt = Family::<GatewayLabel, Gauge>::default();
         registry.register(
             "messages_in_doubt",
@@ -237,6 +252,7 @@ impl Metrics {
             send_latency,
             breaker_open,
             messages_in_doubt,
+            inbound_messages,
             breaker_transitions,
             failovers,
             loop_age,

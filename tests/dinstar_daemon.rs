@@ -356,4 +356,12 @@ fn received_messages_are_listed_with_filters_and_pages() {
     // A viewer token is needed.
     let r = http.get(d.url("/api/v1/inbound")).send().unwrap();
     assert_eq!(r.status().as_u16(), 401);
+    // Counted once each (however often they were polled), as unrouted.
+    let metrics = http.get(d.url("/metrics")).send().unwrap().text().unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"smsgate_inbound_messages_total{gateway="gw",routed="false"} 4"#),
+        "{metrics}"
+    );
 }

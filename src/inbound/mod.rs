@@ -112,6 +112,16 @@ async fn store_received(shared: &Shared, msg: Received) -> bool {
     match stored {
         Ok(Some(id)) => {
             tracing::info!(gateway = %gateway, port = ?port, inbound = id, chars = len, "message received");
+            // No campaign routes yet: every message is unrouted, kept and
+            // listed (`GET /api/v1/inbound?unrouted=true`).
+            shared
+                .metrics
+                .inbound_messages
+                .get_or_create(&crate::metrics::InboundLabels {
+                    gateway: gateway.clone(),
+                    routed: "false",
+                })
+                .inc();
             true
         }
         Ok(None) => {

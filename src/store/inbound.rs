@@ -199,8 +199,8 @@ mod tests {
     #[test]
     fn the_inbound_lists_seek_their_indexes() {
         let dir = tempfile::tempdir().unwrap();
-        let s = crate::store::Store::open(dir.path(), crate::runtime::Heartbeat::detached())
-            .unwrap();
+        let s =
+            crate::store::Store::open(dir.path(), crate::runtime::Heartbeat::detached()).unwrap();
         let cases = [
             (
                 InboundFilter {
