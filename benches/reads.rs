@@ -123,11 +123,14 @@ struct Figures {
 
 impl Figures {
     fn print(mut self) {
+        let worst_at = (0..self.samples.len())
+            .max_by_key(|&i| self.samples[i])
+            .unwrap_or(0);
         self.samples.sort();
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         let n = self.samples.len();
         println!(
-            "{:<34} median {:>7.3} ms   p99 {:>7.3} ms   max {:>7.3} ms   ({n} requests)",
+            "{:<36} median {:>7.3} ms   p99 {:>7.3} ms   max {:>7.3} ms (request {worst_at})   ({n} requests)",
             self.what,
             ms(self.samples[n / 2]),
             ms(self.samples[n * 99 / 100]),
