@@ -263,3 +263,71 @@ fn the_reconcile_grace_must_outlast_the_timeout() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("reconcile_grace_ms"), "{err}");
 }
+
+/// Campaigns: a DID-port two campaigns claim is an error at the second
+/// claim, naming the first; a port the gateway lacks, an unknown strategy
+/// and a threshold out of range are located too; the old key `did` is
+/// still read, with a warning that names `did_ports`.
+#[test]
+fn campaign_did_ports_are_checked_and_the_old_key_is_warned_about() {
+    let text = format!(
+        r#"{BASE}
+[[campaign]]
+name = "ventas"
+provider = "gw1"
+did_ports = ["gw1:0", "+59899123456"]
+
+[[campaign]]
+name = "soporte"
+provider = "gw1"
+did_ports = ["gw1:1", "099 123 456", "gw1:9"]
+strategy = "fastest"
+abandon_s = 0
+"#
+    );
+    let (code, err, path, _dir) = check_text(&text);
+    assert_ne!(code, 0);
+    let at = |needle: &str| {
+        let line = text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+        format!("{}:{line}:", path.display())
+    };
+    assert!(
+        err.contains(&at("\"gw1:1\", \"099 123 456\""))
+            && err.contains("\"099 123 456\" is already a DID-port of campaign \"ventas\""),
+        "{err}"
+    );
+    assert!(err.contains("campaign \"ventas\" claims it here"), "{err}");
+    assert!(
+        err.contains("\"gw1:9\": gateway \"gw1\" has ports 0 to 3"),
+        "{err}"
+    );
+    assert!(
+        err.contains("strategy \"fastest\" is not one of round_robin, fewest_active, longest_idle"),
+        "{err}"
+    );
+    assert!(
+        err.contains("abandon_s must be between 1 and 86400"),
+        "{err}"
+    );
+
+    let old = format!(
+        r#"{BASE}
+[[campaign]]
+name = "ventas"
+provider = "gw1"
+did = ["gw1:0"]
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.toml");
+    std::fs::write(&path, &old).unwrap();
+    let (code, out, err) = check(&path);
+    assert_eq!(code, 0, "{out}{err}");
+    let line = old.lines().position(|l| l.starts_with("did =")).unwrap() + 1;
+    let all = format!("{out}{err}");
+    assert!(
+        all.contains(&format!("{}:{line}:", path.display()))
+            && all.contains("`did` is now called `did_ports`"),
+        "{all}"
+    );
+}

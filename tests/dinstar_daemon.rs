@@ -365,3 +365,89 @@ fn received_messages_are_listed_with_filters_and_pages() {
         "{metrics}"
     );
 }
+
+/// Received messages go to the enabled campaign whose DID-ports they
+/// arrived on; a disabled campaign's port and an unclaimed port leave them
+/// unrouted, kept and counted. The campaigns route shows each campaign's
+/// configuration and what it received.
+#[test]
+fn received_messages_are_routed_by_did_port_and_campaigns_are_listed() {
+    let rt = runtime();
+    let sim = rt.block_on(DinstarSim::builder().ports(4).start()).unwrap();
+    for (port, text) in [(0u8, "uno"), (1, "dos"), (2, "tres"), (3, "cuatro")] {
+        sim.inject_incoming(port, "59899111222", text);
+    }
+    let config = format!(
+        r#"{}
+[[campaign]]
+name = "ventas"
+provider = "gw"
+did_ports = ["gw:0", "gw:3"]
+canned_responses = ["Gracias por escribirnos."]
+
+[[campaign]]
+name = "pausada"
+provider = "gw"
+did_ports = ["gw:1"]
+enabled = false
+"#,
+        gateway_block(&sim, "admin")
+    );
+    let d = Daemon::start(&config, &[]);
+    d.wait_ready();
+    let http = d.http();
+    let get = |path: &str| -> (u16, serde_json::Value) {
+        let r = http.get(d.url(path)).bearer_auth(VIEWER).send().unwrap();
+        (r.status().as_u16(), r.json().unwrap_or_default())
+    };
+    let texts = |path: &str| -> Vec<String> {
+        let mut t: Vec<String> = get(path).1["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["text"].as_str().unwrap().to_string())
+            .collect();
+        t.sort();
+        t
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || texts("/api/v1/inbound").len()
+            == 4),
+        "{:?}",
+        get("/api/v1/inbound")
+    );
+    assert_eq!(texts("/api/v1/inbound?campaign=ventas"), ["cuatro", "uno"]);
+    assert_eq!(texts("/api/v1/inbound?unrouted=true"), ["dos", "tres"]);
+    assert!(texts("/api/v1/inbound?campaign=pausada").is_empty());
+
+    let (status, list) = get("/api/v1/campaigns");
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["unrouted"], 2, "{list}");
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    let (status, ventas) = get("/api/v1/campaigns/ventas");
+    assert_eq!(status, 200, "{ventas}");
+    assert_eq!(ventas, items[0]);
+    assert_eq!(ventas["received"], 2);
+    assert_eq!(ventas["did_ports"], serde_json::json!(["gw:0", "gw:3"]));
+    assert_eq!(ventas["strategy"], "round_robin");
+    assert_eq!(ventas["enabled"], true);
+    assert_eq!(ventas["in_schedule"], true);
+    assert_eq!(ventas["service_level_percent"], 80);
+    assert_eq!(
+        ventas["canned_responses"],
+        serde_json::json!(["Gracias por escribirnos."])
+    );
+    assert_eq!(items[1]["name"], "pausada");
+    assert_eq!(items[1]["enabled"], false);
+    assert_eq!(items[1]["received"], 0);
+    let (status, p) = get("/api/v1/campaigns/nope");
+    assert_eq!(status, 404, "{p}");
+
+    let metrics = http.get(d.url("/metrics")).send().unwrap().text().unwrap();
+    for (routed, n) in [("true", 2), ("false", 2)] {
+        let line =
+            format!(r#"smsgate_inbound_messages_total{{gateway="gw",routed="{routed}"}} {n}"#);
+        assert!(metrics.lines().any(|l| l == line), "{line}\n{metrics}");
+    }
+}

@@ -2,6 +2,7 @@
 //! with the role it needs and its body limit; the router and the test that
 //! keeps the OpenAPI document true are both built from that one table.
 
+mod campaigns;
 mod dialers;
 pub(crate) mod error;
 mod extract;
@@ -175,6 +176,18 @@ pub fn routes() -> Vec<RouteSpec> {
             "/api/v1/inbound",
             Role(crate::config::Role::Viewer),
             get(inbound::list),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/campaigns",
+            Role(crate::config::Role::Viewer),
+            get(campaigns::list),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/campaigns/{name}",
+            Role(crate::config::Role::Viewer),
+            get(campaigns::get),
         ),
         upload(
             Method::POST,

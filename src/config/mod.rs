@@ -92,6 +92,9 @@ pub struct Config {
     /// The files secrets were read from (`token_file`, `password_file`,
     /// `pin_file`), for [`Config::warnings`].
     pub secret_files: Vec<PathBuf>,
+    /// What the file should say otherwise (an old key name), each with its
+    /// place: warnings, the file stays valid.
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -361,14 +364,112 @@ pub struct ChannelGroupConfig {
     pub fallback: Vec<ChannelSet>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct CampaignConfig {
     pub name: String,
     pub provider: String,
-    pub did: Vec<String>,
+    /// Where its messages arrive, in the file's words.
+    pub did_ports: Vec<String>,
+    #[serde(skip)]
+    pub dids: Vec<Did>,
+    pub strategy: Strategy,
     pub schedule: Option<String>,
     pub enabled: bool,
     pub out_of_hours_message: Option<String>,
+    pub service_level_percent: u32,
+    pub service_level_s: u64,
+    pub abandon_s: u64,
+    pub chat_time_s: u64,
+    pub acd_max_waiting: u32,
+    pub max_interactions_per_agent: u32,
+    pub canned_responses: Vec<String>,
+}
+
+/// One entry of a campaign's `did_ports`: where a received message must
+/// have arrived to be the campaign's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Did {
+    /// A port of a gateway ("gw1:0").
+    Port { gateway: String, port: u32 },
+    /// Our number the customer wrote to, in E.164.
+    Number(String),
+    /// An identity the provider reports (an alphanumeric id, a WhatsApp
+    /// phone number id), compared as written.
+    Id(String),
+}
+
+impl Did {
+    /// Whether a message received on `gateway`, `port`, sent to
+    /// `recipient` as the provider wrote it (`number`: the same in E.164,
+    /// when it is one), arrived here.
+    pub fn matches(
+        &self,
+        gateway: &str,
+        port: Option<u32>,
+        recipient: Option<&str>,
+        number: Option<&str>,
+    ) -> bool {
+        match self {
+            Did::Port {
+                gateway: g,
+                port: p,
+            } => g == gateway && port == Some(*p),
+            Did::Number(n) => number == Some(n.as_str()),
+            Did::Id(id) => recipient == Some(id.as_str()),
+        }
+    }
+}
+
+/// How a campaign hands its queue to agents (the ACD's choice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Each agent in turn, going on after the last one served.
+    RoundRobin,
+    /// The agent with the fewest open interactions.
+    FewestActive,
+    /// The agent idle the longest.
+    LongestIdle,
+}
+
+impl Strategy {
+    pub const NAMES: &'static [&'static str] = &["round_robin", "fewest_active", "longest_idle"];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "round_robin" => Some(Self::RoundRobin),
+            "fewest_active" => Some(Self::FewestActive),
+            "longest_idle" => Some(Self::LongestIdle),
+            _ => None,
+        }
+    }
+}
+
+impl Config {
+    /// The enabled campaign a message received on `gateway`, `port`, sent
+    /// to `recipient`, belongs to. A disabled campaign takes nothing (its
+    /// traffic is unrouted).
+    pub fn campaign_for(
+        &self,
+        gateway: &str,
+        port: Option<u32>,
+        recipient: Option<&str>,
+    ) -> Option<&CampaignConfig> {
+        let number = recipient.and_then(|r| {
+            smsgate_proto::sms::phone::normalise(r, &self.daemon.default_country)
+                .ok()
+                .map(|n| n.into_string())
+        });
+        self.campaigns.iter().filter(|c| c.enabled).find(|c| {
+            c.dids
+                .iter()
+                .any(|d| d.matches(gateway, port, recipient, number.as_deref()))
+        })
+    }
+
+    pub fn campaign(&self, name: &str) -> Option<&CampaignConfig> {
+        self.campaigns.iter().find(|c| c.name == name)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -397,9 +498,18 @@ impl Config {
             base,
             problems: Vec::new(),
             secret_files: Vec::new(),
+            notes: Vec::new(),
         };
         let config = v.document(path, source).map(|mut c| {
             c.secret_files = std::mem::take(&mut v.secret_files);
+            c.notes = v
+                .notes
+                .iter()
+                .map(|(span, note)| {
+                    let (line, column) = diag::line_column(source, span.start);
+                    format!("{}:{line}:{column}: {note}", path.display())
+                })
+                .collect();
             c
         });
         match config {

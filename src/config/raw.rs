@@ -193,11 +193,22 @@ pub struct RawCampaign {
     pub name: Spanned<String>,
     pub provider: Spanned<String>,
     #[serde(default)]
-    pub did: Vec<Spanned<String>>,
+    pub did_ports: Vec<Spanned<String>>,
+    /// The old name of `did_ports`, still taken (with a warning).
+    pub did: Option<Spanned<Vec<Spanned<String>>>>,
+    pub strategy: Option<Spanned<String>>,
     pub schedule: Option<Spanned<String>>,
     #[serde(default = "default_true")]
     pub enabled: bool,
-    pub out_of_hours_message: Option<String>,
+    pub out_of_hours_message: Option<Spanned<String>>,
+    pub service_level_percent: Option<Spanned<u64>>,
+    pub service_level_s: Option<Spanned<u64>>,
+    pub abandon_s: Option<Spanned<u64>>,
+    pub chat_time_s: Option<Spanned<u64>>,
+    pub acd_max_waiting: Option<Spanned<u64>>,
+    pub max_interactions_per_agent: Option<Spanned<u64>>,
+    #[serde(default)]
+    pub canned_responses: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

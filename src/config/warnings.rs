@@ -12,7 +12,7 @@ use super::{Config, GatewaySettings};
 impl Config {
     /// Every warning, in plain words, each naming the file or key to fix.
     pub fn warnings(&self) -> Vec<String> {
-        let mut out = Vec::new();
+        let mut out = self.notes.clone();
         if !self.path.as_os_str().is_empty() {
             mode_warning(
                 &self.path,

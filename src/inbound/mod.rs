@@ -95,7 +95,15 @@ pub async fn run(
 /// is on disk now (new or stored before).
 async fn store_received(shared: &Shared, msg: Received) -> bool {
     let (gateway, port, len) = (msg.gateway.clone(), msg.port, msg.text.chars().count());
+    let config = shared.config();
+    // Routed by where it arrived: its gateway port, or our number it was
+    // sent to. None matches (or that campaign is disabled): unrouted, kept.
+    let campaign = config
+        .campaign_for(&msg.gateway, msg.port, msg.recipient.as_deref())
+        .map(|c| c.name.clone());
+    let routed = campaign.is_some();
     let row = NewInbound {
+        campaign: campaign.clone(),
         gateway: msg.gateway,
         port: msg.port,
         source_key: msg.source_key,
@@ -111,15 +119,20 @@ async fn store_received(shared: &Shared, msg: Received) -> bool {
         .await;
     match stored {
         Ok(Some(id)) => {
-            tracing::info!(gateway = %gateway, port = ?port, inbound = id, chars = len, "message received");
-            // No campaign routes yet: every message is unrouted, kept and
-            // listed (`GET /api/v1/inbound?unrouted=true`).
+            match &campaign {
+                Some(c) => {
+                    tracing::info!(gateway = %gateway, port = ?port, inbound = id, chars = len, campaign = %c, "message received");
+                }
+                None => {
+                    tracing::info!(gateway = %gateway, port = ?port, inbound = id, chars = len, "message received; no campaign takes it (unrouted, kept)");
+                }
+            }
             shared
                 .metrics
                 .inbound_messages
                 .get_or_create(&crate::metrics::InboundLabels {
                     gateway: gateway.clone(),
-                    routed: "false",
+                    routed: if routed { "true" } else { "false" },
                 })
                 .inc();
             true

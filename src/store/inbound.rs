@@ -17,6 +17,8 @@ pub struct NewInbound {
     pub recipient: Option<String>,
     pub text: String,
     pub sent_at: Option<String>,
+    /// The campaign it was routed to; None: unrouted.
+    pub campaign: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -37,8 +39,8 @@ pub struct Inbound {
 pub fn insert(tx: &Transaction<'_>, m: &NewInbound) -> Result<Option<i64>, StoreError> {
     let n = tx
         .prepare_cached(
-            "INSERT INTO inbound (gateway, port, source_key, sender, number, recipient, text, sent_at, received_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(gateway, source_key) DO NOTHING",
+            "INSERT INTO inbound (gateway, port, source_key, sender, number, recipient, text, sent_at, received_at, campaign) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT(gateway, source_key) DO NOTHING",
         )?
         .execute(params![
             m.gateway,
@@ -49,9 +51,42 @@ pub fn insert(tx: &Transaction<'_>, m: &NewInbound) -> Result<Option<i64>, Store
             m.recipient,
             m.text,
             m.sent_at,
-            now_ms()
+            now_ms(),
+            m.campaign,
         ])?;
+    if n == 1 {
+        // A campaign's received count, kept so its dashboard never counts
+        // the table.
+        let key = match &m.campaign {
+            Some(c) => received_key(c),
+            None => UNROUTED_KEY.to_string(),
+        };
+        tx.prepare_cached(
+            "INSERT INTO kv (key, value) VALUES (?1, 1) ON CONFLICT(key) DO UPDATE SET value = value + 1",
+        )?
+        .execute([key])?;
+    }
     Ok((n == 1).then(|| tx.last_insert_rowid()))
+}
+
+/// Where a campaign's count of received messages is kept.
+pub fn received_key(campaign: &str) -> String {
+    format!("campaign.received.{campaign}")
+}
+
+/// Where the count of received messages no campaign took is kept.
+pub const UNROUTED_KEY: &str = "inbound.unrouted";
+
+/// The received counts of these campaigns, and of unrouted messages.
+pub fn received_counts(
+    conn: &Connection,
+    campaigns: &[String],
+) -> Result<(Vec<i64>, i64), StoreError> {
+    let each = campaigns
+        .iter()
+        .map(|c| kv_get(conn, &received_key(c)).map(|v| v.unwrap_or(0)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((each, kv_get(conn, UNROUTED_KEY)?.unwrap_or(0)))
 }
 
 /// Which received messages a list shows; every field narrows it.

@@ -255,9 +255,12 @@ impl Validator<'_> {
         raws: Vec<RawCampaign>,
         gateways: &[GatewayConfig],
         schedules: &HashMap<String, std::sync::Arc<crate::config::schedule::Schedule>>,
+        country: &str,
     ) -> Vec<CampaignConfig> {
         let mut out = Vec::new();
         let mut seen: HashMap<String, Range<usize>> = HashMap::new();
+        // Each DID-port and the campaign (and place) that claimed it first.
+        let mut claimed: HashMap<Did, (String, Range<usize>)> = HashMap::new();
         for c in raws {
             self.check_name(&c.name, "campaign");
             if let Some(first) = seen.get(c.name.get_ref()) {
@@ -275,18 +278,174 @@ impl Validator<'_> {
                     gateways.iter().map(|g| g.name.as_str()),
                 );
             }
+            let mut entries = c.did_ports;
+            if let Some(old) = c.did {
+                self.notes.push((
+                    old.span(),
+                    format!(
+                        "campaign {:?}: `did` is now called `did_ports`; rename it (it is still read)",
+                        c.name.get_ref()
+                    ),
+                ));
+                entries.extend(old.into_inner());
+            }
+            let mut did_ports = Vec::new();
+            let mut dids = Vec::new();
+            for e in entries {
+                let Some(did) = self.did(&e, gateways, country) else {
+                    continue;
+                };
+                match claimed.get(&did) {
+                    Some((owner, first)) => {
+                        let (owner, first) = (owner.clone(), first.clone());
+                        self.problem(
+                            e.span(),
+                            format!(
+                                "{:?} is already a DID-port of campaign {owner:?}: a received message must belong to one campaign",
+                                e.get_ref()
+                            ),
+                        );
+                        self.problem(first, format!("campaign {owner:?} claims it here"));
+                    }
+                    None => {
+                        claimed.insert(did.clone(), (c.name.get_ref().clone(), e.span()));
+                    }
+                }
+                did_ports.push(e.get_ref().trim().to_string());
+                dids.push(did);
+            }
+            let strategy = match &c.strategy {
+                None => Strategy::RoundRobin,
+                Some(s) => Strategy::parse(s.get_ref()).unwrap_or_else(|| {
+                    self.problem(
+                        s.span(),
+                        format!(
+                            "strategy {:?} is not one of {}",
+                            s.get_ref(),
+                            Strategy::NAMES.join(", ")
+                        ),
+                    );
+                    Strategy::RoundRobin
+                }),
+            };
+            let mut number =
+                |v: &Option<toml::Spanned<u64>>, default: u64, lo: u64, hi: u64, key: &str| match v
+                {
+                    None => default,
+                    Some(n) if (lo..=hi).contains(n.get_ref()) => *n.get_ref(),
+                    Some(n) => {
+                        self.problem(n.span(), format!("{key} must be between {lo} and {hi}"));
+                        default
+                    }
+                };
+            let service_level_percent = number(
+                &c.service_level_percent,
+                80,
+                1,
+                100,
+                "service_level_percent",
+            );
+            let service_level_s = number(&c.service_level_s, 60, 1, 86_400, "service_level_s");
+            let abandon_s = number(&c.abandon_s, 300, 1, 86_400, "abandon_s");
+            let chat_time_s = number(&c.chat_time_s, 1800, 1, 7 * 86_400, "chat_time_s");
+            let acd_max_waiting = number(&c.acd_max_waiting, 100, 1, 100_000, "acd_max_waiting");
+            let max_interactions_per_agent = number(
+                &c.max_interactions_per_agent,
+                4,
+                1,
+                100,
+                "max_interactions_per_agent",
+            );
+            let mut texts = |v: Option<toml::Spanned<String>>, key: &str| -> Option<String> {
+                let t = v?;
+                let chars = t.get_ref().chars().count();
+                if t.get_ref().trim().is_empty() || chars > MAX_CAMPAIGN_TEXT {
+                    self.problem(
+                        t.span(),
+                        format!("{key} must be 1 to {MAX_CAMPAIGN_TEXT} characters (ten SMS parts); it has {chars}"),
+                    );
+                }
+                Some(t.into_inner())
+            };
+            let out_of_hours_message = texts(c.out_of_hours_message, "out_of_hours_message");
+            let canned_responses = c
+                .canned_responses
+                .into_iter()
+                .filter_map(|t| texts(Some(t), "a canned response"))
+                .collect();
             out.push(CampaignConfig {
                 name: c.name.into_inner(),
                 provider: c.provider.into_inner(),
-                did: c.did.into_iter().map(|d| d.into_inner()).collect(),
+                did_ports,
+                dids,
+                strategy,
                 schedule: c.schedule.map(|s| s.into_inner()),
                 enabled: c.enabled,
-                out_of_hours_message: c.out_of_hours_message,
+                out_of_hours_message,
+                service_level_percent: service_level_percent as u32,
+                service_level_s,
+                abandon_s,
+                chat_time_s,
+                acd_max_waiting: acd_max_waiting as u32,
+                max_interactions_per_agent: max_interactions_per_agent as u32,
+                canned_responses,
             });
         }
         out
     }
+
+    /// One DID-port: "gateway:port" of a configured gateway, else a phone
+    /// number (our number the customer writes to), else an id as the
+    /// provider reports it.
+    fn did(
+        &mut self,
+        e: &toml::Spanned<String>,
+        gateways: &[GatewayConfig],
+        country: &str,
+    ) -> Option<Did> {
+        let text = e.get_ref().trim();
+        if text.is_empty() {
+            self.problem(e.span(), "a DID-port cannot be empty");
+            return None;
+        }
+        if let Some((name, port)) = text.rsplit_once(':') {
+            if let Some(g) = gateways.iter().find(|g| g.name == name) {
+                return match port.parse::<u32>() {
+                    Ok(p) if p < g.ports => Some(Did::Port {
+                        gateway: g.name.clone(),
+                        port: p,
+                    }),
+                    _ => {
+                        self.problem(
+                            e.span(),
+                            format!(
+                                "{text:?}: gateway {name:?} has ports 0 to {}",
+                                g.ports.saturating_sub(1)
+                            ),
+                        );
+                        None
+                    }
+                };
+            }
+        }
+        let looks_numeric = text
+            .chars()
+            .all(|c| c.is_ascii_digit() || " +-().".contains(c));
+        if looks_numeric {
+            return match smsgate_proto::sms::phone::normalise(text, country) {
+                Ok(n) => Some(Did::Number(n.into_string())),
+                Err(why) => {
+                    self.problem(e.span(), format!("{text:?} is not a phone number: {why}"));
+                    None
+                }
+            };
+        }
+        Some(Did::Id(text.to_string()))
+    }
 }
+
+/// The longest automatic reply or canned response: ten GSM-7 SMS parts.
+const MAX_CAMPAIGN_TEXT: usize = 1530;
 
 /// Checks a dial string against the gateway it dials through.
 fn check_dial(dial: &str, gateway: &GatewayConfig) -> Result<(), String> {

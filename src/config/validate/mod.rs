@@ -39,6 +39,8 @@ pub(in crate::config) struct Validator<'a> {
     pub(in crate::config) problems: Vec<Problem>,
     /// Every secret file read, for the mode check of `Config::warnings`.
     pub(in crate::config) secret_files: Vec<PathBuf>,
+    /// Warnings with their place in the file (deprecated keys).
+    pub(in crate::config) notes: Vec<(Range<usize>, String)>,
 }
 
 impl Validator<'_> {
@@ -100,7 +102,7 @@ impl Validator<'_> {
         let gateways = self.gateways(gateways);
         let channel_groups = self.channel_groups(groups, &gateways);
         let dialers = self.dialers(dialers, &gateways, &channel_groups, &schedules);
-        let campaigns = self.campaigns(campaigns, &gateways, &schedules);
+        let campaigns = self.campaigns(campaigns, &gateways, &schedules, &daemon.default_country);
         let imports = ImportsConfig {
             forbidden_characters: imports.forbidden_characters.chars().collect(),
         };
@@ -115,6 +117,7 @@ impl Validator<'_> {
             schedules,
             channel_groups,
             secret_files: Vec::new(),
+            notes: Vec::new(),
         })
     }
 
