@@ -82,6 +82,12 @@ impl Inner {
 
     /// Applies a send result for one of our user_ids.
     pub(super) fn apply_result(&self, user_id: u32, r: &SmsResult) {
+        // No room for the event it may make: left as it is, so the poller
+        // asks again, rather than the message forgotten here and its
+        // event dropped (the message would stay SENT).
+        if self.events.room() == 0 {
+            return;
+        }
         let mut st = lock(&self.state);
         let Some(p) = st.pending.get_mut(&user_id) else {
             return;
@@ -196,6 +202,11 @@ impl Inner {
         let Some(user_id) = found else {
             return false;
         };
+        if self.events.room() == 0 {
+            // As unmatched: tried again later (a push) or read again at the
+            // next poll, instead of its event dropped.
+            return false;
+        }
         let port = r.port.map(u32::from);
         let (delivered, detail) = match r.outcome() {
             DeliveryOutcome::Pending | DeliveryOutcome::Unknown => return true,
