@@ -104,6 +104,32 @@ interval_ms = 10
     );
     assert_eq!(sends[0].text, TEXT);
     assert_eq!(m["gateway_ref"], sends[0].serial.to_string());
+    // Its history: each change once, in order, on the port it left by.
+    let history = m["history"].as_array().expect("a history");
+    let steps: Vec<(&str, &str)> = history
+        .iter()
+        .map(|c| (c["from"].as_str().unwrap(), c["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("TO_PROCESS", "SENDING"),
+            ("SENDING", "SENT"),
+            ("SENT", "DELIVERED")
+        ],
+        "{m}"
+    );
+    let channel = format!("dwg1:{}", sends[0].port);
+    assert!(
+        history.iter().all(|c| c["channel"] == channel.as_str()),
+        "{m}"
+    );
+    assert!(
+        history[2]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("delivery receipt")),
+        "{m}"
+    );
 
     sim.shutdown();
     drop(rt);

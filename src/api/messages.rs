@@ -47,9 +47,20 @@ pub async fn get(
     State(st): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
-    let msg = st.shared.store.read(move |c| spool::get(c, id)).await?;
-    match msg {
-        Some(m) => Ok(axum::Json(json!(m))),
+    let found = st
+        .shared
+        .store
+        .read(move |c| match spool::get(c, id)? {
+            Some(m) => Ok(Some((m, spool::history(c, id)?))),
+            None => Ok(None),
+        })
+        .await?;
+    match found {
+        Some((m, history)) => {
+            let mut body = json!(m);
+            body["history"] = json!(history);
+            Ok(axum::Json(body))
+        }
         None => Err(ApiError::not_found(format!("no message has id {id}"))),
     }
 }

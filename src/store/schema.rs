@@ -143,4 +143,39 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     CREATE INDEX inbound_sender ON inbound(sender, received_at);
     "#,
+    // 6: every state change of a message, kept in its history by the same
+    // trigger that keeps the counts (one trigger per change, not two); the
+    // last delivery report's words kept beside the last failure's.
+    r#"
+    ALTER TABLE message ADD COLUMN report TEXT;
+    CREATE TABLE message_history (
+        id          INTEGER PRIMARY KEY,
+        message_id  INTEGER NOT NULL,
+        at          INTEGER NOT NULL,            -- unix ms
+        from_state  INTEGER NOT NULL,
+        state       INTEGER NOT NULL,
+        channel     TEXT,                        -- "gateway:port" of the attempt, when there is one
+        detail      TEXT                         -- the report or failure that moved it, in the gateway's words
+    );
+    CREATE INDEX message_history_message ON message_history(message_id, id);
+    DROP TRIGGER message_count_update;
+    CREATE TRIGGER message_state_changed AFTER UPDATE OF state, dialer ON message
+        WHEN OLD.state IS NOT NEW.state OR OLD.dialer IS NOT NEW.dialer
+    BEGIN
+        UPDATE message_count SET n = n - 1 WHERE dialer = OLD.dialer AND state = OLD.state;
+        INSERT INTO message_count (dialer, state, n) VALUES (NEW.dialer, NEW.state, 1)
+            ON CONFLICT (dialer, state) DO UPDATE SET n = n + 1;
+        INSERT INTO message_history (message_id, at, from_state, state, channel, detail)
+            SELECT NEW.id, CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER),
+                   OLD.state, NEW.state, NEW.channel,
+                   CASE WHEN NEW.report IS NOT OLD.report THEN NEW.report
+                        WHEN NEW.error IS NOT OLD.error THEN NEW.error END
+            WHERE OLD.state IS NOT NEW.state;
+    END;
+    DROP TRIGGER message_count_delete;
+    CREATE TRIGGER message_count_delete AFTER DELETE ON message BEGIN
+        UPDATE message_count SET n = n - 1 WHERE dialer = OLD.dialer AND state = OLD.state;
+        DELETE FROM message_history WHERE message_id = OLD.id;
+    END;
+    "#,
 ];

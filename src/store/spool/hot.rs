@@ -112,8 +112,10 @@ const NEXT_TO_PROCESS_AFTER_SQL: &str = "SELECT id, number, text, priority, atte
      FROM message \
      WHERE dialer = ?1 AND state = 1 AND (priority, id) > (?5, ?6) AND not_before <= ?2 \
      ORDER BY priority, id LIMIT ?3";
+// Only from SENT: a late or repeated report never moves a message out of
+// a final state (DELIVERED after UNDELIVERED changes nothing).
 const APPLY_REPORT_SQL: &str = "UPDATE message SET state = ?3, updated_at = ?4, final_at = ?4, \
-     error = CASE WHEN ?5 THEN error ELSE ?6 END \
+     error = CASE WHEN ?5 THEN error ELSE ?6 END, report = ?6 \
      WHERE gateway = ?1 AND gateway_ref = ?2 AND state = 4";
 
 /// The queries the dialers run per message or per turn, with the index

@@ -297,6 +297,38 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<Message>, StoreError> {
         .optional()?)
 }
 
+/// One state change of a message, as its history keeps it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Change {
+    /// Unix ms.
+    pub at: i64,
+    pub from: &'static str,
+    pub state: &'static str,
+    /// The channel ("gateway:port") of the attempt, when there is one.
+    pub channel: Option<String>,
+    /// The report or failure that moved it, in the gateway's words.
+    pub detail: Option<String>,
+}
+
+/// A message's state changes, oldest first.
+pub fn history(conn: &Connection, id: i64) -> Result<Vec<Change>, StoreError> {
+    let name = |code: i64| State::from_code(code).map_or("UNKNOWN_STATE", State::name);
+    let mut stmt = conn.prepare_cached(
+        "SELECT at, from_state, state, channel, detail FROM message_history \
+         WHERE message_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([id], |r| {
+        Ok(Change {
+            at: r.get(0)?,
+            from: name(r.get(1)?),
+            state: name(r.get(2)?),
+            channel: r.get(3)?,
+            detail: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ListFilter {
     pub dialer: Option<String>,
@@ -575,6 +607,71 @@ mod tests {
                 "{plan}"
             );
         }
+        s.close();
+    }
+
+    /// Every state change lands in the history, with its channel and the
+    /// words that moved it; a report arriving after the final one (here
+    /// DELIVERED after UNDELIVERED) changes neither state nor history.
+    #[test]
+    fn the_history_keeps_every_change_and_a_late_report_moves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s =
+            crate::store::Store::open(dir.path(), crate::runtime::Heartbeat::detached()).unwrap();
+        let id = s
+            .write_blocking(|tx| {
+                let Inserted::New(m) = insert(tx, &new("a", State::ToProcess))? else {
+                    unreachable!("a new message")
+                };
+                tx.execute(
+                    "UPDATE message SET state = 2, gateway = 'gw', channel = 'gw:3' WHERE id = ?1",
+                    [m.id],
+                )?;
+                tx.execute(
+                    "UPDATE message SET state = 4, gateway_ref = 'r1' WHERE id = ?1",
+                    [m.id],
+                )?;
+                // Not a change of state: not in the history.
+                tx.execute("UPDATE message SET attempts = 1 WHERE id = ?1", [m.id])?;
+                Ok(m.id)
+            })
+            .unwrap();
+        let report = |delivered: bool, detail: &str| Report {
+            gateway: "gw".into(),
+            gateway_ref: "r1".into(),
+            delivered,
+            detail: detail.into(),
+        };
+        let undelivered = report(false, "delivery report: not delivered (status 70)");
+        let found = s
+            .write_blocking(move |tx| apply_reports(tx, &[undelivered]))
+            .unwrap();
+        assert_eq!(found, [true]);
+        let late = report(true, "delivery report: received by the handset");
+        let found = s
+            .write_blocking(move |tx| apply_reports(tx, &[late]))
+            .unwrap();
+        assert_eq!(found, [false], "a final message takes no report");
+        let (m, h) = s
+            .read_blocking(move |c| Ok((get(c, id)?.unwrap(), history(c, id)?)))
+            .unwrap();
+        assert_eq!(m.state_name, "UNDELIVERED");
+        let steps: Vec<(&str, &str)> = h.iter().map(|c| (c.from, c.state)).collect();
+        assert_eq!(
+            steps,
+            [
+                ("TO_PROCESS", "SENDING"),
+                ("SENDING", "SENT"),
+                ("SENT", "UNDELIVERED")
+            ]
+        );
+        assert!(h.iter().all(|c| c.channel.as_deref() == Some("gw:3")));
+        assert_eq!(
+            h[2].detail.as_deref(),
+            Some("delivery report: not delivered (status 70)")
+        );
+        assert!(h.windows(2).all(|w| w[0].at <= w[1].at));
+        assert!(h[0].at >= m.created_at - 1000, "{h:?} {m:?}");
         s.close();
     }
 }
