@@ -482,9 +482,10 @@ pub struct Report {
     pub detail: String,
 }
 
-/// Applies delivery reports, in order: whether each found its message. A
-/// report that found none may have overtaken its message's SENT record;
-/// the caller may try it again shortly.
+/// Applies delivery reports, in order: whether each is settled (applied,
+/// or its message was already final, so it changes nothing). A report
+/// that found no message may have overtaken its SENT record; the caller
+/// may try it again shortly.
 pub fn apply_reports(tx: &Transaction<'_>, reports: &[Report]) -> Result<Vec<bool>, StoreError> {
     let now = now_ms();
     let mut stmt = tx.prepare_cached(APPLY_REPORT_SQL)?;
@@ -503,7 +504,19 @@ pub fn apply_reports(tx: &Transaction<'_>, reports: &[Report]) -> Result<Vec<boo
             r.delivered,
             r.detail
         ])?;
-        found.push(n > 0);
+        // A report for a message already final (a repeated or late one) is
+        // settled too: nothing to wait for, nothing to change.
+        let settled = n > 0
+            || tx
+                .prepare_cached(
+                    "SELECT state FROM message WHERE gateway = ?1 AND gateway_ref = ?2",
+                )?
+                .query_map(params![r.gateway, r.gateway_ref], |row| {
+                    row.get::<_, i64>(0)
+                })?
+                .filter_map(Result::ok)
+                .any(|code| State::from_code(code).is_some_and(State::is_final));
+        found.push(settled);
     }
     Ok(found)
 }

@@ -651,7 +651,8 @@ mod tests {
         let found = s
             .write_blocking(move |tx| apply_reports(tx, &[late]))
             .unwrap();
-        assert_eq!(found, [false], "a final message takes no report");
+        // Settled (not waited for again), and nothing changes.
+        assert_eq!(found, [true], "a report for a final message is settled");
         let (m, h) = s
             .read_blocking(move |c| Ok((get(c, id)?.unwrap(), history(c, id)?)))
             .unwrap();
