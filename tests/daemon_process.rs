@@ -343,3 +343,61 @@ fn the_api_serves_https_when_configured_and_the_cli_follows() {
     let plain = d.http().get(d.url("/healthz")).send();
     assert!(plain.is_err() || !plain.unwrap().status().is_success());
 }
+
+/// The `sim` gateway's simulated customers write in (demo mode shows
+/// inbound traffic): each port in turn, the configured senders and texts
+/// intact, routed to the campaign of their port or left unrouted.
+#[test]
+fn the_sim_gateway_receives_what_its_simulated_customers_write() {
+    let extra = r#"
+[[campaign]]
+name = "demo"
+provider = "sim1"
+did_ports = ["sim1:0", "sim1:1"]
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let port = common::free_port();
+    let config = dir.path().join("smsgate.toml");
+    let text = common::config_text(port, &dir.path().join("state"), extra).replace(
+        "latency_ms = 0\n",
+        "latency_ms = 0\ninbound_every_s = 1\ninbound_from = [\"+59899111222\", \"BANCO\"]\ninbound_texts = [\"¿Mañana? 👍\", \"Ñandú\", \"tres\", \"cuatro\"]\n",
+    );
+    std::fs::write(&config, text).unwrap();
+    let d = Daemon::start_with(dir, config, port, &[]);
+    d.wait_ready();
+    let inbound = || {
+        common::get(&d, "/api/v1/inbound")["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert!(
+        common::wait_until(Duration::from_secs(15), || inbound().len() >= 4),
+        "{:?}",
+        inbound()
+    );
+    let mut items = inbound();
+    items.reverse();
+    let got: Vec<(u64, &str, &str, Option<&str>)> = items[..4]
+        .iter()
+        .map(|m| {
+            (
+                m["port"].as_u64().unwrap(),
+                m["sender"].as_str().unwrap(),
+                m["text"].as_str().unwrap(),
+                m["campaign"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (0, "+59899111222", "¿Mañana? 👍", Some("demo")),
+            (1, "BANCO", "Ñandú", Some("demo")),
+            (2, "+59899111222", "tres", None),
+            (3, "BANCO", "cuatro", None),
+        ]
+    );
+    assert_eq!(items[0]["number"], "+59899111222");
+    assert_eq!(items[1]["number"], serde_json::Value::Null);
+}

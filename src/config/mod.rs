@@ -205,6 +205,12 @@ pub enum GatewaySettings {
 pub struct SimSettings {
     pub latency: Duration,
     pub failure_rate: f64,
+    /// A simulated customer writes in this often (None: never), on each
+    /// port in turn, from `inbound_from` in turn, with `inbound_texts` in
+    /// turn.
+    pub inbound_every: Option<Duration>,
+    pub inbound_from: Vec<String>,
+    pub inbound_texts: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

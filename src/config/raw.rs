@@ -161,6 +161,9 @@ pub struct RawGateway {
     // sim
     pub latency_ms: Option<Spanned<u64>>,
     pub failure_rate: Option<Spanned<f64>>,
+    pub inbound_every_s: Option<Spanned<u64>>,
+    pub inbound_from: Option<Spanned<Vec<Spanned<String>>>>,
+    pub inbound_texts: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 fn default_true() -> bool {

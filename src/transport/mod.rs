@@ -238,7 +238,7 @@ pub fn capabilities(gw: &GatewayConfig) -> Capabilities {
         GatewaySettings::Dinstar(s) => dinstar::capabilities(gw.ports, s),
         GatewaySettings::DinstarDwg(_) => dwg::capabilities(gw.ports),
         GatewaySettings::At(_) => at::capabilities(),
-        GatewaySettings::Sim(_) => sim::capabilities(gw.ports),
+        GatewaySettings::Sim(s) => sim::capabilities(gw.ports, s),
     }
 }
 
@@ -485,11 +485,12 @@ pub fn build(gw: &GatewayConfig, ctx: BuildContext) -> Result<Arc<dyn Transport>
             ctx.stop.clone(),
             ctx.awaiting,
         ))),
-        GatewaySettings::Sim(s) => Ok(Arc::new(sim::SimTransport::new(
+        GatewaySettings::Sim(s) => Ok(Arc::new(sim::SimTransport::start(
             &gw.name,
             gw.ports,
             s.clone(),
             ctx.events,
+            ctx.stop.clone(),
         ))),
         GatewaySettings::Dinstar(s) => dinstar::DinstarTransport::start(&gw.name, gw.ports, s, ctx)
             .map(|t| Arc::new(t) as Arc<dyn Transport>)

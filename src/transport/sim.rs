@@ -13,15 +13,16 @@ use crate::config::SimSettings;
 /// How long after a send the simulated delivery report comes.
 const REPORT_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// The simulated gateway sends on every port, never receives, and keeps
-/// nothing a restart could ask about.
-pub fn capabilities(ports: u32) -> super::Capabilities {
+/// The simulated gateway sends on every port, receives what its simulated
+/// customers write (`inbound_every_s`), and keeps nothing a restart could
+/// ask about.
+pub fn capabilities(ports: u32, settings: &SimSettings) -> super::Capabilities {
     super::Capabilities {
         ports,
         text_limit: None,
         max_parts: smsgate_proto::sms::MAX_SEGMENTS,
         reconcile: None,
-        receives: false,
+        receives: settings.inbound_every.is_some(),
         resume_window: None,
     }
 }
@@ -36,6 +37,29 @@ pub struct SimTransport {
 }
 
 impl SimTransport {
+    /// The gateway; with `inbound_every` set, also its simulated customers,
+    /// until `stop`.
+    pub fn start(
+        name: &str,
+        ports: u32,
+        settings: SimSettings,
+        events: Events,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Self {
+        if let Some(every) = settings.inbound_every {
+            tokio::spawn(customers(
+                name.to_string(),
+                ports,
+                every,
+                settings.inbound_from.clone(),
+                settings.inbound_texts.clone(),
+                events.clone(),
+                stop,
+            ));
+        }
+        Self::new(name, ports, settings, events)
+    }
+
     pub fn new(name: &str, ports: u32, settings: SimSettings, events: Events) -> Self {
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -61,6 +85,50 @@ impl SimTransport {
             *g = s;
         }
         (s.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Simulated customers: every `every`, the next sender writes the next
+/// text on the next port, as a real gateway would hand it over. The keys
+/// carry this run's start, so a restart's messages are new ones.
+async fn customers(
+    gateway: String,
+    ports: u32,
+    every: std::time::Duration,
+    from: Vec<String>,
+    texts: Vec<String>,
+    events: Events,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let run = crate::now_ms();
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let mut n: usize = 0;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let (Some(sender), Some(text)) = (
+            from.get(n % from.len().max(1)),
+            texts.get(n % texts.len().max(1)),
+        ) else {
+            return;
+        };
+        let port = (n as u32) % ports.max(1);
+        let message = super::Received {
+            gateway: gateway.clone(),
+            port: Some(port),
+            source_key: format!("sim:{run}:{n}"),
+            sender: sender.clone(),
+            number: sender.starts_with('+').then(|| sender.clone()),
+            recipient: None,
+            text: text.clone(),
+            sent_at: None,
+        };
+        if events.send_waiting(Event::Inbound(message)).await.is_err() {
+            return;
+        }
+        n = n.wrapping_add(1);
     }
 }
 

@@ -165,6 +165,21 @@ impl Validator<'_> {
                 g.failure_rate.as_ref().map(|v| v.span()),
                 &[GatewayKind::Sim],
             ),
+            (
+                "inbound_every_s",
+                g.inbound_every_s.as_ref().map(|v| v.span()),
+                &[GatewayKind::Sim],
+            ),
+            (
+                "inbound_from",
+                g.inbound_from.as_ref().map(|v| v.span()),
+                &[GatewayKind::Sim],
+            ),
+            (
+                "inbound_texts",
+                g.inbound_texts.as_ref().map(|v| v.span()),
+                &[GatewayKind::Sim],
+            ),
         ];
         let mut ok = true;
         for (key, span, kinds) in foreign {
@@ -276,9 +291,46 @@ impl Validator<'_> {
                 *ok = false;
             }
         }
+        let inbound_every = match &g.inbound_every_s {
+            None => None,
+            Some(v) if *v.get_ref() == 0 => None,
+            Some(v) if *v.get_ref() <= 86_400 => Some(Duration::from_secs(*v.get_ref())),
+            Some(v) => {
+                self.problem(
+                    v.span(),
+                    "inbound_every_s must be between 0 (never) and 86400",
+                );
+                *ok = false;
+                None
+            }
+        };
+        let mut list = |v: &Option<toml::Spanned<Vec<toml::Spanned<String>>>>,
+                        default: &[&str],
+                        key: &str|
+         -> Vec<String> {
+            let Some(v) = v else {
+                return default.iter().map(|s| s.to_string()).collect();
+            };
+            if v.get_ref().is_empty() {
+                self.problem(v.span(), format!("{key} needs at least one entry"));
+                *ok = false;
+            }
+            for e in v.get_ref() {
+                if e.get_ref().trim().is_empty() {
+                    self.problem(e.span(), format!("{key}: an entry cannot be empty"));
+                    *ok = false;
+                }
+            }
+            v.get_ref().iter().map(|e| e.get_ref().clone()).collect()
+        };
+        let inbound_from = list(&g.inbound_from, SIM_SENDERS, "inbound_from");
+        let inbound_texts = list(&g.inbound_texts, SIM_TEXTS, "inbound_texts");
         GatewaySettings::Sim(SimSettings {
             latency: Duration::from_millis(g.latency_ms.as_ref().map_or(20, |v| *v.get_ref())),
             failure_rate,
+            inbound_every,
+            inbound_from,
+            inbound_texts,
         })
     }
 
@@ -554,3 +606,14 @@ impl Validator<'_> {
         })
     }
 }
+
+/// Who writes to a simulated gateway unless `inbound_from` says.
+const SIM_SENDERS: &[&str] = &["+59899111222", "+59899333444", "+59891555666"];
+/// What they write unless `inbound_texts` says: accents, ñ, emoji and a
+/// text long enough for two SMS parts, as real customers send.
+const SIM_TEXTS: &[&str] = &[
+    "Hola, ¿a qué hora abren mañana?",
+    "Quiero cambiar la fecha de mi turno 🙏",
+    "Gracias, Ñandú. Todo bien 👍",
+    "Buenas tardes. Les escribo porque la factura de este mes llegó con un importe distinto al habitual y quisiera saber si hubo algún cambio en la tarifa o si se trata de un error en el cálculo.",
+];
