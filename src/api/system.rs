@@ -24,8 +24,11 @@ pub async fn readyz(State(st): State<AppState>) -> Response {
             .is_ok();
     // Reading is not enough: a full disk leaves reads working. While
     // writes fail, each probe tries one small write, so readiness comes
-    // back by itself once they work again.
-    let writes_ok = !store.writes_failing() || store.probe_write().await.is_ok();
+    // back by itself once they work again; not within a few seconds of a
+    // failed write, though, since a small write may fit where others
+    // do not.
+    let writes_ok =
+        !store.failed_recently() && (!store.writes_failing() || store.probe_write().await.is_ok());
     let stopping = st.shared.shutdown.is_cancelled();
     if store_ok && writes_ok && !stopping {
         Json(json!({"ready": true, "store": "open", "config": "loaded"})).into_response()

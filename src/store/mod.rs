@@ -111,10 +111,12 @@ type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 /// the commit, and whether it failed in a way that spoils the transaction.
 type Job = Box<dyn FnOnce(&Transaction<'_>) -> (Completion, Spoiled) + Send>;
 
-/// An unguarded job failed half-way: the group's transaction must not be
-/// committed.
+/// How a job ran: `.0`, an unguarded job failed half-way, so the group's
+/// transaction must not be committed; `.1`, it met a full disk (its own
+/// savepoint rolled back, so the group may still commit, but the store
+/// cannot take what it is asked to).
 #[derive(Clone, Copy, PartialEq, Eq)]
-struct Spoiled(bool);
+struct Spoiled(bool, bool);
 
 /// Whether a job runs in its own savepoint.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -155,11 +157,17 @@ struct Inner {
     /// Set while commits fail (a full disk, an I/O error), cleared by the
     /// next commit that succeeds: `/readyz` says not ready meanwhile.
     failing: Arc<AtomicBool>,
+    /// When a write last failed, unix ms (0: never).
+    last_failure: Arc<std::sync::atomic::AtomicI64>,
     readers: Mutex<Vec<Connection>>,
     open: AtomicBool,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
     checkpointer: Mutex<Option<(mpsc::Sender<()>, std::thread::JoinHandle<()>)>>,
 }
+
+/// How long after the last failed write the store is still taken as
+/// failing (see [`Store::failed_recently`]).
+pub const FAILURE_HOLD: Duration = Duration::from_secs(5);
 
 /// How often the checkpointer copies committed pages from the WAL into the
 /// database file.
@@ -205,8 +213,10 @@ impl Store {
             .map_err(spawn_failed)?;
         let (tx, rx) = mpsc::channel();
         let failing = Arc::new(AtomicBool::new(false));
+        let last_failure = Arc::new(std::sync::atomic::AtomicI64::new(0));
         let health = WriterHealth {
             failing: failing.clone(),
+            last_failure: last_failure.clone(),
         };
         let beat = heartbeat.clone();
         let writer = std::thread::Builder::new()
@@ -219,6 +229,7 @@ impl Store {
                 heartbeat,
                 tx,
                 failing,
+                last_failure,
                 readers: Mutex::new(Vec::new()),
                 open: AtomicBool::new(true),
                 writer: Mutex::new(Some(writer)),
@@ -240,6 +251,15 @@ impl Store {
     /// until a commit succeeds again.
     pub fn writes_failing(&self) -> bool {
         self.inner.failing.load(Ordering::Relaxed)
+    }
+
+    /// Whether a write failed within the last [`FAILURE_HOLD`]. On a full
+    /// disk a small write (a readiness probe) may still fit where the
+    /// writes that matter do not, so a probe's success does not count
+    /// until the failures have stopped for a while.
+    pub fn failed_recently(&self) -> bool {
+        let last = self.inner.last_failure.load(Ordering::Relaxed);
+        last != 0 && now_ms().saturating_sub(last) < FAILURE_HOLD.as_millis() as i64
     }
 
     /// A small real write (one row of `kv`), so a store whose writes
@@ -363,7 +383,10 @@ impl Store {
                 Guard::Savepoint => run_in_savepoint(tx, f),
                 Guard::Unguarded => f(tx),
             };
-            let spoiled = Spoiled(guard == Guard::Unguarded && outcome.is_err());
+            let spoiled = Spoiled(
+                guard == Guard::Unguarded && outcome.is_err(),
+                outcome.as_ref().is_err_and(StoreError::is_full),
+            );
             let completion: Completion = Box::new(move |commit: Result<(), StoreError>| {
                 let result = match (commit, outcome) {
                     (Ok(()), outcome) => outcome,
@@ -576,6 +599,8 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
 /// gets one line when commits start failing and one when they work again.
 struct WriterHealth {
     failing: Arc<AtomicBool>,
+    /// When a write last failed, unix ms.
+    last_failure: Arc<std::sync::atomic::AtomicI64>,
 }
 
 impl WriterHealth {
@@ -586,6 +611,7 @@ impl WriterHealth {
     }
 
     fn failed(&self, e: &StoreError) {
+        self.last_failure.store(now_ms(), Ordering::Relaxed);
         if !self.failing.swap(true, Ordering::Relaxed) {
             if e.is_full() {
                 tracing::error!(error = %e, "store: the disk holding the state directory is full; writes fail (the API answers 507 storage_full, /readyz is not ready, delivery reports wait in memory) until space is freed");
@@ -654,11 +680,13 @@ fn commit_group(conn: &mut Connection, group: Vec<Job>, health: &WriterHealth) {
         }
     };
     let mut spoiled = false;
+    let mut full = false;
     let completions: Vec<Completion> = group
         .into_iter()
         .map(|job| {
             let (completion, s) = job(&tx);
             spoiled |= s.0;
+            full |= s.1;
             completion
         })
         .collect();
@@ -672,6 +700,9 @@ fn commit_group(conn: &mut Connection, group: Vec<Job>, health: &WriterHealth) {
         tx.commit().map_err(StoreError::from)
     };
     match (&commit, spoiled) {
+        // Small writes may still fit while others meet the full disk: the
+        // store is not healthy until a group commits with none refused.
+        (Ok(()), _) if full => health.failed(&StoreError::Full),
         (Ok(()), _) => health.committed(),
         (Err(e), false) => {
             health.failed(e);
