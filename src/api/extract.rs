@@ -56,3 +56,16 @@ where
         }
     }
 }
+
+/// A list's `cursor`: the `next` id of the page before; none when empty.
+pub fn id_cursor(cursor: Option<&str>) -> Result<Option<i64>, ApiError> {
+    match cursor {
+        None | Some("") => Ok(None),
+        Some(c) => c.parse::<i64>().map(Some).map_err(|_| {
+            ApiError::bad_request(
+                "invalid_query",
+                "cursor must be the `next` value of a previous page",
+            )
+        }),
+    }
+}

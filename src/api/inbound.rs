@@ -47,15 +47,7 @@ pub async fn list(
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let from_ms = instant("from", q.from.as_deref())?;
     let to_ms = instant("to", q.to.as_deref())?;
-    let before_id = match q.cursor.as_deref() {
-        None | Some("") => None,
-        Some(c) => Some(c.parse::<i64>().map_err(|_| {
-            ApiError::bad_request(
-                "invalid_query",
-                "cursor must be the `next` value of a previous page",
-            )
-        })?),
-    };
+    let before_id = super::extract::id_cursor(q.cursor.as_deref())?;
     let country = st.shared.config().daemon.default_country.clone();
     // A number is looked up by its E.164 form; what cannot be one (an
     // alphanumeric sender) by the sender as written.

@@ -96,15 +96,7 @@ pub async fn list(
                 })?,
         ),
     };
-    let before_id = match q.cursor.as_deref() {
-        None | Some("") => None,
-        Some(c) => Some(c.parse::<i64>().map_err(|_| {
-            ApiError::bad_request(
-                "invalid_query",
-                "cursor must be the `next` value of a previous page",
-            )
-        })?),
-    };
+    let before_id = super::extract::id_cursor(q.cursor.as_deref())?;
     let country = st.shared.config().daemon.default_country.clone();
     let number = q.number.map(|n| {
         phone::normalise(&n, &country)

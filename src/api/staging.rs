@@ -26,7 +26,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::ApiError;
 
 /// An upload's turn: held while its body is received and imported.
-pub struct Turn(#[allow(dead_code)] OwnedSemaphorePermit);
+pub struct Turn {
+    _permit: OwnedSemaphorePermit,
+}
 
 /// The uploads allowed at once.
 #[derive(Clone)]
@@ -51,7 +53,7 @@ impl UploadSlots {
     /// connection (and its body) for as long as the other imports take.
     pub fn take(&self) -> Result<Turn, ApiError> {
         match self.slots.clone().try_acquire_owned() {
-            Ok(p) => Ok(Turn(p)),
+            Ok(p) => Ok(Turn { _permit: p }),
             Err(_) => Err(ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_uploads",

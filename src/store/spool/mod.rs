@@ -370,8 +370,17 @@ const DIALER_COUNTS_SQL: &str =
 /// Messages per state, for the status line and the metrics: from the
 /// counts the triggers keep (schema 4), a few rows whatever the spool holds.
 pub fn count_by_state(conn: &Connection) -> Result<Vec<(State, i64)>, StoreError> {
-    let mut stmt = conn.prepare_cached(COUNT_BY_STATE_SQL)?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+    state_counts(conn, COUNT_BY_STATE_SQL, [])
+}
+
+/// Rows of (state code, count) as states and counts; unknown codes left out.
+fn state_counts(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<(State, i64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(args, |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
     let mut out = Vec::new();
     for row in rows {
         let (code, n) = row?;
@@ -465,16 +474,7 @@ pub fn sent_awaiting(
 /// Counts per state of one dialer (the dashboard, /metrics), from the
 /// counts the triggers keep.
 pub fn dialer_counts(conn: &Connection, dialer: &str) -> Result<Vec<(State, i64)>, StoreError> {
-    let mut stmt = conn.prepare_cached(DIALER_COUNTS_SQL)?;
-    let rows = stmt.query_map([dialer], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (code, n) = row?;
-        if let Some(s) = State::from_code(code) {
-            out.push((s, n));
-        }
-    }
-    Ok(out)
+    state_counts(conn, DIALER_COUNTS_SQL, [dialer])
 }
 
 /// Cancels what a dialer has not processed yet (state 0 and 1).
