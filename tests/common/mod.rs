@@ -231,6 +231,10 @@ impl Daemon {
             )
             .no_proxy()
             .timeout(timeout)
+            // The API closes a kept-alive connection idle for 3 s; a pooled
+            // one picked up at that instant meets a reset, so the pool lets
+            // go of them first.
+            .pool_idle_timeout(Duration::from_secs(1))
             .build()
             .unwrap()
     }
