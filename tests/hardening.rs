@@ -450,9 +450,6 @@ dncr = false
     // Writes that fit what the WAL file already holds still succeed; the
     // first that needs a new block meets the full disk.
     let mut refused = None;
-    // Refusals that followed an accepted write (or came first): each opens
-    // an episode of a failing store.
-    let mut episodes = 0;
     for i in 0..5_000 {
         let (s, body) = post(&format!("{i} {}", "relleno ".repeat(20)));
         assert!(
@@ -460,7 +457,6 @@ dncr = false
             "a write on a full disk answered {s}: {body}"
         );
         if s == 507 {
-            episodes += 1;
             refused = Some(body);
             break;
         }
@@ -469,7 +465,9 @@ dncr = false
     assert_eq!(refused["code"], "storage_full", "{refused}");
     // What the failed write had grown the WAL by is room a smaller one
     // still finds: small writes take it until three in a row are refused,
-    // so the reports' batch finds none.
+    // so the reports' batch finds none. Each refusal after an accepted
+    // write opens another episode of a failing store.
+    let mut episodes = 1;
     let mut refused_in_a_row = 1;
     for _ in 0..1_000 {
         if post("x").0 == 507 {
@@ -527,8 +525,8 @@ dncr = false
     d.wait_exit(Duration::from_secs(10));
     let log = d.take_stderr();
     // One line when writes start failing and one when they work again per
-    // episode, one for the reports kept: not a line per failed write (at
-    // least two more than the episodes).
+    // episode, one for the reports kept: not a line per failed write (the
+    // three refusals in a row make those at least two more than episodes).
     for line in [
         "store: the disk holding the state directory is full",
         "store: writes work again",
