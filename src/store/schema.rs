@@ -178,4 +178,116 @@ pub const MIGRATIONS: &[&str] = &[
         DELETE FROM message_history WHERE message_id = OLD.id;
     END;
     "#,
+    // 7: the inbound engine. Conversations (an interaction: one customer
+    // and one campaign, open until closed or idle) and their messages in
+    // both directions; the portal's event log, written by the same
+    // transaction (or trigger) as the change each event reports; the
+    // consent ledger; webhook deliveries given up on. A reply the system
+    // sends is pinned to the channel its conversation came in on.
+    r#"
+    CREATE TABLE interaction (
+        id          INTEGER PRIMARY KEY,
+        campaign    TEXT    NOT NULL,
+        customer    TEXT    NOT NULL,            -- E.164, or the sender as written
+        gateway     TEXT    NOT NULL,            -- where the customer wrote first
+        port        INTEGER,
+        recipient   TEXT,                        -- our number they wrote to
+        agent       TEXT,
+        origin      TEXT    NOT NULL,            -- inbound | outbound: who wrote first
+        started_at  INTEGER NOT NULL,            -- unix ms
+        last_at     INTEGER NOT NULL,
+        closed_at   INTEGER,
+        closed_by   TEXT,                        -- idle | api:<token> | agent:<id>
+        messages    INTEGER NOT NULL DEFAULT 0,
+        ooh_at      INTEGER                      -- last out-of-hours reply, unix ms
+    );
+    CREATE UNIQUE INDEX interaction_open ON interaction(campaign, customer) WHERE closed_at IS NULL;
+    CREATE INDEX interaction_started ON interaction(started_at);
+    CREATE INDEX interaction_customer ON interaction(customer, started_at);
+    CREATE INDEX interaction_idle ON interaction(last_at) WHERE closed_at IS NULL;
+
+    CREATE TABLE interaction_message (
+        id              INTEGER PRIMARY KEY,
+        interaction_id  INTEGER NOT NULL,
+        at              INTEGER NOT NULL,        -- unix ms
+        direction       TEXT    NOT NULL,        -- in | out
+        sender          TEXT    NOT NULL,        -- customer | system | agent:<id>
+        channel         TEXT,                    -- "gateway:port", or the gateway
+        text            TEXT    NOT NULL,
+        inbound_id      INTEGER,
+        message_id      INTEGER                  -- the spool message of an outbound one
+    );
+    CREATE INDEX interaction_message_of ON interaction_message(interaction_id, id);
+
+    ALTER TABLE inbound ADD COLUMN interaction_id INTEGER;
+    ALTER TABLE message ADD COLUMN pin_channel TEXT;
+    ALTER TABLE message ADD COLUMN interaction_id INTEGER;
+
+    CREATE TABLE event (
+        seq             INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused, even after a purge
+        at              INTEGER NOT NULL,        -- unix ms
+        kind            TEXT    NOT NULL,
+        campaign        TEXT,
+        interaction_id  INTEGER,
+        data            TEXT    NOT NULL         -- JSON object
+    );
+    CREATE INDEX event_at ON event(at);
+
+    CREATE TABLE consent (
+        id          INTEGER PRIMARY KEY,
+        number      TEXT    NOT NULL,            -- the DNCR key
+        at          INTEGER NOT NULL,            -- unix ms
+        action      TEXT    NOT NULL,            -- opt_out | opt_in
+        dialer      TEXT    NOT NULL DEFAULT '', -- '' every dialer
+        source      TEXT    NOT NULL,            -- keyword | import | registry | api
+        who         TEXT,                        -- the customer, a token name, a file name
+        detail      TEXT                         -- the text received, the registry, the file
+    );
+    CREATE INDEX consent_number ON consent(number, id);
+
+    CREATE TABLE webhook_dead (
+        id          INTEGER PRIMARY KEY,
+        webhook     TEXT    NOT NULL,
+        seq         INTEGER NOT NULL,
+        kind        TEXT    NOT NULL,
+        body        TEXT    NOT NULL,            -- as it was sent: outlives the event's retention
+        attempts    INTEGER NOT NULL,
+        first_at    INTEGER NOT NULL,
+        dead_at     INTEGER NOT NULL,
+        last_error  TEXT,
+        replayed_at INTEGER
+    );
+    CREATE INDEX webhook_dead_of ON webhook_dead(webhook, id);
+
+    DROP TRIGGER message_state_changed;
+    CREATE TRIGGER message_state_changed AFTER UPDATE OF state, dialer ON message
+        WHEN OLD.state IS NOT NEW.state OR OLD.dialer IS NOT NEW.dialer
+    BEGIN
+        UPDATE message_count SET n = n - 1 WHERE dialer = OLD.dialer AND state = OLD.state;
+        INSERT INTO message_count (dialer, state, n) VALUES (NEW.dialer, NEW.state, 1)
+            ON CONFLICT (dialer, state) DO UPDATE SET n = n + 1;
+        INSERT INTO message_history (message_id, at, from_state, state, channel, detail)
+            SELECT NEW.id, CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER),
+                   OLD.state, NEW.state, NEW.channel,
+                   CASE WHEN NEW.report IS NOT OLD.report THEN NEW.report
+                        WHEN NEW.error IS NOT OLD.error THEN NEW.error END
+            WHERE OLD.state IS NOT NEW.state;
+        INSERT INTO event (at, kind, campaign, interaction_id, data)
+            SELECT CAST((julianday('now') - 2440587.5) * 86400000.0 AS INTEGER),
+                   'message.state',
+                   (SELECT campaign FROM interaction WHERE id = NEW.interaction_id),
+                   NEW.interaction_id,
+                   json_object('message', NEW.id, 'dialer', NEW.dialer,
+                       'client_id', NEW.client_id, 'destination', NEW.destination,
+                       'state', CASE NEW.state WHEN 0 THEN 'NONE' WHEN 1 THEN 'TO_PROCESS'
+                           WHEN 2 THEN 'SENDING' WHEN 3 THEN 'BLOCKED' WHEN 4 THEN 'SENT'
+                           WHEN 5 THEN 'DELIVERED' WHEN 6 THEN 'FAILED' WHEN 7 THEN 'INVALID'
+                           WHEN 8 THEN 'CANCELLED' WHEN 9 THEN 'UNKNOWN' WHEN 10 THEN 'UNDELIVERED' END,
+                       'state_code', NEW.state, 'from_state_code', OLD.state,
+                       'channel', NEW.channel, 'interaction', NEW.interaction_id,
+                       'detail', CASE WHEN NEW.report IS NOT OLD.report THEN NEW.report
+                                      WHEN NEW.error IS NOT OLD.error THEN NEW.error END)
+            WHERE OLD.state IS NOT NEW.state;
+    END;
+    "#,
 ];

@@ -8,10 +8,16 @@
 //! - [`dinstar`]: the Dinstar HTTP API's JSON ([`dinstar::wire`]) and HTTP
 //!   Digest ([`dinstar::digest`]);
 //! - [`dwg`]: the DWG binary TCP protocol's frames;
-//! - [`at`]: AT command framing and what `+CMS`/`+CME` errors mean.
+//! - [`at`]: AT command framing and what `+CMS`/`+CME` errors mean;
+//! - [`consent`]: whether a received text is an opt-out or opt-in keyword;
+//! - [`recording`]: a conversation written out as text, JSON or CSV;
+//! - [`webhook`]: the HMAC signature of a webhook delivery.
 #![forbid(unsafe_code)]
 
 pub mod at;
+pub mod consent;
 pub mod dinstar;
 pub mod dwg;
+pub mod recording;
 pub mod sms;
+pub mod webhook;
