@@ -16,7 +16,16 @@ use crate::dialer::Dialers;
 use crate::gateways::Gateways;
 use crate::runtime::Shared;
 use crate::store::inbound::{self, NewInbound};
+use crate::store::{events, interactions};
 use crate::transport::{Event, Received};
+
+/// An interaction with no message for this long is closed; the customer's
+/// next message opens a new one.
+const INTERACTION_IDLE: Duration = Duration::from_secs(24 * 3600);
+/// Events are kept this long for the portal to read back.
+const EVENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How often idle interactions are closed and old events purged.
+const HOUSEKEEPING: Duration = Duration::from_secs(60);
 
 /// Reports between the event consumer and the recorder.
 const REPORT_QUEUE: usize = 4096;
@@ -39,6 +48,7 @@ pub async fn run(
         reports.clone(),
         stop.clone(),
     ));
+    tracker.spawn(housekeeping(shared.clone(), stop.clone()));
     loop {
         let ev = tokio::select! {
             _ = stop.cancelled() => return,
@@ -115,7 +125,48 @@ async fn store_received(shared: &Shared, msg: Received) -> bool {
     };
     let stored = shared
         .store
-        .write(move |tx| inbound::insert(tx, &row))
+        .write(move |tx| {
+            let Some(id) = inbound::insert(tx, &row)? else {
+                return Ok(None);
+            };
+            // The conversation it belongs to and the portal's events, in
+            // the transaction that stores it: none without the other.
+            let joined = match &row.campaign {
+                Some(c) => Some(interactions::record_inbound(
+                    tx,
+                    &interactions::Arrival {
+                        campaign: c,
+                        customer: row.number.as_deref().unwrap_or(&row.sender),
+                        gateway: &row.gateway,
+                        port: row.port,
+                        recipient: row.recipient.as_deref(),
+                        inbound_id: id,
+                        text: &row.text,
+                    },
+                    INTERACTION_IDLE.as_millis() as i64,
+                )?),
+                None => None,
+            };
+            events::append(
+                tx,
+                "message.received",
+                row.campaign.as_deref(),
+                joined.map(|j| j.interaction),
+                &serde_json::json!({
+                    "inbound": id,
+                    "campaign": row.campaign,
+                    "interaction": joined.map(|j| j.interaction),
+                    "gateway": row.gateway,
+                    "port": row.port,
+                    "channel": interactions::channel_name(&row.gateway, row.port),
+                    "sender": row.sender,
+                    "number": row.number,
+                    "recipient": row.recipient,
+                    "text": row.text,
+                }),
+            )?;
+            Ok(Some(id))
+        })
         .await;
     match stored {
         Ok(Some(id)) => {
@@ -167,4 +218,49 @@ async fn raise_mark(shared: &Shared, gateway: String, mark: i64) {
 /// again: it can overtake the SENT record of its message.
 fn retry_delay(tries: u32) -> Duration {
     Duration::from_millis(50 * (1 << tries.min(5)))
+}
+
+/// Closes idle interactions and purges old events, a bounded batch at a
+/// time so the writer is never held long, until `stop`.
+async fn housekeeping(shared: Shared, stop: CancellationToken) {
+    const BATCH: usize = 1000;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(HOUSEKEEPING) => {}
+        }
+        let now = crate::store::now_ms();
+        let idle_since = now - INTERACTION_IDLE.as_millis() as i64;
+        for campaign in shared.config().campaigns.iter().map(|c| c.name.clone()) {
+            let c = campaign.clone();
+            match shared
+                .store
+                .write(move |tx| interactions::close_idle(tx, &c, idle_since, BATCH))
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => {
+                    tracing::info!(campaign = %campaign, closed = n, "idle interactions closed")
+                }
+                Err(e) => {
+                    tracing::warn!(campaign = %campaign, error = %e, "cannot close idle interactions; tried again in a minute")
+                }
+            }
+        }
+        let before = now - EVENT_RETENTION.as_millis() as i64;
+        loop {
+            match shared
+                .store
+                .write(move |tx| events::purge(tx, before, BATCH))
+                .await
+            {
+                Ok(n) if n == BATCH && !stop.is_cancelled() => continue,
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot purge old events; tried again in a minute");
+                    break;
+                }
+            }
+        }
+    }
 }

@@ -11,7 +11,9 @@
 //! lets them proceed while the writer commits.
 
 pub mod dncr;
+pub mod events;
 pub mod inbound;
+pub mod interactions;
 mod schema;
 pub mod spool;
 

@@ -87,8 +87,20 @@ mod tests {
     #[test]
     fn whole_message_keywords_match_whatever_the_case_accents_and_punctuation() {
         for t in [
-            "STOP", "Stop.", "stop", "  stop  ", "baja!", "¡Baja!", "BAJA", "bája", "Cancelar",
-            "opt-out", "OptOut", "unsubscribe\n", "\"STOP\"", "Stop 🙏",
+            "STOP",
+            "Stop.",
+            "stop",
+            "  stop  ",
+            "baja!",
+            "¡Baja!",
+            "BAJA",
+            "bája",
+            "Cancelar",
+            "opt-out",
+            "OptOut",
+            "unsubscribe\n",
+            "\"STOP\"",
+            "Stop 🙏",
         ] {
             assert_eq!(kw(t), Some(Keyword::OptOut), "{t:?}");
         }

@@ -183,7 +183,10 @@ mod tests {
     fn text_form_shows_every_message_with_its_sender() {
         let t = sample().to_text();
         assert!(t.contains("<- customer: =HYPERLINK"), "{t}");
-        assert!(t.contains("-> system (DELIVERED): Fuera de horario,\n    vuelva mañana"), "{t}");
+        assert!(
+            t.contains("-> system (DELIVERED): Fuera de horario,\n    vuelva mañana"),
+            "{t}"
+        );
         assert!(t.starts_with("Interaction 7 · campaign ventas · customer +59899111222"));
     }
 }

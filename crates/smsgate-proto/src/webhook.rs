@@ -89,7 +89,10 @@ mod tests {
     fn a_signed_body_verifies_and_any_change_does_not() {
         let h = sign(b"s3cret", 1_700_000_000, b"{\"seq\":1}");
         assert!(h.starts_with("t=1700000000,v1="));
-        assert_eq!(verify(b"s3cret", &h, b"{\"seq\":1}", 1_700_000_010, 300), Ok(()));
+        assert_eq!(
+            verify(b"s3cret", &h, b"{\"seq\":1}", 1_700_000_010, 300),
+            Ok(())
+        );
         assert_eq!(
             verify(b"s3cret", &h, b"{\"seq\":2}", 1_700_000_010, 300),
             Err(VerifyError::Mismatch)

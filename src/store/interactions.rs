@@ -1,0 +1,308 @@
+//! Conversations: the messages between one customer and one campaign,
+//! grouped into an interaction that stays open until it is closed or has
+//! been idle too long; a later message opens a new one. Each change writes
+//! its event in the same transaction.
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde_json::json;
+
+use super::{StoreError, events, now_ms};
+
+/// Where a received message goes in its campaign's conversations.
+#[derive(Debug, Clone)]
+pub struct Arrival<'a> {
+    pub campaign: &'a str,
+    /// E.164, or the sender as written.
+    pub customer: &'a str,
+    pub gateway: &'a str,
+    pub port: Option<u32>,
+    pub recipient: Option<&'a str>,
+    pub inbound_id: i64,
+    pub text: &'a str,
+}
+
+/// The interaction a received message joined, and whether it opened it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Joined {
+    pub interaction: i64,
+    pub opened: bool,
+}
+
+/// The channel as messages name it: "gateway:port", or the gateway alone
+/// for a provider without ports.
+pub fn channel_name(gateway: &str, port: Option<u32>) -> String {
+    match port {
+        Some(p) => format!("{gateway}:{p}"),
+        None => gateway.to_string(),
+    }
+}
+
+/// Adds a received message to its customer's open interaction with the
+/// campaign, opening one when there is none (or the open one has been idle
+/// `idle_ms` or more: it is closed first, as the idle sweep would have).
+pub fn record_inbound(
+    tx: &Transaction<'_>,
+    a: &Arrival<'_>,
+    idle_ms: i64,
+) -> Result<Joined, StoreError> {
+    let now = now_ms();
+    let open: Option<(i64, i64)> = tx
+        .prepare_cached(
+            "SELECT id, last_at FROM interaction WHERE campaign = ?1 AND customer = ?2 AND closed_at IS NULL",
+        )?
+        .query_row(params![a.campaign, a.customer], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let channel = channel_name(a.gateway, a.port);
+    let (id, opened) = match open {
+        Some((id, last_at)) if now - last_at < idle_ms => (id, false),
+        stale => {
+            if let Some((id, _)) = stale {
+                close(tx, id, "idle")?;
+            }
+            tx.prepare_cached(
+                "INSERT INTO interaction (campaign, customer, gateway, port, recipient, origin, started_at, last_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'inbound', ?6, ?6)",
+            )?
+            .execute(params![a.campaign, a.customer, a.gateway, a.port, a.recipient, now])?;
+            let id = tx.last_insert_rowid();
+            events::append(
+                tx,
+                "interaction.opened",
+                Some(a.campaign),
+                Some(id),
+                &json!({"interaction": id, "campaign": a.campaign, "customer": a.customer,
+                        "channel": channel, "origin": "inbound"}),
+            )?;
+            (id, true)
+        }
+    };
+    tx.prepare_cached(
+        "UPDATE interaction SET last_at = ?2, messages = messages + 1 WHERE id = ?1",
+    )?
+    .execute(params![id, now])?;
+    tx.prepare_cached(
+        "INSERT INTO interaction_message (interaction_id, at, direction, sender, channel, text, inbound_id) \
+         VALUES (?1, ?2, 'in', 'customer', ?3, ?4, ?5)",
+    )?
+    .execute(params![id, now, channel, a.text, a.inbound_id])?;
+    tx.prepare_cached("UPDATE inbound SET interaction_id = ?2 WHERE id = ?1")?
+        .execute(params![a.inbound_id, id])?;
+    Ok(Joined {
+        interaction: id,
+        opened,
+    })
+}
+
+/// Closes an open interaction; false when it was closed already (or is
+/// not there).
+pub fn close(tx: &Transaction<'_>, id: i64, by: &str) -> Result<bool, StoreError> {
+    let now = now_ms();
+    let campaign: Option<String> = tx
+        .prepare_cached(
+            "UPDATE interaction SET closed_at = ?2, closed_by = ?3 \
+             WHERE id = ?1 AND closed_at IS NULL RETURNING campaign",
+        )?
+        .query_row(params![id, now, by], |r| r.get(0))
+        .optional()?;
+    let Some(campaign) = campaign else {
+        return Ok(false);
+    };
+    events::append(
+        tx,
+        "interaction.closed",
+        Some(&campaign),
+        Some(id),
+        &json!({"interaction": id, "campaign": campaign, "closed_by": by}),
+    )?;
+    Ok(true)
+}
+
+/// Closes the interactions of `campaign` idle since before `idle_since_ms`,
+/// at most `limit`; how many.
+pub fn close_idle(
+    tx: &Transaction<'_>,
+    campaign: &str,
+    idle_since_ms: i64,
+    limit: usize,
+) -> Result<usize, StoreError> {
+    let ids: Vec<i64> = tx
+        .prepare_cached(
+            "SELECT id FROM interaction WHERE closed_at IS NULL AND last_at < ?1 AND campaign = ?2 \
+             ORDER BY last_at LIMIT ?3",
+        )?
+        .query_map(params![idle_since_ms, campaign, limit as i64], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in &ids {
+        close(tx, *id, "idle")?;
+    }
+    Ok(ids.len())
+}
+
+/// How many interactions of a campaign are open.
+pub fn open_count(conn: &Connection, campaign: &str) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT count(*) FROM interaction WHERE campaign = ?1 AND closed_at IS NULL",
+        )?
+        .query_row([campaign], |r| r.get(0))?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::inbound::{self, NewInbound};
+
+    fn received(tx: &Transaction<'_>, key: &str, from: &str, text: &str) -> i64 {
+        inbound::insert(
+            tx,
+            &NewInbound {
+                gateway: "gw".into(),
+                port: Some(1),
+                source_key: key.into(),
+                sender: from.into(),
+                number: Some(from.into()),
+                recipient: None,
+                text: text.into(),
+                sent_at: None,
+                campaign: Some("ventas".into()),
+            },
+        )
+        .unwrap()
+        .unwrap()
+    }
+
+    fn arrival<'a>(customer: &'a str, id: i64, text: &'a str) -> Arrival<'a> {
+        Arrival {
+            campaign: "ventas",
+            customer,
+            gateway: "gw",
+            port: Some(1),
+            recipient: None,
+            inbound_id: id,
+            text,
+        }
+    }
+
+    /// One customer's messages join one open interaction; another
+    /// customer gets their own; a closed or idle one is never joined
+    /// again; each opening and closing is an event, in order.
+    #[test]
+    fn messages_group_into_interactions_that_close_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let s =
+            crate::store::Store::open(dir.path(), crate::runtime::Heartbeat::detached()).unwrap();
+        let hour = 3_600_000;
+        let (a, b, c, d) = s
+            .write_blocking(move |tx| {
+                let i1 = received(tx, "1", "+59899111222", "hola");
+                let a = record_inbound(tx, &arrival("+59899111222", i1, "hola"), hour)?;
+                let i2 = received(tx, "2", "+59899111222", "¿sigue ahí?");
+                let b = record_inbound(tx, &arrival("+59899111222", i2, "¿sigue ahí?"), hour)?;
+                let i3 = received(tx, "3", "+59899333444", "otro");
+                let c = record_inbound(tx, &arrival("+59899333444", i3, "otro"), hour)?;
+                assert!(close(tx, a.interaction, "api:portal")?);
+                assert!(!close(tx, a.interaction, "api:portal")?, "closed once");
+                let i4 = received(tx, "4", "+59899111222", "de nuevo");
+                // Idle time zero: the open one (c's customer has none now
+                // for this number) would be stale; this one opens fresh.
+                let d = record_inbound(tx, &arrival("+59899111222", i4, "de nuevo"), hour)?;
+                Ok((a, b, c, d))
+            })
+            .unwrap();
+        assert!(a.opened && !b.opened && c.opened && d.opened);
+        assert_eq!(a.interaction, b.interaction);
+        assert_ne!(a.interaction, c.interaction);
+        assert_ne!(a.interaction, d.interaction);
+        let (count, open_c) = s
+            .read_blocking(move |conn| {
+                let n: i64 = conn.query_row(
+                    "SELECT messages FROM interaction WHERE id = ?1",
+                    [a.interaction],
+                    |r| r.get(0),
+                )?;
+                Ok((n, open_count(conn, "ventas")?))
+            })
+            .unwrap();
+        assert_eq!(count, 2);
+        assert_eq!(open_c, 2, "c's and d's are open");
+        // An interaction idle longer than the limit is closed by the next
+        // message, which opens a new one.
+        let e = s
+            .write_blocking(move |tx| {
+                let i5 = received(tx, "5", "+59899333444", "tarde");
+                record_inbound(tx, &arrival("+59899333444", i5, "tarde"), 0)
+            })
+            .unwrap();
+        assert!(e.opened);
+        assert_ne!(e.interaction, c.interaction);
+        let evs = s.read_blocking(|conn| events::after(conn, 0, 100)).unwrap();
+        let kinds: Vec<(&str, Option<i64>)> = evs
+            .iter()
+            .map(|e| (e.kind.as_str(), e.interaction))
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                ("interaction.opened", Some(a.interaction)),
+                ("interaction.opened", Some(c.interaction)),
+                ("interaction.closed", Some(a.interaction)),
+                ("interaction.opened", Some(d.interaction)),
+                ("interaction.closed", Some(c.interaction)),
+                ("interaction.opened", Some(e.interaction)),
+            ]
+        );
+        assert!(evs.windows(2).all(|w| w[0].seq < w[1].seq));
+        assert_eq!(evs[2].data["closed_by"], "api:portal");
+        assert_eq!(evs[4].data["closed_by"], "idle");
+        // The sweep closes what is idle, and only that.
+        let n = s
+            .write_blocking(|tx| close_idle(tx, "ventas", crate::now_ms() + 1, 100))
+            .unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(s.read_blocking(|c| open_count(c, "ventas")).unwrap(), 0);
+    }
+
+    /// A message's state changes are events too, written by the trigger
+    /// that keeps its history; old events are purged.
+    #[test]
+    fn outbound_state_changes_are_events_and_old_ones_are_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let s =
+            crate::store::Store::open(dir.path(), crate::runtime::Heartbeat::detached()).unwrap();
+        s.write_blocking(|tx| {
+            tx.execute_batch(
+                "INSERT INTO message (id, dialer, destination, number, text, priority, state, encoding, segments, created_at, updated_at) \
+                 VALUES (1, 'dd', '099111222', '+59899111222', 'x', 5, 1, 'gsm7', 1, 0, 0); \
+                 UPDATE message SET state = 2, channel = 'gw:0' WHERE id = 1; \
+                 UPDATE message SET state = 4 WHERE id = 1; \
+                 UPDATE message SET state = 10, report = 'expired' WHERE id = 1;",
+            )?;
+            Ok(())
+        })
+        .unwrap();
+        let evs = s.read_blocking(|c| events::after(c, 0, 10)).unwrap();
+        let states: Vec<&str> = evs
+            .iter()
+            .map(|e| e.data["state"].as_str().unwrap())
+            .collect();
+        assert_eq!(states, ["SENDING", "SENT", "UNDELIVERED"]);
+        assert!(evs.iter().all(|e| e.kind == "message.state"));
+        assert_eq!(evs[2].data["detail"], "expired");
+        assert_eq!(evs[0].data["channel"], "gw:0");
+        let last = evs[2].seq;
+        let gone = s
+            .write_blocking(|tx| events::purge(tx, crate::now_ms() + 1, 2))
+            .unwrap();
+        assert_eq!(gone, 2, "a bounded batch");
+        let left = s.read_blocking(|c| events::after(c, 0, 10)).unwrap();
+        assert_eq!(left.len(), 1);
+        // Purged numbers are never handed out again.
+        let next = s
+            .write_blocking(|tx| {
+                events::purge(tx, crate::now_ms() + 1, 10)?;
+                events::append(tx, "test", None, None, &serde_json::json!({}))
+            })
+            .unwrap();
+        assert!(next > last);
+    }
+}
