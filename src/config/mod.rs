@@ -86,6 +86,7 @@ pub struct Config {
     pub dialers: Vec<DialerConfig>,
     pub campaigns: Vec<CampaignConfig>,
     pub imports: ImportsConfig,
+    pub inbound: InboundConfig,
     pub channel_groups: Vec<ChannelGroupConfig>,
     /// Compiled `[schedule.NAME]` sections, named by dialers and campaigns.
     pub schedules: HashMap<String, std::sync::Arc<schedule::Schedule>>,
@@ -341,6 +342,9 @@ pub struct DialerConfig {
     pub max_attempts: u32,
     pub retry_backoff: Duration,
     pub resend_unknown: bool,
+    /// Built in (the replies and consent dialers): its messages are pinned
+    /// to a channel each, and no one submits to it or imports into it.
+    pub system: bool,
 }
 
 impl DialerConfig {
@@ -389,6 +393,10 @@ pub struct CampaignConfig {
     pub acd_max_waiting: u32,
     pub max_interactions_per_agent: u32,
     pub canned_responses: Vec<String>,
+    /// Opt-out keywords of this campaign's traffic, besides the global ones.
+    pub opt_out_keywords: Vec<String>,
+    /// Opt-in keywords of this campaign's traffic, besides the global ones.
+    pub opt_in_keywords: Vec<String>,
 }
 
 /// One entry of a campaign's `did_ports`: where a received message must
@@ -478,6 +486,66 @@ impl Config {
     }
 }
 
+/// `[inbound]`: conversations, out-of-hours replies, opt-out and opt-in.
+#[derive(Debug, Clone)]
+pub struct InboundConfig {
+    /// An interaction with no message for this long is closed.
+    pub interaction_idle: Duration,
+    /// A customer gets the out-of-hours message at most once per this.
+    pub out_of_hours_every: Duration,
+    /// The time between two system replies on one channel.
+    pub reply_interval: Duration,
+    pub opt_out_keywords: Vec<String>,
+    pub opt_in_keywords: Vec<String>,
+    pub opt_out_scope: OptOutScope,
+    /// The confirmation of an opt-out; None sends none.
+    pub opt_out_reply: Option<String>,
+    /// The confirmation of an opt-in; None sends none.
+    pub opt_in_reply: Option<String>,
+}
+
+/// Whose DNCR list an opt-out keyword puts its sender on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptOutScope {
+    /// The lists of the dialers that texted the number (the global list
+    /// when none did): the customer leaves what they received.
+    Dialers,
+    /// The global list: no dialer texts the number again.
+    Global,
+}
+
+/// The dialer that sends what the system answers a customer on its own
+/// (out-of-hours replies), each message on the channel the customer wrote
+/// to. Built in; no `[[dialer]]` may take its name.
+pub const REPLIES_DIALER: &str = "system:replies";
+/// The dialer of opt-out and opt-in confirmations. It checks no DNCR list:
+/// the confirmation of an opt-out goes to a number that is now on one.
+pub const CONSENT_DIALER: &str = "system:consent";
+
+impl InboundConfig {
+    /// The two built-in dialers: every message pinned to its channel, sent
+    /// at any hour, paced by `reply_interval_ms`.
+    pub(crate) fn system_dialers(&self) -> [DialerConfig; 2] {
+        let dialer = |name: &str, dncr: bool| DialerConfig {
+            name: name.to_string(),
+            provider: String::new(),
+            schedule: None,
+            dial: String::new(),
+            ports: Vec::new(),
+            interval: self.reply_interval,
+            enabled: true,
+            dncr,
+            priority: MIN_PRIORITY,
+            max_attempts: 5,
+            retry_backoff: Duration::from_secs(5),
+            resend_unknown: false,
+            system: true,
+        };
+        [dialer(REPLIES_DIALER, true), dialer(CONSENT_DIALER, false)]
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ImportsConfig {
     pub forbidden_characters: Vec<char>,
@@ -536,6 +604,12 @@ impl Config {
 
     pub fn dialer(&self, name: &str) -> Option<&DialerConfig> {
         self.dialers.iter().find(|d| d.name == name)
+    }
+
+    /// A dialer an operator may submit to or import into: a configured
+    /// one, not a built-in reply dialer.
+    pub fn user_dialer(&self, name: &str) -> Option<&DialerConfig> {
+        self.dialer(name).filter(|d| !d.system)
     }
 
     /// A token's role, compared in constant time against every configured

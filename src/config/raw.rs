@@ -212,6 +212,73 @@ pub struct RawCampaign {
     pub max_interactions_per_agent: Option<Spanned<u64>>,
     #[serde(default)]
     pub canned_responses: Vec<Spanned<String>>,
+    /// Added to `[inbound] opt_out_keywords` for this campaign's traffic.
+    #[serde(default)]
+    pub opt_out_keywords: Vec<Spanned<String>>,
+    /// Added to `[inbound] opt_in_keywords` for this campaign's traffic.
+    #[serde(default)]
+    pub opt_in_keywords: Vec<Spanned<String>>,
+}
+
+/// `[inbound]`: what every received message goes through, whatever its
+/// campaign: conversations, out-of-hours replies, opt-out and opt-in.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInbound {
+    #[serde(default = "default_interaction_idle_s")]
+    pub interaction_idle_s: Spanned<u64>,
+    #[serde(default = "default_out_of_hours_every_s")]
+    pub out_of_hours_every_s: Spanned<u64>,
+    #[serde(default = "default_reply_interval_ms")]
+    pub reply_interval_ms: Spanned<u64>,
+    pub opt_out_keywords: Option<Vec<Spanned<String>>>,
+    pub opt_in_keywords: Option<Vec<Spanned<String>>>,
+    #[serde(default = "default_opt_out_scope")]
+    pub opt_out_scope: Spanned<String>,
+    #[serde(default = "default_opt_out_reply")]
+    pub opt_out_reply: Spanned<String>,
+    #[serde(default = "default_opt_in_reply")]
+    pub opt_in_reply: Spanned<String>,
+}
+
+impl Default for RawInbound {
+    fn default() -> Self {
+        Self {
+            interaction_idle_s: default_interaction_idle_s(),
+            out_of_hours_every_s: default_out_of_hours_every_s(),
+            reply_interval_ms: default_reply_interval_ms(),
+            opt_out_keywords: None,
+            opt_in_keywords: None,
+            opt_out_scope: default_opt_out_scope(),
+            opt_out_reply: default_opt_out_reply(),
+            opt_in_reply: default_opt_in_reply(),
+        }
+    }
+}
+
+fn default_interaction_idle_s() -> Spanned<u64> {
+    unspanned(86_400)
+}
+fn default_out_of_hours_every_s() -> Spanned<u64> {
+    unspanned(43_200)
+}
+fn default_reply_interval_ms() -> Spanned<u64> {
+    unspanned(1000)
+}
+fn default_opt_out_scope() -> Spanned<String> {
+    unspanned("dialers".to_string())
+}
+fn default_opt_out_reply() -> Spanned<String> {
+    unspanned(
+        "Su numero fue dado de baja y no recibira mas mensajes. Envie ALTA para volver a recibirlos."
+            .to_string(),
+    )
+}
+fn default_opt_in_reply() -> Spanned<String> {
+    unspanned(
+        "Su numero fue dado de alta nuevamente. Envie BAJA para dejar de recibir mensajes."
+            .to_string(),
+    )
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,5 +1,6 @@
 //! A dialer's hand-out: strict round-robin over its channels in dial
-//! string order (0-1-2-3-0-...).
+//! string order (0-1-2-3-0-...); or, for the built-in reply dialers, each
+//! message to the one channel it is pinned to.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use crate::config::DialerConfig;
-use crate::gateways::{Channel, Job, JobDone};
+use crate::gateways::{Channel, Gateways, Job, JobDone};
 use crate::store::spool;
 
 /// Hands pending messages to the dialer's channels, round-robin in dial
@@ -63,4 +64,52 @@ pub(super) fn dispatch(
         break;
     }
     None
+}
+
+/// Hands each pending message to the channel it is pinned to (a reply
+/// leaves by the number the customer wrote to, never by another). A
+/// message whose channel cannot take it now stays pending, in order,
+/// without holding up messages for other channels. Returns the first busy
+/// channel to wait for, and the messages whose channel no longer exists
+/// (the gateway or port left the config): they can never be sent.
+pub(super) fn pinned(
+    gateways: &Gateways,
+    dialer: &Arc<DialerConfig>,
+    pending: &mut VecDeque<spool::Queued>,
+    done: &mpsc::UnboundedSender<JobDone>,
+) -> (Option<(Arc<Channel>, usize)>, Vec<(i64, String)>) {
+    let mut turn = None;
+    let mut orphans = Vec::new();
+    let mut kept = VecDeque::with_capacity(pending.len());
+    while let Some(q) = pending.pop_front() {
+        let Some(channel) = q.pin.as_deref().and_then(|pin| {
+            let (gateway, port) = pin.rsplit_once(':')?;
+            let port = port.parse::<u32>().ok()?;
+            gateways.channels_of(gateway, &[port]).into_iter().next()
+        }) else {
+            let pin = q.pin.clone().unwrap_or_default();
+            orphans.push((
+                q.id,
+                format!("the channel {pin:?} it must go out on is not in the config any more"),
+            ));
+            continue;
+        };
+        if channel.usable().is_err() {
+            kept.push_back(q);
+            continue;
+        }
+        let job = Job {
+            message: q,
+            dialer: dialer.clone(),
+            done: done.clone(),
+        };
+        if let Err(j) = channel.offer(job) {
+            if turn.is_none() && !channel.is_closed() {
+                turn = Some((channel.clone(), channel.claim_depth(dialer)));
+            }
+            kept.push_back(j.message);
+        }
+    }
+    *pending = kept;
+    (turn, orphans)
 }

@@ -129,7 +129,7 @@ pub fn import_messages(
         }
     })?;
 
-    let rows = bulk_import(reader, &rules, |d| config.dialer(d).is_some());
+    let rows = bulk_import(reader, &rules, |d| config.user_dialer(d).is_some());
     let convert = Convert::Split(|row: super::import::ImportRow| {
         let number = phone::normalise(&row.destination, &country).ok();
         let plan = smsgate_proto::sms::plan(&row.message);
@@ -194,7 +194,9 @@ pub fn import_dncr(
         }
     })?;
     let country = config.daemon.default_country.clone();
-    let rows = dncr_import(reader, &rules, &country, |d| config.dialer(d).is_some());
+    let rows = dncr_import(reader, &rules, &country, |d| {
+        config.user_dialer(d).is_some()
+    });
     feed(rows, tx, writer, Convert::Inline(|row| row))
 }
 

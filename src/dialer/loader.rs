@@ -120,7 +120,12 @@ impl DialerLoop {
                 }
                 // Nothing to send, nothing to decide: a group switches (and says
                 // so) only when it has traffic to move.
-                if !pending.is_empty() {
+                if !pending.is_empty() && dialer.system {
+                    let (t, orphans) =
+                        dispatch::pinned(&self.gateways, &dialer, &mut pending, &done_tx);
+                    turn = t;
+                    self.fail_orphans(orphans, &mut held).await;
+                } else if !pending.is_empty() {
                     let channels = failover.channels(&self.gateways, &config, &dialer);
                     turn =
                         dispatch::dispatch(&channels, &dialer, &mut pending, &mut cursor, &done_tx);
@@ -202,6 +207,36 @@ impl DialerLoop {
                     }
                 }
                 state == State::ToProcess
+            }
+        }
+    }
+
+    /// Fails the messages whose pinned channel left the config.
+    async fn fail_orphans(&self, orphans: Vec<(i64, String)>, held: &mut HashSet<i64>) {
+        if orphans.is_empty() {
+            return;
+        }
+        for (id, _) in &orphans {
+            held.remove(id);
+        }
+        let n = orphans.len();
+        let first = orphans[0].1.clone();
+        match self
+            .shared
+            .store
+            .write(move |tx| {
+                for (id, reason) in &orphans {
+                    spool::fail_queued(tx, *id, reason)?;
+                }
+                Ok(())
+            })
+            .await
+        {
+            Ok(()) => {
+                tracing::warn!(dialer = %self.name, count = n, reason = %first, "replies failed: their channel is gone")
+            }
+            Err(e) => {
+                tracing::error!(dialer = %self.name, error = %e, "cannot fail replies whose channel is gone; tried again")
             }
         }
     }

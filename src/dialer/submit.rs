@@ -100,10 +100,15 @@ pub async fn import(
 
 /// The message a submission makes, or the first rule it breaks.
 fn check(config: &Config, s: Submission) -> Result<NewMessage, DialerError> {
-    let Some(dialer) = config.dialer(&s.dialer) else {
+    let Some(dialer) = config.user_dialer(&s.dialer) else {
         return Err(DialerError::UnknownDialer {
             name: s.dialer,
-            known: config.dialers.iter().map(|d| d.name.clone()).collect(),
+            known: config
+                .dialers
+                .iter()
+                .filter(|d| !d.system)
+                .map(|d| d.name.clone())
+                .collect(),
         });
     };
     if s.text.is_empty() {

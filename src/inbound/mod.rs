@@ -4,7 +4,10 @@
 //! restarts. One consumer task reads every transport's events; it is where
 //! inbound routing and conversations will hang.
 
+mod replies;
 mod reports;
+
+pub use replies::out_of_hours;
 
 use std::time::Duration;
 
@@ -19,9 +22,6 @@ use crate::store::inbound::{self, NewInbound};
 use crate::store::{events, interactions};
 use crate::transport::{Event, Received};
 
-/// An interaction with no message for this long is closed; the customer's
-/// next message opens a new one.
-const INTERACTION_IDLE: Duration = Duration::from_secs(24 * 3600);
 /// Events are kept this long for the portal to read back.
 const EVENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How often idle interactions are closed and old events purged.
@@ -61,10 +61,10 @@ pub async fn run(
                 health,
             } => gateways.set_health(&gateway, port, health),
             Event::Inbound(msg) => {
-                store_received(&shared, msg).await;
+                store_received(&shared, &dialers, msg).await;
             }
             Event::InboundAcked { message, ack } => {
-                ack.done(store_received(&shared, message).await);
+                ack.done(store_received(&shared, &dialers, message).await);
             }
             Event::InboundMark { gateway, mark } => raise_mark(&shared, gateway, mark).await,
             Event::Result {
@@ -103,7 +103,7 @@ pub async fn run(
 
 /// Stores a received message once per (gateway, source_key); true when it
 /// is on disk now (new or stored before).
-async fn store_received(shared: &Shared, msg: Received) -> bool {
+async fn store_received(shared: &Shared, dialers: &Dialers, msg: Received) -> bool {
     let (gateway, port, len) = (msg.gateway.clone(), msg.port, msg.text.chars().count());
     let config = shared.config();
     // Routed by where it arrived: its gateway port, or our number it was
@@ -112,6 +112,7 @@ async fn store_received(shared: &Shared, msg: Received) -> bool {
         .campaign_for(&msg.gateway, msg.port, msg.recipient.as_deref())
         .map(|c| c.name.clone());
     let routed = campaign.is_some();
+    let idle_ms = config.inbound.interaction_idle.as_millis() as i64;
     let row = NewInbound {
         campaign: campaign.clone(),
         gateway: msg.gateway,
@@ -143,7 +144,7 @@ async fn store_received(shared: &Shared, msg: Received) -> bool {
                         inbound_id: id,
                         text: &row.text,
                     },
-                    INTERACTION_IDLE.as_millis() as i64,
+                    idle_ms,
                 )?),
                 None => None,
             };
@@ -165,11 +166,41 @@ async fn store_received(shared: &Shared, msg: Received) -> bool {
                     "text": row.text,
                 }),
             )?;
-            Ok(Some(id))
+            // What the system answers on its own: a keyword's consent
+            // change and confirmation, or the out-of-hours message.
+            let responded = replies::respond(
+                tx,
+                &config,
+                &replies::Arrived {
+                    campaign: row.campaign.as_deref().and_then(|c| config.campaign(c)),
+                    interaction: joined.map(|j| j.interaction),
+                    number: row.number.as_deref(),
+                    sender: &row.sender,
+                    gateway: &row.gateway,
+                    port: row.port,
+                    text: &row.text,
+                },
+                jiff::Timestamp::now(),
+            )?;
+            Ok(Some((id, responded)))
         })
         .await;
     match stored {
-        Ok(Some(id)) => {
+        Ok(Some((id, responded))) => {
+            for d in &responded.queued {
+                dialers.wake(d);
+            }
+            if let Some((action, lists)) = &responded.consent {
+                let lists = if lists.is_empty() {
+                    "every dialer".to_string()
+                } else {
+                    lists.join(", ")
+                };
+                tracing::info!(gateway = %gateway, inbound = id, action = action.as_str(), lists = %lists, "consent changed by keyword; the ledger has it");
+            }
+            if responded.out_of_hours {
+                tracing::info!(gateway = %gateway, inbound = id, campaign = ?campaign, "out of hours: the campaign's message is sent back");
+            }
             match &campaign {
                 Some(c) => {
                     tracing::info!(gateway = %gateway, port = ?port, inbound = id, chars = len, campaign = %c, "message received");
@@ -230,7 +261,7 @@ async fn housekeeping(shared: Shared, stop: CancellationToken) {
             _ = tokio::time::sleep(HOUSEKEEPING) => {}
         }
         let now = crate::store::now_ms();
-        let idle_since = now - INTERACTION_IDLE.as_millis() as i64;
+        let idle_since = now - shared.config().inbound.interaction_idle.as_millis() as i64;
         for campaign in shared.config().campaigns.iter().map(|c| c.name.clone()) {
             let c = campaign.clone();
             match shared

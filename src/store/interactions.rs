@@ -93,6 +93,66 @@ pub fn record_inbound(
     })
 }
 
+/// An outbound message of an interaction (a system reply, later an
+/// agent's), already in the spool as `message_id`, written into the
+/// conversation with its sender; its queueing is a `message.state` event
+/// of the interaction (the trigger reports the changes that follow).
+pub fn record_outbound(
+    tx: &Transaction<'_>,
+    interaction: i64,
+    sender: &str,
+    channel: &str,
+    text: &str,
+    message_id: i64,
+) -> Result<(), StoreError> {
+    let now = now_ms();
+    let campaign: String = tx
+        .prepare_cached(
+            "UPDATE interaction SET last_at = ?2, messages = messages + 1 WHERE id = ?1 RETURNING campaign",
+        )?
+        .query_row(params![interaction, now], |r| r.get(0))?;
+    tx.prepare_cached(
+        "INSERT INTO interaction_message (interaction_id, at, direction, sender, channel, text, message_id) \
+         VALUES (?1, ?2, 'out', ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![interaction, now, sender, channel, text, message_id])?;
+    let (dialer, destination): (String, String) = tx
+        .prepare_cached("SELECT dialer, destination FROM message WHERE id = ?1")?
+        .query_row([message_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    events::append(
+        tx,
+        "message.state",
+        Some(&campaign),
+        Some(interaction),
+        &json!({"message": message_id, "dialer": dialer, "client_id": null,
+                "destination": destination, "state": "TO_PROCESS", "state_code": 1,
+                "from_state_code": null, "channel": channel, "interaction": interaction,
+                "sender": sender, "detail": null}),
+    )?;
+    Ok(())
+}
+
+/// When the customer last got a campaign's out-of-hours message (unix
+/// ms), in any of their interactions with it.
+pub fn last_out_of_hours(
+    tx: &Transaction<'_>,
+    campaign: &str,
+    customer: &str,
+) -> Result<Option<i64>, StoreError> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT max(ooh_at) FROM interaction WHERE customer = ?1 AND campaign = ?2",
+        )?
+        .query_row(params![customer, campaign], |r| r.get(0))?)
+}
+
+/// Notes that the interaction's customer got the out-of-hours message now.
+pub fn set_out_of_hours(tx: &Transaction<'_>, interaction: i64) -> Result<(), StoreError> {
+    tx.prepare_cached("UPDATE interaction SET ooh_at = ?2 WHERE id = ?1")?
+        .execute(params![interaction, now_ms()])?;
+    Ok(())
+}
+
 /// Closes an open interaction; false when it was closed already (or is
 /// not there).
 pub fn close(tx: &Transaction<'_>, id: i64, by: &str) -> Result<bool, StoreError> {

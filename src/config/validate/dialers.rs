@@ -245,6 +245,7 @@ impl Validator<'_> {
                     d.retry_backoff_ms.as_ref().map_or(30_000, |v| *v.get_ref()),
                 ),
                 resend_unknown: d.resend_unknown,
+                system: false,
             });
         }
         out
@@ -389,6 +390,8 @@ impl Validator<'_> {
                 acd_max_waiting: acd_max_waiting as u32,
                 max_interactions_per_agent: max_interactions_per_agent as u32,
                 canned_responses,
+                opt_out_keywords: self.keywords(c.opt_out_keywords, "opt_out_keywords"),
+                opt_in_keywords: self.keywords(c.opt_in_keywords, "opt_in_keywords"),
             });
         }
         out
@@ -445,7 +448,7 @@ impl Validator<'_> {
 }
 
 /// The longest automatic reply or canned response: ten GSM-7 SMS parts.
-const MAX_CAMPAIGN_TEXT: usize = 1530;
+pub(super) const MAX_CAMPAIGN_TEXT: usize = 1530;
 
 /// Checks a dial string against the gateway it dials through.
 fn check_dial(dial: &str, gateway: &GatewayConfig) -> Result<(), String> {

@@ -1,10 +1,12 @@
 //! Validation of the whole file: every problem is collected, with where it
 //! is, before the file is refused. This module walks the document and holds
 //! the helpers every section uses; [`gateways`] checks each gateway kind's
-//! keys, [`dialers`] the channel groups, schedules, dialers and campaigns.
+//! keys, [`dialers`] the channel groups, schedules, dialers and campaigns,
+//! [`inbound`] the `[inbound]` section and keyword lists.
 
 mod dialers;
 mod gateways;
+mod inbound;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,6 +33,7 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "dialer",
     "campaign",
     "imports",
+    "inbound",
     "schedule",
 ];
 
@@ -90,6 +93,9 @@ impl Validator<'_> {
         let imports: RawImports = self
             .section(sections.remove("imports"), "[imports]")
             .unwrap_or_default();
+        let inbound: RawInbound = self
+            .section(sections.remove("inbound"), "[inbound]")
+            .unwrap_or_default();
         let gateways: Vec<RawGateway> = self.array(sections.remove("gateway"), "[[gateway]]");
         let dialers: Vec<RawDialer> = self.array(sections.remove("dialer"), "[[dialer]]");
         let campaigns: Vec<RawCampaign> = self.array(sections.remove("campaign"), "[[campaign]]");
@@ -101,8 +107,10 @@ impl Validator<'_> {
         let api = self.api(api);
         let gateways = self.gateways(gateways);
         let channel_groups = self.channel_groups(groups, &gateways);
-        let dialers = self.dialers(dialers, &gateways, &channel_groups, &schedules);
+        let mut dialers = self.dialers(dialers, &gateways, &channel_groups, &schedules);
         let campaigns = self.campaigns(campaigns, &gateways, &schedules, &daemon.default_country);
+        let inbound = self.inbound(inbound);
+        dialers.extend(inbound.system_dialers());
         let imports = ImportsConfig {
             forbidden_characters: imports.forbidden_characters.chars().collect(),
         };
@@ -114,6 +122,7 @@ impl Validator<'_> {
             dialers,
             campaigns,
             imports,
+            inbound,
             schedules,
             channel_groups,
             secret_files: Vec::new(),

@@ -22,6 +22,9 @@ pub struct Queued {
     pub attempts: i64,
     /// The number is on the DNCR list for this dialer (when asked).
     pub listed: bool,
+    /// The one channel ("gateway:port") it may go out on: a reply to a
+    /// customer leaves by the number the customer wrote to.
+    pub pin: Option<String>,
 }
 
 impl Queued {
@@ -53,6 +56,7 @@ pub fn next_to_process(
             priority: r.get(3)?,
             attempts: r.get(4)?,
             listed: r.get(5)?,
+            pin: r.get(6)?,
         })
     };
     let mut out = Vec::with_capacity(limit);
@@ -103,12 +107,14 @@ pub fn next_retry_at(conn: &Connection, dialer: &str, now: i64) -> Result<Option
 const NEXT_RETRY_SQL: &str = "SELECT min(not_before) FROM message \
      WHERE dialer = ?1 AND state = 1 AND not_before > 0 AND not_before > ?2";
 const NEXT_TO_PROCESS_SQL: &str = "SELECT id, number, text, priority, attempts, \
-       ?4 IS NOT NULL AND EXISTS (SELECT 1 FROM dncr WHERE key = message.number AND dialer IN ('', ?4)) \
+       ?4 IS NOT NULL AND EXISTS (SELECT 1 FROM dncr WHERE key = message.number AND dialer IN ('', ?4)), \
+       pin_channel \
      FROM message \
      WHERE dialer = ?1 AND state = 1 AND not_before <= ?2 \
      ORDER BY priority, id LIMIT ?3";
 const NEXT_TO_PROCESS_AFTER_SQL: &str = "SELECT id, number, text, priority, attempts, \
-       ?4 IS NOT NULL AND EXISTS (SELECT 1 FROM dncr WHERE key = message.number AND dialer IN ('', ?4)) \
+       ?4 IS NOT NULL AND EXISTS (SELECT 1 FROM dncr WHERE key = message.number AND dialer IN ('', ?4)), \
+       pin_channel \
      FROM message \
      WHERE dialer = ?1 AND state = 1 AND (priority, id) > (?5, ?6) AND not_before <= ?2 \
      ORDER BY priority, id LIMIT ?3";
@@ -167,6 +173,12 @@ fn set_final(
             to.is_final()
         ])?;
     Ok(n == 1)
+}
+
+/// Fails a queued message that can never be sent (its pinned channel is
+/// gone from the config); false when it was no longer queued.
+pub fn fail_queued(tx: &Transaction<'_>, id: i64, reason: &str) -> Result<bool, StoreError> {
+    set_final(tx, id, State::ToProcess, State::Failed, Some(reason))
 }
 
 pub fn mark_blocked(tx: &Transaction<'_>, id: i64) -> Result<bool, StoreError> {

@@ -15,9 +15,9 @@ mod hot;
 #[cfg(test)]
 pub(crate) use hot::HOT_QUERIES;
 pub use hot::{
-    AttemptRow, Begun, Queued, Report, apply_reports, begin_attempt, begin_attempts, find_sent,
-    is_blocked, mark_blocked, mark_failed, mark_retry, mark_sent, mark_sent_many, mark_unknown,
-    next_retry_at, next_to_process, requeue, sent_but_failed,
+    AttemptRow, Begun, Queued, Report, apply_reports, begin_attempt, begin_attempts, fail_queued,
+    find_sent, is_blocked, mark_blocked, mark_failed, mark_retry, mark_sent, mark_sent_many,
+    mark_unknown, next_retry_at, next_to_process, requeue, sent_but_failed,
 };
 
 /// Message states. The numbers are part of the API and the database; 0, 1
@@ -223,6 +223,40 @@ const INSERT_SQL: &str = "INSERT INTO message (dialer, destination, number, text
 pub fn insert_fast(tx: &Transaction<'_>, m: &NewMessage, now: i64) -> Result<i64, StoreError> {
     let mut stmt = tx.prepare_cached(INSERT_SQL)?;
     insert_with(&mut stmt, m, m.import_id, now)?;
+    let id = tx.last_insert_rowid();
+    count_new(tx, &m.dialer, m.state, 1)?;
+    Ok(id)
+}
+
+/// Inserts a message that must leave by one channel (a reply to a
+/// customer, on the channel they wrote to) and belongs to an interaction;
+/// its id. Its queueing is an event of the interaction (the trigger tells
+/// only changes of state).
+pub fn insert_pinned(
+    tx: &Transaction<'_>,
+    m: &NewMessage,
+    pin_channel: &str,
+    interaction: Option<i64>,
+) -> Result<i64, StoreError> {
+    let now = now_ms();
+    tx.prepare_cached(
+        "INSERT INTO message (dialer, destination, number, text, priority, state, \
+         encoding, segments, created_at, updated_at, pin_channel, interaction_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        m.dialer,
+        m.destination,
+        m.number,
+        m.text,
+        m.priority,
+        m.state.code(),
+        m.encoding,
+        m.segments,
+        now,
+        pin_channel,
+        interaction
+    ])?;
     let id = tx.last_insert_rowid();
     count_new(tx, &m.dialer, m.state, 1)?;
     Ok(id)

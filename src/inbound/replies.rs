@@ -1,0 +1,188 @@
+//! What the system answers a customer on its own, decided in the
+//! transaction that stores the customer's message, so a crash leaves both
+//! or neither: an opt-out or opt-in keyword changes the number's consent
+//! (the DNCR lists, the ledger) and is confirmed once; a message outside
+//! the campaign's schedule gets the out-of-hours message, once per
+//! `[inbound] out_of_hours_every_s` per customer. Replies are queued on the
+//! built-in dialers, pinned to the channel the customer wrote to, and go
+//! out through the normal send path (DNCR, pacing, crash safety, states).
+
+use smsgate_proto::consent::{self as keywords, Keyword};
+use smsgate_proto::sms;
+
+use crate::config::{CONSENT_DIALER, CampaignConfig, Config, OptOutScope, REPLIES_DIALER};
+use crate::store::consent::{self, Action};
+use crate::store::spool::{self, NewMessage, State};
+use crate::store::{StoreError, interactions};
+use rusqlite::Transaction;
+
+/// A received message as the replies see it, once stored.
+pub(super) struct Arrived<'a> {
+    pub campaign: Option<&'a CampaignConfig>,
+    pub interaction: Option<i64>,
+    /// The sender in E.164; None for an alphanumeric sender, who cannot be
+    /// answered nor opted out.
+    pub number: Option<&'a str>,
+    /// The sender as the gateway wrote it.
+    pub sender: &'a str,
+    pub gateway: &'a str,
+    pub port: Option<u32>,
+    pub text: &'a str,
+}
+
+/// What the replies did, for the journal and to wake the dialers.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct Responded {
+    pub consent: Option<(Action, Vec<String>)>,
+    pub out_of_hours: bool,
+    /// The built-in dialers that got a message.
+    pub queued: Vec<&'static str>,
+}
+
+/// Whether a campaign is closed at `now`: it has a schedule and the
+/// schedule is not open. A campaign without one is always open.
+pub fn out_of_hours(config: &Config, campaign: &CampaignConfig, now: jiff::Timestamp) -> bool {
+    match &campaign.schedule {
+        None => false,
+        Some(name) => config.schedules.get(name).is_some_and(|s| !s.is_open(now)),
+    }
+}
+
+pub(super) fn respond(
+    tx: &Transaction<'_>,
+    config: &Config,
+    a: &Arrived<'_>,
+    now: jiff::Timestamp,
+) -> Result<Responded, StoreError> {
+    let mut done = Responded::default();
+    let Some(number) = a.number else {
+        return Ok(done);
+    };
+    let opt_out: Vec<&str> = config
+        .inbound
+        .opt_out_keywords
+        .iter()
+        .chain(a.campaign.iter().flat_map(|c| &c.opt_out_keywords))
+        .map(String::as_str)
+        .collect();
+    let opt_in: Vec<&str> = config
+        .inbound
+        .opt_in_keywords
+        .iter()
+        .chain(a.campaign.iter().flat_map(|c| &c.opt_in_keywords))
+        .map(String::as_str)
+        .collect();
+    match keywords::keyword(a.text, &opt_out, &opt_in) {
+        Some(Keyword::OptOut) => {
+            let dialers = match config.inbound.opt_out_scope {
+                OptOutScope::Global => Vec::new(),
+                OptOutScope::Dialers => consent::dialers_that_texted(tx, number)?,
+            };
+            let added = consent::opt_out(tx, number, a.sender, &dialers)?;
+            if !added.is_empty() {
+                let lists: Vec<String> = added.into_iter().filter(|d| !d.is_empty()).collect();
+                ledger(tx, a, number, Action::OptOut, &lists)?;
+                if let Some(text) = &config.inbound.opt_out_reply {
+                    queue(tx, a, number, CONSENT_DIALER, text, &mut done)?;
+                }
+                done.consent = Some((Action::OptOut, lists));
+            }
+            return Ok(done);
+        }
+        Some(Keyword::OptIn) => {
+            let removed = consent::opt_in(tx, number)?;
+            if !removed.is_empty() {
+                let lists: Vec<String> = removed.into_iter().filter(|d| !d.is_empty()).collect();
+                ledger(tx, a, number, Action::OptIn, &lists)?;
+                if let Some(text) = &config.inbound.opt_in_reply {
+                    queue(tx, a, number, CONSENT_DIALER, text, &mut done)?;
+                }
+                done.consent = Some((Action::OptIn, lists));
+            }
+            return Ok(done);
+        }
+        None => {}
+    }
+    let (Some(campaign), Some(interaction)) = (a.campaign, a.interaction) else {
+        return Ok(done);
+    };
+    let Some(text) = &campaign.out_of_hours_message else {
+        return Ok(done);
+    };
+    if !out_of_hours(config, campaign, now) {
+        return Ok(done);
+    }
+    let every = config.inbound.out_of_hours_every.as_millis() as i64;
+    let last = interactions::last_out_of_hours(tx, &campaign.name, number)?;
+    if last.is_some_and(|at| now.as_millisecond() - at < every) {
+        return Ok(done);
+    }
+    queue(tx, a, number, REPLIES_DIALER, text, &mut done)?;
+    interactions::set_out_of_hours(tx, interaction)?;
+    done.out_of_hours = true;
+    Ok(done)
+}
+
+fn ledger(
+    tx: &Transaction<'_>,
+    a: &Arrived<'_>,
+    number: &str,
+    action: Action,
+    lists: &[String],
+) -> Result<(), StoreError> {
+    consent::record(
+        tx,
+        &consent::Change {
+            number,
+            action,
+            dialers: lists,
+            source: consent::KEYWORD_SOURCE,
+            who: Some(number),
+            detail: Some(a.text),
+            campaign: a.campaign.map(|c| c.name.as_str()),
+            interaction: a.interaction,
+        },
+    )
+}
+
+/// Queues a system reply to the customer on the channel they wrote to, in
+/// their conversation when there is one. A gateway without ports cannot
+/// be pinned yet: nothing is queued.
+fn queue(
+    tx: &Transaction<'_>,
+    a: &Arrived<'_>,
+    number: &str,
+    dialer: &'static str,
+    text: &str,
+    done: &mut Responded,
+) -> Result<(), StoreError> {
+    let Some(port) = a.port else {
+        return Ok(());
+    };
+    let channel = interactions::channel_name(a.gateway, Some(port));
+    let plan = sms::plan(text);
+    let id = spool::insert_pinned(
+        tx,
+        &NewMessage {
+            dialer: dialer.to_string(),
+            destination: number.to_string(),
+            number: Some(number.to_string()),
+            text: text.to_string(),
+            priority: crate::config::MIN_PRIORITY,
+            client_id: None,
+            import_id: None,
+            encoding: plan.encoding.as_str(),
+            segments: plan.segments as u32,
+            state: State::ToProcess,
+        },
+        &channel,
+        a.interaction,
+    )?;
+    if let Some(interaction) = a.interaction {
+        interactions::record_outbound(tx, interaction, "system", &channel, text, id)?;
+    }
+    if !done.queued.contains(&dialer) {
+        done.queued.push(dialer);
+    }
+    Ok(())
+}
