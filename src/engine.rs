@@ -136,10 +136,11 @@ impl Engine {
         let channels = self.channels();
         let usable = channels.iter().filter(|c| c.usable).count();
         let sent: u64 = channels.iter().map(|c| c.sent).sum();
-        let enabled = config.dialers.iter().filter(|d| d.enabled).count();
+        let configured = || config.dialers.iter().filter(|d| !d.system);
+        let enabled = configured().filter(|d| d.enabled).count();
         let mut line = format!(
             "{enabled}/{} dialers enabled; {usable}/{} channels usable; {sent} sent since start",
-            config.dialers.len(),
+            configured().count(),
             channels.len()
         );
         let down: Vec<String> = channels

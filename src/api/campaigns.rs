@@ -6,9 +6,9 @@ use serde_json::json;
 
 use super::{ApiError, ApiPath, AppState};
 use crate::config::{CampaignConfig, Config};
-use crate::store::inbound;
+use crate::store::{inbound, interactions};
 
-fn describe(config: &Config, c: &CampaignConfig, received: i64) -> serde_json::Value {
+fn describe(config: &Config, c: &CampaignConfig, received: i64, open: i64) -> serde_json::Value {
     let in_schedule = match c.schedule.as_deref() {
         None => true,
         Some(name) => config
@@ -19,22 +19,31 @@ fn describe(config: &Config, c: &CampaignConfig, received: i64) -> serde_json::V
     let mut v = json!(c);
     v["in_schedule"] = json!(in_schedule);
     v["received"] = json!(received);
+    v["open_interactions"] = json!(open);
     v
 }
 
 pub async fn list(State(st): State<AppState>) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let config = st.shared.config();
     let names: Vec<String> = config.campaigns.iter().map(|c| c.name.clone()).collect();
-    let (counts, unrouted) = st
+    let (counts, unrouted, open) = st
         .shared
         .store
-        .read(move |c| inbound::received_counts(c, &names))
+        .read(move |c| {
+            let (counts, unrouted) = inbound::received_counts(c, &names)?;
+            let open = names
+                .iter()
+                .map(|n| interactions::open_count(c, n))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((counts, unrouted, open))
+        })
         .await?;
     let items: Vec<serde_json::Value> = config
         .campaigns
         .iter()
         .zip(counts)
-        .map(|(c, n)| describe(&config, c, n))
+        .zip(open)
+        .map(|((c, n), o)| describe(&config, c, n, o))
         .collect();
     Ok(axum::Json(
         json!({"items": items, "next": null, "unrouted": unrouted}),
@@ -52,14 +61,18 @@ pub async fn get(
         )));
     };
     let names = vec![c.name.clone()];
-    let (counts, _) = st
+    let (counts, open) = st
         .shared
         .store
-        .read(move |conn| inbound::received_counts(conn, &names))
+        .read(move |conn| {
+            let (counts, _) = inbound::received_counts(conn, &names)?;
+            Ok((counts, interactions::open_count(conn, &names[0])?))
+        })
         .await?;
     Ok(axum::Json(describe(
         &config,
         c,
         counts.first().copied().unwrap_or(0),
+        open,
     )))
 }

@@ -42,6 +42,10 @@ pub struct Dashboard {
     pub dial: String,
     pub interval_ms: u64,
     pub dncr: bool,
+    /// Built in: the replies the system sends on its own (out of hours,
+    /// opt-out and opt-in confirmations), each on the channel the customer
+    /// wrote to.
+    system: bool,
 }
 
 async fn dashboard(
@@ -92,6 +96,7 @@ async fn dashboard(
         dial: d.dial.clone(),
         interval_ms: d.interval.as_millis() as u64,
         dncr: d.dncr,
+        system: d.system,
     })
 }
 

@@ -26,7 +26,7 @@ pub struct InboundQuery {
     pub limit: Option<u32>,
 }
 
-fn instant(name: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
+pub(super) fn instant(name: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
     let Some(v) = v.filter(|v| !v.is_empty()) else {
         return Ok(None);
     };

@@ -3,11 +3,13 @@
 //! keeps the OpenAPI document true are both built from that one table.
 
 mod campaigns;
+mod consent;
 mod dialers;
 pub(crate) mod error;
 mod extract;
 mod gateways;
 mod inbound;
+mod interactions;
 mod messages;
 pub mod openapi;
 mod request_line;
@@ -189,6 +191,42 @@ pub fn routes() -> Vec<RouteSpec> {
             Role(crate::config::Role::Viewer),
             get(campaigns::get),
         ),
+        route(
+            Method::GET,
+            "/api/v1/interactions",
+            Role(crate::config::Role::Viewer),
+            get(interactions::list),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/interactions/{id}",
+            Role(crate::config::Role::Viewer),
+            get(interactions::get),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/interactions/{id}/download",
+            Role(crate::config::Role::Viewer),
+            get(interactions::download),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/interactions/{id}/close",
+            Role(crate::config::Role::Operator),
+            post(interactions::close),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/consent",
+            Role(crate::config::Role::Viewer),
+            get(consent::get),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/consent",
+            Role(crate::config::Role::Operator),
+            post(consent::change),
+        ),
         upload(
             Method::POST,
             "/api/v1/imports",
@@ -299,7 +337,11 @@ async fn guard(
         .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
     let config = st.shared.config();
     let response = match check(&config, access, body, &req) {
-        Ok(limit) => {
+        Ok((limit, caller)) => {
+            let mut req = req;
+            if let Some(caller) = caller {
+                req.extensions_mut().insert(caller);
+            }
             // Bodies without a length (chunked) are cut at the limit while read.
             let limit = usize::try_from(limit).unwrap_or(usize::MAX);
             let req = req.map(|b| Body::new(http_body_util::Limited::new(b, limit)));
@@ -364,15 +406,47 @@ async fn drain(req: Request) {
 }
 
 /// Token, role and declared size; the body limit to apply when they pass.
+/// Who called a route with a token: its name (never its secret) and role.
+/// Handlers that record who did something (closing an interaction, a
+/// consent change) take it from the request's extensions.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+}
+
+impl Caller {
+    /// As the records say who acted: `api:<token name>`.
+    pub fn label(&self) -> String {
+        format!("api:{}", self.name)
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| ApiError::internal("the route has no caller; it must need a token"))
+    }
+}
+
 fn check(
     config: &crate::config::Config,
     access: Access,
     body: BodyLimit,
     req: &Request,
-) -> Result<u64, ApiError> {
+) -> Result<(u64, Option<Caller>), ApiError> {
     if access == Access::GatewayPush {
         check_push_source(config, req)?;
     }
+    let mut caller = None;
     if let Access::Role(need) = access {
         let presented = req
             .headers()
@@ -389,11 +463,16 @@ fn check(
                 "send a token in the header Authorization: Bearer <token> (tokens are configured in [[api.tokens]])",
             ));
         };
-        let Some(role) = config.role_for_token(presented) else {
+        let Some(token) = config.token_for(presented) else {
             return Err(ApiError::unauthorized(
                 "the bearer token is not one of the configured tokens",
             ));
         };
+        let role = token.role;
+        caller = Some(Caller {
+            name: token.name.clone(),
+            role,
+        });
         if role < need {
             return Err(ApiError::forbidden(format!(
                 "this route needs the {} role; the token has the {} role",
@@ -414,7 +493,7 @@ fn check(
     if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::too_large(limit));
     }
-    Ok(limit)
+    Ok((limit, caller))
 }
 
 /// The gateway named by `/api/v1/gateways/{name}/...`, percent-decoded.

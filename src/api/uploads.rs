@@ -16,7 +16,7 @@ use super::staging::{Staged, Turn, stage};
 use super::{ApiError, ApiPath, ApiQuery, AppState};
 use crate::dialer::DialerError;
 use crate::dialer::importer;
-use crate::store::dncr;
+use crate::store::{consent, dncr};
 use smsgate_proto::sms::phone;
 
 #[derive(Debug, Deserialize)]
@@ -65,21 +65,55 @@ pub async fn import_messages(
     Ok((StatusCode::CREATED, Json(summary)).into_response())
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DncrUploadQuery {
+    pub filename: Option<String>,
+    /// The national do-not-call registry the file is (as `no-llame`):
+    /// its numbers' consent history names it as their source.
+    pub registry: Option<String>,
+}
+
+/// A registry's name: what the consent history shows as the source.
+fn registry(r: Option<String>) -> Result<Option<String>, ApiError> {
+    let Some(r) = r else { return Ok(None) };
+    let ok = !r.is_empty()
+        && r.len() <= 64
+        && r.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.');
+    if !ok {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "registry must be 1 to 64 letters, digits, '-', '_' or '.', as in no-llame",
+        ));
+    }
+    Ok(Some(r))
+}
+
 pub async fn import_dncr(
     State(st): State<AppState>,
-    ApiQuery(q): ApiQuery<UploadQuery>,
+    caller: super::Caller,
+    ApiQuery(q): ApiQuery<DncrUploadQuery>,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let name = filename(q)?;
+    let registry = registry(q.registry)?;
+    let name = filename(UploadQuery {
+        filename: q.filename,
+    })?;
     let (_turn, staged) = receive(&st, body).await?;
     let config = st.shared.config();
     let store = st.shared.store.clone();
-    let summary =
-        tokio::task::spawn_blocking(move || importer::import_dncr(&store, &config, &name, staged))
-            .await
-            .map_err(|_| ApiError::internal("the import task ended unexpectedly"))?
-            .map_err(ApiError::from)?;
-    tracing::info!(import = summary.import_id, file = %summary.filename, entries = summary.entries, "DNCR list imported");
+    let origin = importer::DncrOrigin {
+        who: Some(caller.label()),
+        registry,
+    };
+    let summary = tokio::task::spawn_blocking(move || {
+        importer::import_dncr(&store, &config, &name, origin, staged)
+    })
+    .await
+    .map_err(|_| ApiError::internal("the import task ended unexpectedly"))?
+    .map_err(ApiError::from)?;
+    tracing::info!(import = summary.import_id, file = %summary.filename, registry = ?summary.registry, entries = summary.entries, "DNCR list imported");
     Ok((StatusCode::CREATED, Json(summary)).into_response())
 }
 
@@ -121,6 +155,7 @@ pub struct DncrDeleteQuery {
 
 pub async fn delete_dncr(
     State(st): State<AppState>,
+    caller: super::Caller,
     ApiPath(phone_written): ApiPath<String>,
     ApiQuery(q): ApiQuery<DncrDeleteQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -134,10 +169,30 @@ pub async fn delete_dncr(
     }
     let k = key.clone();
     let dialer = q.dialer.clone();
+    let who = caller.label();
     let removed = st
         .shared
         .store
-        .write(move |tx| dncr::remove(tx, &k, dialer.as_deref()))
+        .write(move |tx| {
+            let removed = dncr::remove(tx, &k, dialer.as_deref())?;
+            if removed > 0 {
+                let dialers: Vec<String> = dialer.into_iter().collect();
+                consent::record(
+                    tx,
+                    &consent::Change {
+                        number: &k,
+                        action: consent::Action::OptIn,
+                        dialers: &dialers,
+                        source: "api",
+                        who: Some(&who),
+                        detail: Some("removed from the DNCR list (DELETE /api/v1/dncr)"),
+                        campaign: None,
+                        interaction: None,
+                    },
+                )?;
+            }
+            Ok(removed)
+        })
         .await?;
     if removed == 0 {
         return Err(ApiError::not_found(format!(

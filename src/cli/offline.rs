@@ -56,7 +56,7 @@ pub(super) fn check_config(path: PathBuf) -> ExitCode {
                 "{}: valid ({} gateways, {} dialers, {} campaigns, {} API tokens)",
                 path.display(),
                 c.gateways.len(),
-                c.dialers.len(),
+                c.dialers.iter().filter(|d| !d.system).count(),
                 c.campaigns.len(),
                 c.api.tokens.len()
             );

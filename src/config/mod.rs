@@ -615,6 +615,12 @@ impl Config {
     /// A token's role, compared in constant time against every configured
     /// token so the time taken does not tell how much of a guess was right.
     pub fn role_for_token(&self, presented: &str) -> Option<Role> {
+        self.token_for(presented).map(|t| t.role)
+    }
+
+    /// The configured token a presented secret is, compared in constant
+    /// time against every token.
+    pub fn token_for(&self, presented: &str) -> Option<&ApiToken> {
         use subtle::ConstantTimeEq;
         let mut found = None;
         for t in &self.api.tokens {
@@ -625,7 +631,7 @@ impl Config {
                 false
             };
             if same && found.is_none() {
-                found = Some(t.role);
+                found = Some(t);
             }
         }
         found

@@ -39,10 +39,21 @@ pub struct ImportSummary {
     pub dialers: BTreeMap<String, u64>,
 }
 
+/// Who imports a DNCR list and whether it is a national registry's (as
+/// Uruguay's "No Llame"): the consent history of its numbers names both.
+#[derive(Debug, Clone, Default)]
+pub struct DncrOrigin {
+    /// `api:<token name>`.
+    pub who: Option<String>,
+    pub registry: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct DncrSummary {
     pub import_id: i64,
     pub filename: String,
+    /// The national registry the list is, when the upload said so.
+    pub registry: Option<String>,
     pub lines: u64,
     pub entries: u64,
 }
@@ -159,6 +170,7 @@ pub fn import_dncr(
     store: &Store,
     config: &Config,
     filename: &str,
+    origin: DncrOrigin,
     reader: impl BufRead,
 ) -> Result<DncrSummary, DialerError> {
     check_file_name(filename)?;
@@ -168,12 +180,30 @@ pub fn import_dncr(
     let progress = store.writer_progress();
     let writer = store.write_detached(move |t| {
         let import_id = dncr::begin_import(t, "dncr", &name)?;
+        dncr::describe_import(
+            t,
+            import_id,
+            origin.who.as_deref(),
+            origin.registry.as_deref(),
+        )?;
+        // The entries' source names the registry, else the file.
+        let source = match &origin.registry {
+            Some(r) => format!("registry:{r}"),
+            None => name.clone(),
+        };
         let mut entries = 0u64;
         loop {
             match rx.recv() {
                 Ok(Pipe::Rows(rows)) => {
                     for r in rows {
-                        dncr::upsert(t, &r.key, r.dialer.as_deref(), &r.phone, &name)?;
+                        dncr::upsert_imported(
+                            t,
+                            &r.key,
+                            r.dialer.as_deref(),
+                            &r.phone,
+                            &source,
+                            import_id,
+                        )?;
                         entries += 1;
                     }
                     progress();
@@ -183,6 +213,7 @@ pub fn import_dncr(
                     return Ok(DncrSummary {
                         import_id,
                         filename: name,
+                        registry: origin.registry,
                         lines,
                         entries,
                     });

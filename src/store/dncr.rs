@@ -37,6 +37,84 @@ pub fn upsert(
     Ok(())
 }
 
+/// Adds (or refreshes) an entry of an import.
+pub fn upsert_imported(
+    tx: &Transaction<'_>,
+    key: &str,
+    dialer: Option<&str>,
+    written: &str,
+    source: &str,
+    import_id: i64,
+) -> Result<(), StoreError> {
+    tx.prepare_cached(
+        "INSERT INTO dncr (key, dialer, written, source, added_at, import_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         ON CONFLICT(key, dialer) DO UPDATE SET written = ?3, source = ?4, added_at = ?5, import_id = ?6",
+    )?
+    .execute(params![
+        key,
+        dialer.unwrap_or(""),
+        written,
+        source,
+        now_ms(),
+        import_id
+    ])?;
+    Ok(())
+}
+
+/// Who made an import and from which registry, recorded with it.
+pub fn describe_import(
+    tx: &Transaction<'_>,
+    id: i64,
+    who: Option<&str>,
+    registry: Option<&str>,
+) -> Result<(), StoreError> {
+    tx.prepare_cached("UPDATE import SET who = ?2, registry = ?3 WHERE id = ?1")?
+        .execute(params![id, who, registry])?;
+    Ok(())
+}
+
+/// An import that put a number on the list, as its consent history shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListedBy {
+    pub dialer: Option<String>,
+    /// Unix ms.
+    pub at: i64,
+    /// import | registry | keyword | api
+    pub source: String,
+    pub import: Option<i64>,
+    pub filename: Option<String>,
+    pub registry: Option<String>,
+    pub who: Option<String>,
+}
+
+/// The current entries of a key with the import behind each.
+pub fn listed_by(conn: &Connection, key: &str) -> Result<Vec<ListedBy>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT d.dialer, d.added_at, d.source, d.import_id, i.filename, i.registry, i.who \
+         FROM dncr d LEFT JOIN import i ON i.id = d.import_id WHERE d.key = ?1 ORDER BY d.dialer",
+    )?;
+    let rows = stmt.query_map([key], |r| {
+        let dialer: String = r.get(0)?;
+        let import: Option<i64> = r.get(3)?;
+        let registry: Option<String> = r.get(5)?;
+        let source: String = r.get(2)?;
+        Ok(ListedBy {
+            dialer: (!dialer.is_empty()).then_some(dialer),
+            at: r.get(1)?,
+            source: match (&registry, import) {
+                (Some(_), _) => "registry".to_string(),
+                (None, Some(_)) => "import".to_string(),
+                (None, None) => source,
+            },
+            import,
+            filename: r.get(4)?,
+            registry,
+            who: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
 fn entry(r: &rusqlite::Row<'_>) -> rusqlite::Result<DncrEntry> {
     let dialer: String = r.get(1)?;
     Ok(DncrEntry {

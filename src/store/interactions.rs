@@ -207,6 +207,195 @@ pub fn open_count(conn: &Connection, campaign: &str) -> Result<i64, StoreError> 
         .query_row([campaign], |r| r.get(0))?)
 }
 
+/// Which interactions a search shows (the seed's "Grabaciones"); every
+/// field narrows it, a list matches any of its values.
+#[derive(Debug, Clone, Default)]
+pub struct InteractionFilter {
+    /// Started at or after, unix ms.
+    pub from_ms: Option<i64>,
+    /// Started before, unix ms.
+    pub to_ms: Option<i64>,
+    /// The customer (the origin number), E.164 or as written.
+    pub customer: Option<String>,
+    pub campaigns: Vec<String>,
+    pub agents: Vec<String>,
+    /// Only open (true) or only closed (false) ones.
+    pub open: Option<bool>,
+    /// The page's cursor: ids below it.
+    pub before_id: Option<i64>,
+    pub limit: u32,
+}
+
+/// An interaction as lists show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Summary {
+    pub id: i64,
+    pub campaign: String,
+    pub customer: String,
+    pub agent: Option<String>,
+    /// Where the customer wrote first: "gateway:port", or the gateway.
+    pub channel: String,
+    /// Our number the customer wrote to, when the gateway said.
+    pub recipient: Option<String>,
+    /// inbound: the customer wrote first.
+    pub origin: String,
+    /// RFC 3339, UTC.
+    pub started: String,
+    pub closed: Option<String>,
+    /// Unix ms.
+    pub started_at: i64,
+    pub closed_at: Option<i64>,
+    pub last_at: i64,
+    /// idle | api:<token> | agent:<id>
+    pub closed_by: Option<String>,
+    pub messages: i64,
+}
+
+const SUMMARY_COLUMNS: &str = "id, campaign, customer, agent, gateway, port, recipient, origin, \
+     started_at, closed_at, last_at, closed_by, messages";
+
+fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<Summary> {
+    let started_at: i64 = r.get(8)?;
+    let closed_at: Option<i64> = r.get(9)?;
+    let gateway: String = r.get(4)?;
+    let port: Option<u32> = r.get(5)?;
+    Ok(Summary {
+        id: r.get(0)?,
+        campaign: r.get(1)?,
+        customer: r.get(2)?,
+        agent: r.get(3)?,
+        channel: channel_name(&gateway, port),
+        recipient: r.get(6)?,
+        origin: r.get(7)?,
+        started: smsgate_proto::recording::rfc3339(started_at),
+        closed: closed_at.map(smsgate_proto::recording::rfc3339),
+        started_at,
+        closed_at,
+        last_at: r.get(10)?,
+        closed_by: r.get(11)?,
+        messages: r.get(12)?,
+    })
+}
+
+/// Newest first, `before_id` as the cursor. The statement holds only the
+/// conditions asked for, so a customer or a time range seeks its index.
+pub fn list(
+    conn: &Connection,
+    f: &InteractionFilter,
+) -> Result<(Vec<Summary>, Option<i64>), StoreError> {
+    let limit = i64::from(f.limit.clamp(1, 1000));
+    let mut sql = format!("SELECT {SUMMARY_COLUMNS} FROM interaction WHERE 1");
+    let mut args: Vec<rusqlite::types::Value> = Vec::new();
+    let mut arg = |sql: &mut String, cond: &str, v: rusqlite::types::Value| {
+        args.push(v);
+        sql.push_str(&cond.replace('?', &format!("?{}", args.len())));
+    };
+    if let Some(c) = &f.customer {
+        arg(&mut sql, " AND customer = ?", c.clone().into());
+    }
+    if let Some(t) = f.from_ms {
+        arg(&mut sql, " AND started_at >= ?", t.into());
+    }
+    if let Some(t) = f.to_ms {
+        arg(&mut sql, " AND started_at < ?", t.into());
+    }
+    for (column, values) in [("campaign", &f.campaigns), ("agent", &f.agents)] {
+        if values.is_empty() {
+            continue;
+        }
+        sql.push_str(&format!(" AND {column} IN ("));
+        for (i, v) in values.iter().enumerate() {
+            if i > 0 {
+                sql.push(',');
+            }
+            arg(&mut sql, "?", v.clone().into());
+        }
+        sql.push(')');
+    }
+    match f.open {
+        Some(true) => sql.push_str(" AND closed_at IS NULL"),
+        Some(false) => sql.push_str(" AND closed_at IS NOT NULL"),
+        None => {}
+    }
+    if let Some(b) = f.before_id {
+        arg(&mut sql, " AND id < ?", b.into());
+    }
+    arg(&mut sql, " ORDER BY id DESC LIMIT ?", (limit + 1).into());
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let items = stmt
+        .query_map(rusqlite::params_from_iter(args), summary)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(super::page(items, limit, |m| m.id))
+}
+
+/// One message of a conversation; an outbound one with its delivery state.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ConversationMessage {
+    pub id: i64,
+    /// Unix ms.
+    pub at_ms: i64,
+    /// RFC 3339, UTC.
+    pub at: String,
+    /// in: from the customer; out: to them.
+    pub direction: String,
+    /// customer | system | agent:<id>
+    pub sender: String,
+    pub channel: Option<String>,
+    pub text: String,
+    /// The received message's id (`GET /api/v1/inbound`).
+    pub inbound: Option<i64>,
+    /// The outbound message's id (`GET /api/v1/messages/{id}`).
+    pub message: Option<i64>,
+    /// An outbound message's state now (SENT, DELIVERED, ...).
+    pub state: Option<&'static str>,
+    pub state_code: Option<i64>,
+    /// Why it failed or what the report said.
+    pub detail: Option<String>,
+}
+
+/// An interaction and its messages, oldest first; None when there is none.
+pub fn get(
+    conn: &Connection,
+    id: i64,
+) -> Result<Option<(Summary, Vec<ConversationMessage>)>, StoreError> {
+    let Some(s) = conn
+        .prepare_cached(&format!(
+            "SELECT {SUMMARY_COLUMNS} FROM interaction WHERE id = ?1"
+        ))?
+        .query_row([id], summary)
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT m.id, m.at, m.direction, m.sender, m.channel, m.text, m.inbound_id, m.message_id, \
+                s.state, coalesce(s.report, s.error) \
+         FROM interaction_message m LEFT JOIN message s ON s.id = m.message_id \
+         WHERE m.interaction_id = ?1 ORDER BY m.id",
+    )?;
+    let rows = stmt.query_map([id], |r| {
+        let at: i64 = r.get(1)?;
+        let code: Option<i64> = r.get(8)?;
+        Ok(ConversationMessage {
+            id: r.get(0)?,
+            at_ms: at,
+            at: smsgate_proto::recording::rfc3339(at),
+            direction: r.get(2)?,
+            sender: r.get(3)?,
+            channel: r.get(4)?,
+            text: r.get(5)?,
+            inbound: r.get(6)?,
+            message: r.get(7)?,
+            state: code
+                .and_then(super::spool::State::from_code)
+                .map(super::spool::State::name),
+            state_code: code,
+            detail: r.get(9)?,
+        })
+    })?;
+    Ok(Some((s, rows.collect::<Result<Vec<_>, _>>()?)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -220,6 +220,11 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX interaction_message_of ON interaction_message(interaction_id, id);
 
     ALTER TABLE inbound ADD COLUMN interaction_id INTEGER;
+    -- Who imported a DNCR list, and the national registry it is, so a
+    -- number's consent history can name them; each entry its import.
+    ALTER TABLE import ADD COLUMN who TEXT;
+    ALTER TABLE import ADD COLUMN registry TEXT;
+    ALTER TABLE dncr ADD COLUMN import_id INTEGER;
     ALTER TABLE message ADD COLUMN pin_channel TEXT;
     ALTER TABLE message ADD COLUMN interaction_id INTEGER;
 
