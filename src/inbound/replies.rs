@@ -186,3 +186,94 @@ fn queue(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(windows: &str) -> Config {
+        let text = format!(
+            r#"
+[[gateway]]
+name = "gw"
+kind = "sim"
+ports = 2
+
+[schedule.office]
+time_zone = "Europe/Madrid"
+{windows}
+
+[[campaign]]
+name = "ventas"
+provider = "gw"
+did_ports = ["gw:0"]
+schedule = "office"
+out_of_hours_message = "Cerrado"
+
+[[campaign]]
+name = "siempre"
+provider = "gw"
+did_ports = ["gw:1"]
+"#
+        );
+        Config::from_source(std::path::Path::new("t.toml"), &text).unwrap()
+    }
+
+    fn at(s: &str) -> jiff::Timestamp {
+        s.parse().unwrap()
+    }
+
+    /// The window's first instant is in hours, its end is not; a campaign
+    /// without a schedule is never out of hours.
+    #[test]
+    fn the_schedule_edges_decide_out_of_hours() {
+        let c = config(
+            "[[schedule.office.window]]\ndays = \"mon-sun\"\nfrom = \"09:00\"\nto = \"18:00\"",
+        );
+        let ventas = c.campaign("ventas").unwrap();
+        let siempre = c.campaign("siempre").unwrap();
+        // 2026-12-07 is a Monday; Madrid is UTC+1 in winter.
+        for (t, closed) in [
+            ("2026-12-07T07:59:59Z", true),
+            ("2026-12-07T08:00:00Z", false),
+            ("2026-12-07T16:59:59.999Z", false),
+            ("2026-12-07T17:00:00Z", true),
+        ] {
+            assert_eq!(out_of_hours(&c, ventas, at(t)), closed, "{t}");
+            assert!(!out_of_hours(&c, siempre, at(t)), "{t}");
+        }
+    }
+
+    /// On the days the clocks change, the window is wall-clock time: it
+    /// opens at 09:00 summer time after the spring change and 09:00
+    /// winter time after the autumn one; a window ending at a time that
+    /// does not exist (02:30 on 29 March) ends at 03:30 summer time.
+    #[test]
+    fn out_of_hours_follows_daylight_saving_changes() {
+        let c = config(
+            "[[schedule.office.window]]\ndays = \"mon-sun\"\nfrom = \"09:00\"\nto = \"18:00\"\n\
+             [[schedule.office.exception]]\ndate = \"2026-03-29\"\nranges = [{ from = \"00:00\", to = \"02:30\" }, { from = \"09:00\", to = \"18:00\" }]",
+        );
+        let v = c.campaign("ventas").unwrap();
+        for (t, closed) in [
+            // Sunday 29 March 2026: 02:00 CET becomes 03:00 CEST (UTC+2).
+            ("2026-03-29T01:29:59Z", false),
+            ("2026-03-29T01:30:00Z", true),
+            ("2026-03-29T06:59:59Z", true),
+            ("2026-03-29T07:00:00Z", false),
+            ("2026-03-29T15:59:59Z", false),
+            ("2026-03-29T16:00:00Z", true),
+            // Saturday 28 March: still winter time (UTC+1).
+            ("2026-03-28T07:59:59Z", true),
+            ("2026-03-28T08:00:00Z", false),
+            // Sunday 25 October 2026: 03:00 CEST becomes 02:00 CET.
+            ("2026-10-24T06:59:59Z", true),
+            ("2026-10-24T07:00:00Z", false),
+            ("2026-10-25T07:59:59Z", true),
+            ("2026-10-25T08:00:00Z", false),
+            ("2026-10-25T17:00:00Z", true),
+        ] {
+            assert_eq!(out_of_hours(&c, v, at(t)), closed, "{t}");
+        }
+    }
+}
