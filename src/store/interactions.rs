@@ -511,6 +511,118 @@ mod tests {
         assert_eq!(s.read_blocking(|c| open_count(c, "ventas")).unwrap(), 0);
     }
 
+    /// Agents and campaigns filter alone and together, any of several
+    /// values matching; a customer and a start range narrow further.
+    #[test]
+    fn the_search_filters_by_agents_campaigns_customer_and_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let s =
+            crate::store::Store::open(dir.path(), crate::runtime::Heartbeat::detached()).unwrap();
+        let ids = s
+            .write_blocking(|tx| {
+                let mut ids = Vec::new();
+                for (i, (campaign, customer, agent)) in [
+                    ("ventas", "+59899000001", Some("ana")),
+                    ("ventas", "+59899000002", Some("beto")),
+                    ("soporte", "+59899000001", Some("ana")),
+                    ("soporte", "+59899000003", None),
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    let key = i.to_string();
+                    let inbound = received(tx, &key, customer, "hola");
+                    let j = record_inbound(
+                        tx,
+                        &Arrival {
+                            campaign,
+                            ..arrival(customer, inbound, "hola")
+                        },
+                        3_600_000,
+                    )?;
+                    tx.execute(
+                        "UPDATE interaction SET agent = ?2, started_at = ?3 WHERE id = ?1",
+                        params![j.interaction, agent, 1000 * (i as i64 + 1)],
+                    )?;
+                    ids.push(j.interaction);
+                }
+                Ok(ids)
+            })
+            .unwrap();
+        let find = |f: InteractionFilter| -> Vec<i64> {
+            let (items, _) = s
+                .read_blocking(move |c| list(c, &InteractionFilter { limit: 100, ..f }))
+                .unwrap();
+            let mut v: Vec<i64> = items.iter().map(|i| i.id).collect();
+            v.sort();
+            v
+        };
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let pick = |is: &[usize]| is.iter().map(|i| ids[*i]).collect::<Vec<_>>();
+        assert_eq!(
+            find(InteractionFilter {
+                agents: strings(&["ana"]),
+                ..Default::default()
+            }),
+            pick(&[0, 2])
+        );
+        assert_eq!(
+            find(InteractionFilter {
+                agents: strings(&["ana", "beto"]),
+                ..Default::default()
+            }),
+            pick(&[0, 1, 2])
+        );
+        assert_eq!(
+            find(InteractionFilter {
+                campaigns: strings(&["soporte"]),
+                ..Default::default()
+            }),
+            pick(&[2, 3])
+        );
+        assert_eq!(
+            find(InteractionFilter {
+                campaigns: strings(&["soporte"]),
+                agents: strings(&["ana"]),
+                ..Default::default()
+            }),
+            pick(&[2])
+        );
+        assert_eq!(
+            find(InteractionFilter {
+                customer: Some("+59899000001".into()),
+                agents: strings(&["ana"]),
+                campaigns: strings(&["ventas", "soporte"]),
+                ..Default::default()
+            }),
+            pick(&[0, 2])
+        );
+        assert_eq!(
+            find(InteractionFilter {
+                from_ms: Some(2000),
+                to_ms: Some(4000),
+                ..Default::default()
+            }),
+            pick(&[1, 2])
+        );
+        assert_eq!(
+            find(InteractionFilter {
+                from_ms: Some(2000),
+                to_ms: Some(4000),
+                agents: strings(&["beto"]),
+                ..Default::default()
+            }),
+            pick(&[1])
+        );
+        assert!(
+            find(InteractionFilter {
+                agents: strings(&["nadie"]),
+                ..Default::default()
+            })
+            .is_empty()
+        );
+    }
+
     /// A message's state changes are events too, written by the trigger
     /// that keeps its history; old events are purged.
     #[test]
