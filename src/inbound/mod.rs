@@ -199,7 +199,7 @@ async fn store_received(shared: &Shared, dialers: &Dialers, msg: Received) -> bo
                 tracing::info!(gateway = %gateway, inbound = id, action = action.as_str(), lists = %lists, "consent changed by keyword; the ledger has it");
             }
             if responded.out_of_hours {
-                tracing::info!(gateway = %gateway, inbound = id, campaign = ?campaign, "out of hours: the campaign's message is sent back");
+                tracing::info!(gateway = %gateway, inbound = id, campaign = campaign.as_deref().unwrap_or(""), "out of hours: the campaign's message is sent back on the port the customer wrote to");
             }
             match &campaign {
                 Some(c) => {
