@@ -238,27 +238,11 @@ pub fn insert_pinned(
     pin_channel: &str,
     interaction: Option<i64>,
 ) -> Result<i64, StoreError> {
-    let now = now_ms();
-    tx.prepare_cached(
-        "INSERT INTO message (dialer, destination, number, text, priority, state, \
-         encoding, segments, created_at, updated_at, pin_channel, interaction_id) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10, ?11)",
-    )?
-    .execute(params![
-        m.dialer,
-        m.destination,
-        m.number,
-        m.text,
-        m.priority,
-        m.state.code(),
-        m.encoding,
-        m.segments,
-        now,
-        pin_channel,
-        interaction
-    ])?;
-    let id = tx.last_insert_rowid();
-    count_new(tx, &m.dialer, m.state, 1)?;
+    let id = insert_fast(tx, m, now_ms())?;
+    // Not a change of state: the trigger that keeps the counts, the
+    // history and the events does not see it.
+    tx.prepare_cached("UPDATE message SET pin_channel = ?2, interaction_id = ?3 WHERE id = ?1")?
+        .execute(params![id, pin_channel, interaction])?;
     Ok(id)
 }
 
