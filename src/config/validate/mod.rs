@@ -5,6 +5,7 @@
 
 mod dialers;
 mod gateways;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -32,6 +33,8 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "campaign",
     "imports",
     "schedule",
+    "events",
+    "webhook",
 ];
 
 pub(in crate::config) struct Validator<'a> {
@@ -96,6 +99,10 @@ impl Validator<'_> {
         let groups: Vec<RawChannelGroup> =
             self.array(sections.remove("channel_group"), "[[channel_group]]");
 
+        let raw_events: Option<webhooks::RawEvents> =
+            self.section(sections.remove("events"), "[events]");
+        let raw_webhooks: Vec<webhooks::RawWebhook> =
+            self.array(sections.remove("webhook"), "[[webhook]]");
         let schedules = self.schedules(sections.remove("schedule"));
         let daemon = self.daemon(daemon);
         let api = self.api(api);
@@ -103,6 +110,8 @@ impl Validator<'_> {
         let channel_groups = self.channel_groups(groups, &gateways);
         let dialers = self.dialers(dialers, &gateways, &channel_groups, &schedules);
         let campaigns = self.campaigns(campaigns, &gateways, &schedules, &daemon.default_country);
+        let events = self.events(raw_events, api.max_connections);
+        let webhooks = self.webhooks(raw_webhooks, &campaigns);
         let imports = ImportsConfig {
             forbidden_characters: imports.forbidden_characters.chars().collect(),
         };
@@ -116,6 +125,8 @@ impl Validator<'_> {
             imports,
             schedules,
             channel_groups,
+            events,
+            webhooks,
             secret_files: Vec::new(),
             notes: Vec::new(),
         })
