@@ -18,6 +18,7 @@ pub mod engine;
 pub mod gateways;
 pub mod inbound;
 pub mod metrics;
+pub mod notify;
 pub mod runtime;
 
 pub mod store;
