@@ -754,3 +754,82 @@ fn the_event_stream_resumes_exactly_and_filters() {
         Some(VIEWER)
     ) == 200));
 }
+
+/// A reload adds a webhook (it starts with the newest event, not the
+/// history), changes it and removes it; a graceful stop ends open event
+/// streams instead of waiting on them.
+#[test]
+fn a_reload_adds_changes_and_removes_webhooks_and_a_stop_ends_streams() {
+    let receiver = Receiver::start(common::free_port());
+    let mut d = start("\n[events]\nheartbeat_s = 1\n", false);
+    send(&d, 3, "history");
+    let before = event_log(&d).last().unwrap().0;
+    let base = std::fs::read_to_string(&d.config).unwrap();
+    let reload = |d: &Daemon, text: &str| {
+        std::fs::write(&d.config, text).unwrap();
+        d.signal("HUP");
+    };
+    reload(&d, &format!("{base}{}", webhook(&receiver.url(), "")));
+    assert!(wait_until(Duration::from_secs(10), || {
+        common::get(&d, "/api/v1/webhooks")["items"]
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+    }));
+    send(&d, 2, "added");
+    assert!(wait_until(Duration::from_secs(10), || receiver.got().len() >= 4));
+    assert!(
+        receiver.got().iter().all(|g| g.seq > before),
+        "a new webhook is not sent the history: {:?}",
+        receiver.got()
+    );
+
+    // Changed: only delivery reports from now on.
+    reload(
+        &d,
+        &format!(
+            "{base}{}",
+            webhook(&receiver.url(), "events = [\"message.state\"]\nlanes = 1")
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = receiver.got().len();
+    send(&d, 2, "changed");
+    assert!(wait_until(Duration::from_secs(10), || receiver.got().len() >= seen + 4));
+
+    // Removed: nothing more, and it is gone from the API.
+    reload(&d, &base);
+    assert!(wait_until(Duration::from_secs(10), || {
+        common::get(&d, "/api/v1/webhooks")["items"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    }));
+    let seen = receiver.got().len();
+    send(&d, 2, "removed");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(receiver.got().len(), seen);
+    let got = receiver.got();
+    let seqs: Vec<i64> = got.iter().map(|g| g.seq).collect();
+    let unique: BTreeSet<i64> = seqs.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        seqs.len(),
+        "none twice across reloads: {seqs:?}"
+    );
+
+    // A stream open at SIGTERM does not hold the stop up.
+    let stream = d
+        .http_waiting(Duration::from_secs(30))
+        .get(d.url("/api/v1/events"))
+        .bearer_auth(VIEWER)
+        .send()
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    d.signal("TERM");
+    let (code, took) = d.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    assert!(took < Duration::from_secs(4), "stopping took {took:?}");
+    drop(stream);
+}
