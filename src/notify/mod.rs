@@ -76,7 +76,7 @@ impl Notify {
     /// Starts the tail, the webhook workers of the running config and the
     /// config watcher, all on `tracker` until `stop`.
     pub async fn start(shared: Shared, tracker: TaskTracker, stop: CancellationToken) -> Self {
-        let newest = shared.store.read(|c| events::newest(c)).await.unwrap_or(0);
+        let newest = shared.store.read(events::newest).await.unwrap_or(0);
         let (tail, _) = watch::channel(newest);
         let notify = Self {
             inner: Arc::new(Inner {
@@ -106,7 +106,7 @@ impl Notify {
             if inner.tail.receiver_count() == 0 {
                 continue;
             }
-            if let Ok(n) = inner.shared.store.read(|c| events::newest(c)).await {
+            if let Ok(n) = inner.shared.store.read(events::newest).await {
                 inner.tail.send_if_modified(|v| {
                     let newer = n > *v;
                     if newer {

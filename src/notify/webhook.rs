@@ -352,11 +352,7 @@ pub async fn run(
     let mut saved = start;
     let mut last_save = Instant::now();
     let mut inflight: BTreeSet<i64> = BTreeSet::new();
-    let mut newest = shared
-        .store
-        .read(|c| events::newest(c))
-        .await
-        .unwrap_or(start);
+    let mut newest = shared.store.read(events::newest).await.unwrap_or(start);
     'work: loop {
         newest = newest.max(*tail.borrow_and_update());
         while let Ok(seq) = done_rx.try_recv() {
