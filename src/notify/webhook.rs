@@ -54,8 +54,16 @@ pub struct Status {
 
 #[derive(Default)]
 struct Episode {
-    /// When the receiver started failing (cleared by a success).
-    failing_since: Option<(Instant, i64)>,
+    /// The first failure since the last delivery any lane made: what the
+    /// dead-letter time counts from when it is earlier than a delivery's
+    /// own first failure.
+    since: Option<Instant>,
+    /// Lanes whose last attempt failed. The receiver is failing while any
+    /// is; the episode (one journal line, then one at recovery) runs from
+    /// the first lane failing to the last one recovering.
+    failing_lanes: std::collections::BTreeSet<usize>,
+    /// When the episode began (unix ms), for the API.
+    episode_at: Option<(Instant, i64)>,
     last_error: Option<(i64, String)>,
     failures: u64,
     dead_letters: u64,
@@ -75,32 +83,36 @@ impl Status {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A delivery failed; when the receiver's failing episode began. The
-    /// first failure of an episode is a journal line, the others are not.
-    fn failed(&self, webhook: &str, error: &str) -> Instant {
+    /// An attempt of `lane` failed; since when the receiver has delivered
+    /// nothing. The first failure of an episode is a journal line, the
+    /// others are not.
+    fn failed(&self, webhook: &str, lane: usize, error: &str) -> Instant {
         let mut e = self.episode();
-        e.failures += 1;
+        let now = Instant::now();
         e.last_error = Some((crate::now_ms(), error.to_string()));
-        match e.failing_since {
-            Some((since, _)) => since,
-            None => {
-                let now = Instant::now();
-                e.failing_since = Some((now, crate::now_ms()));
-                e.failures = 1;
-                e.dead_letters = 0;
-                tracing::warn!(webhook = %webhook, error = %error, "webhook receiver failing; deliveries are retried with backoff (said once until it recovers)");
-                now
-            }
+        if e.failing_lanes.is_empty() {
+            e.episode_at = Some((now, crate::now_ms()));
+            e.failures = 0;
+            e.dead_letters = 0;
+            tracing::warn!(webhook = %webhook, error = %error, "webhook receiver failing; deliveries are retried with backoff (said once until it recovers)");
         }
+        e.failing_lanes.insert(lane);
+        e.failures += 1;
+        *e.since.get_or_insert(now)
     }
 
-    fn succeeded(&self, webhook: &str) {
+    fn succeeded(&self, webhook: &str, lane: usize) {
         self.last_success.store(crate::now_ms(), Ordering::Relaxed);
         let mut e = self.episode();
-        if let Some((since, _)) = e.failing_since.take() {
+        e.since = None;
+        if e.failing_lanes.remove(&lane) && e.failing_lanes.is_empty() {
+            let took = e
+                .episode_at
+                .take()
+                .map_or(0, |(at, _)| at.elapsed().as_secs());
             tracing::info!(
                 webhook = %webhook,
-                failed_for_s = since.elapsed().as_secs(),
+                failed_for_s = took,
                 failed_attempts = e.failures,
                 dead_lettered = e.dead_letters,
                 "webhook receiver recovered"
@@ -165,7 +177,7 @@ pub fn view(
     let (failing_since, last_error) = match status {
         Some(s) => {
             let e = s.episode();
-            (e.failing_since.map(|(_, ms)| ms), e.last_error.clone())
+            (e.episode_at.map(|(_, ms)| ms), e.last_error.clone())
         }
         None => (None, None),
     };
@@ -339,9 +351,9 @@ pub async fn run(
         stop: stop.clone(),
     });
     let lanes: Vec<mpsc::Sender<Job>> = (0..cfg.lanes)
-        .map(|_| {
+        .map(|i| {
             let (tx, rx) = mpsc::channel(WINDOW);
-            lanes_tracker.spawn(lane(ctx.clone(), rx, done_tx.clone()));
+            lanes_tracker.spawn(lane(ctx.clone(), i, rx, done_tx.clone()));
             tx
         })
         .collect();
@@ -450,13 +462,18 @@ async fn save(shared: &Shared, webhook: &str, position: i64) {
     }
 }
 
-async fn lane(ctx: Arc<Lane>, mut jobs: mpsc::Receiver<Job>, done: mpsc::UnboundedSender<i64>) {
+async fn lane(
+    ctx: Arc<Lane>,
+    index: usize,
+    mut jobs: mpsc::Receiver<Job>,
+    done: mpsc::UnboundedSender<i64>,
+) {
     loop {
         let job = tokio::select! {
             _ = ctx.stop.cancelled() => return,
             j = jobs.recv() => match j { Some(j) => j, None => return },
         };
-        if !deliver(&ctx, &job).await {
+        if !deliver(&ctx, index, &job).await {
             return;
         }
         if done.send(job.seq).is_err() {
@@ -467,7 +484,7 @@ async fn lane(ctx: Arc<Lane>, mut jobs: mpsc::Receiver<Job>, done: mpsc::Unbound
 
 /// Delivers one event until the receiver takes it or it is dead-lettered;
 /// false when stopped first.
-async fn deliver(ctx: &Lane, job: &Job) -> bool {
+async fn deliver(ctx: &Lane, lane: usize, job: &Job) -> bool {
     let cfg = &ctx.cfg;
     let outcome = |o| WebhookOutcomeLabels {
         webhook: cfg.name.clone(),
@@ -484,7 +501,7 @@ async fn deliver(ctx: &Lane, job: &Job) -> bool {
                     .webhook_deliveries
                     .get_or_create(&outcome("delivered"))
                     .inc();
-                ctx.status.succeeded(&cfg.name);
+                ctx.status.succeeded(&cfg.name, lane);
                 return true;
             }
             Err(f) => {
@@ -495,7 +512,7 @@ async fn deliver(ctx: &Lane, job: &Job) -> bool {
                     .inc();
                 let now = Instant::now();
                 let (mine, first_ms) = *first_failure.get_or_insert((now, crate::now_ms()));
-                let episode = ctx.status.failed(&cfg.name, &f.text);
+                let episode = ctx.status.failed(&cfg.name, lane, &f.text);
                 // Failing for long enough: this delivery's own failures,
                 // or the receiver's whole episode (a receiver down for a
                 // day does not make every queued event wait a day more).
@@ -614,6 +631,31 @@ mod tests {
             "Retry-After"
         );
         assert_eq!(backoff(&c, 1, Some(9999), 7), Duration::from_secs(300));
+    }
+
+    /// One episode from the first lane failing to the last recovering;
+    /// the dead-letter clock restarts with any delivery.
+    #[test]
+    fn an_episode_lasts_until_every_lane_recovers() {
+        let c = cfg();
+        let s = Status::new(0);
+        let first = s.failed("w", 0, "HTTP 500");
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(s.failed("w", 1, "HTTP 500"), first);
+        let started = s.episode().episode_at.unwrap().0;
+        s.succeeded("w", 0);
+        assert!(view(&c, None, Some(&s), 0).failing, "lane 1 still fails");
+        let again = s.failed("w", 1, "HTTP 500");
+        assert!(again > first, "a delivery restarted the dead-letter clock");
+        assert_eq!(
+            s.episode().episode_at.unwrap().0,
+            started,
+            "the same episode"
+        );
+        s.succeeded("w", 1);
+        let v = view(&c, None, Some(&s), 0);
+        assert!(!v.failing && v.failing_since.is_none());
+        assert_eq!(v.last_error.as_deref(), Some("HTTP 500"));
     }
 
     #[test]
