@@ -588,6 +588,10 @@ fn dead_letters_are_listed_and_replayed() {
         "{metrics}"
     );
     assert!(metrics.contains("outcome=\"replayed\""), "{metrics}");
+    assert!(
+        metrics.contains("smsgate_webhook_dead_letters{webhook=\"portal\"} 0\n"),
+        "every dead letter replayed: {metrics}"
+    );
 }
 
 /// A stream read for a while, left, then resumed with Last-Event-ID gets

@@ -179,7 +179,28 @@ impl Notify {
         };
         {
             let mut views = self.inner.views.lock().unwrap_or_else(|p| p.into_inner());
+            let metrics = &self.inner.shared.metrics;
+            for gone in views.keys().filter(|n| !wanted.contains_key(n.as_str())) {
+                let label = crate::metrics::WebhookLabel {
+                    webhook: gone.clone(),
+                };
+                metrics.webhook_backlog.remove(&label);
+                metrics.webhook_dead_letters.remove(&label);
+            }
             views.retain(|name, _| wanted.contains_key(name.as_str()));
+        }
+        // The dead letters waiting for a replay, as the store has them.
+        if let Ok(rows) = self.inner.shared.store.read(outbox::rows).await {
+            for row in rows {
+                self.inner
+                    .shared
+                    .metrics
+                    .webhook_dead_letters
+                    .get_or_create(&crate::metrics::WebhookLabel {
+                        webhook: row.webhook,
+                    })
+                    .set(row.dead_open);
+            }
         }
         for cfg in &config.webhooks {
             if workers.contains_key(&cfg.name) {
@@ -317,6 +338,16 @@ impl Notify {
             .store
             .write(move |tx| outbox::mark_replayed(tx, &name, id))
             .await?;
+        if dead.replayed_at.is_none() {
+            self.inner
+                .shared
+                .metrics
+                .webhook_dead_letters
+                .get_or_create(&crate::metrics::WebhookLabel {
+                    webhook: cfg.name.clone(),
+                })
+                .dec();
+        }
         dead.replayed_at = Some(crate::now_ms());
         tracing::info!(webhook = %cfg.name, dead_letter = dead.id, seq = dead.seq, "dead letter replayed");
         Ok(dead)
