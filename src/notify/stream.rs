@@ -189,3 +189,89 @@ impl EventStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::store::Store;
+
+    async fn shared(dir: &std::path::Path) -> Shared {
+        let config = crate::config::Config::from_source(
+            &dir.join("smsgate.toml"),
+            &format!(
+                "[daemon]\nstate_dir = \"{}\"\n[events]\nheartbeat_s = 1\n",
+                dir.display()
+            ),
+        )
+        .unwrap();
+        let store = Store::open(dir, crate::runtime::Heartbeat::detached()).unwrap();
+        Shared::new(config, store, crate::runtime::Heartbeats::default())
+    }
+
+    fn slot(s: &Shared) -> Slot {
+        Slot::new(Arc::new(AtomicUsize::new(1)), s.metrics.clone())
+    }
+
+    async fn append(s: &Shared, kind: &'static str, campaign: Option<&'static str>) -> i64 {
+        s.store
+            .write(move |tx| events::append(tx, kind, campaign, None, &serde_json::json!({})))
+            .await
+            .unwrap()
+    }
+
+    /// A position older than what the purge kept: a gap first, then the
+    /// oldest kept; a position still kept: exactly the events after it,
+    /// filtered, and nothing more.
+    #[tokio::test]
+    async fn a_purged_position_is_a_gap_and_a_kept_one_resumes_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = shared(dir.path()).await;
+        let mut seqs = Vec::new();
+        for kind in ["a.one", "b.two", "a.three", "a.four"] {
+            seqs.push(append(&s, kind, Some("ventas")).await);
+        }
+        let far = crate::now_ms() + 1000;
+        s.store
+            .write(move |tx| events::purge(tx, far, 2))
+            .await
+            .unwrap();
+        let (_tail_tx, tail) = watch::channel(0);
+        let req = StreamRequest {
+            after: Some(0),
+            ..Default::default()
+        };
+        let mut st = EventStream::open(s.clone(), req, tail.clone(), slot(&s))
+            .await
+            .unwrap();
+        match st.next().await {
+            Some(Frame::Gap { after: 0, oldest }) => assert_eq!(oldest, Some(seqs[2])),
+            other => panic!("{other:?}"),
+        }
+        let Some(Frame::Event(e)) = st.next().await else {
+            panic!()
+        };
+        assert_eq!(e.seq, seqs[2]);
+        assert!(Frame::Event(e).to_sse().starts_with(&format!(
+            "id: {}\nevent: a.three\ndata: {{\"seq\":{}",
+            seqs[2], seqs[2]
+        )));
+
+        let req = StreamRequest {
+            after: Some(seqs[2]),
+            kinds: KindFilter::parse(&["a.*"]).unwrap(),
+            campaign: Some("ventas".into()),
+        };
+        let mut st = EventStream::open(s.clone(), req, tail, slot(&s))
+            .await
+            .unwrap();
+        let Some(Frame::Event(e)) = st.next().await else {
+            panic!()
+        };
+        assert_eq!(e.seq, seqs[3]);
+        // Nothing else: the next frame is the heartbeat.
+        let next = tokio::time::timeout(Duration::from_secs(5), st.next()).await;
+        assert!(matches!(next, Ok(Some(Frame::Heartbeat))), "{next:?}");
+    }
+}
