@@ -208,10 +208,16 @@ fn with_customers(text: String) -> String {
 }
 
 fn start(extra: &str, customers: bool) -> Daemon {
+    start_api(extra, customers, "")
+}
+
+/// [`start`] with keys added to `[api]`.
+fn start_api(extra: &str, customers: bool, api: &str) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
     let config = dir.path().join("smsgate.toml");
-    let mut text = common::config_text(port, &dir.path().join("state"), extra);
+    let mut text = common::config_text(port, &dir.path().join("state"), extra)
+        .replace("[api]\n", &format!("[api]\n{api}\n"));
     if customers {
         text = with_customers(text);
     }
@@ -600,9 +606,11 @@ fn dead_letters_are_listed_and_replayed() {
 /// streams beyond max_streams are refused.
 #[test]
 fn the_event_stream_resumes_exactly_and_filters() {
-    let d = start(
+    // A stream outlives the API's request timeout.
+    let d = start_api(
         &format!("{CUSTOMERS}\n[events]\nheartbeat_s = 1\nmax_streams = 2\n"),
         true,
+        "request_timeout_s = 1",
     );
     send(&d, 5, "first");
     let frames = sse(&d, "?after=0", None, Duration::from_secs(20), |f| {
@@ -696,19 +704,20 @@ fn the_event_stream_resumes_exactly_and_filters() {
     );
     assert!(states.iter().all(|e| e.2["data"]["dialer"] == "campsms"));
 
-    // A stream from now: nothing old, a heartbeat within a couple of seconds.
+    // A stream from now: nothing old, a heartbeat every second, and not
+    // cut by request_timeout_s (1 s here).
     let t = Instant::now();
-    let live = sse(
-        &d,
-        "?kinds=nothing.*",
-        None,
-        Duration::from_secs(10),
-        heartbeat,
-    );
-    assert!(
-        heartbeat(&live) && t.elapsed() < Duration::from_secs(4),
-        "{live:?}"
-    );
+    let beats = |f: &[Frame]| {
+        f.iter()
+            .filter(|f| **f == Frame::Comment("heartbeat".into()))
+            .count()
+    };
+    let live = sse(&d, "?kinds=nothing.*", None, Duration::from_secs(10), |f| {
+        beats(f) >= 3
+    });
+    assert_eq!(beats(&live), 3, "{live:?}");
+    assert!(t.elapsed() >= Duration::from_secs(2), "{:?}", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(6), "{:?}", t.elapsed());
     assert!(events(&live).is_empty());
 
     // Bad input and roles.
