@@ -791,14 +791,14 @@ fn a_reload_adds_changes_and_removes_webhooks_and_a_stop_ends_streams() {
             == 1
     }));
     send(&d, 2, "added");
-    assert!(wait_until(Duration::from_secs(10), || receiver.got().len() >= 4));
+    assert!(wait_until(Duration::from_secs(10), || receiver.got().len() >= 6));
     assert!(
         receiver.got().iter().all(|g| g.seq > before),
         "a new webhook is not sent the history: {:?}",
         receiver.got()
     );
 
-    // Changed: only delivery reports from now on.
+    // Changed: only message.state, on one lane.
     reload(
         &d,
         &format!(
@@ -809,7 +809,7 @@ fn a_reload_adds_changes_and_removes_webhooks_and_a_stop_ends_streams() {
     std::thread::sleep(Duration::from_millis(500));
     let seen = receiver.got().len();
     send(&d, 2, "changed");
-    assert!(wait_until(Duration::from_secs(10), || receiver.got().len() >= seen + 4));
+    assert!(wait_until(Duration::from_secs(10), || receiver.got().len() >= seen + 6));
 
     // Removed: nothing more, and it is gone from the API.
     reload(&d, &base);
