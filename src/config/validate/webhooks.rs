@@ -58,7 +58,8 @@ const SECRET_LOOKING: &[&str] = &[
 /// Checks a receiver's URL; the problem in words.
 pub(super) fn check_url(url: &str) -> Result<(), String> {
     let u = reqwest::Url::parse(url).map_err(|e| {
-        format!("url {url:?} is not a URL ({e}); write it as https://portal.example/hooks/smsgate")
+        // Not echoed: a URL that does not parse may still hold a secret.
+        format!("url is not a URL ({e}); write it as https://portal.example/hooks/smsgate")
     })?;
     if !matches!(u.scheme(), "http" | "https") {
         return Err(format!("url must be http or https, found {:?}", u.scheme()));
