@@ -93,9 +93,13 @@ impl Validator<'_> {
         raw: Option<RawEvents>,
         max_connections: usize,
     ) -> EventsConfig {
-        let Some(raw) = raw else {
-            return EventsConfig::default();
-        };
+        // By default streams may take at most half the connection slots.
+        let default_streams = DEFAULT_MAX_STREAMS.min((max_connections as u64 / 2).max(1));
+        let raw = raw.unwrap_or(RawEvents {
+            retention_s: None,
+            heartbeat_s: None,
+            max_streams: None,
+        });
         let mut ranged = |v: &Option<Spanned<u64>>, default: u64, lo: u64, hi: u64, what: &str| {
             let Some(v) = v else { return default };
             if *v.get_ref() < lo || *v.get_ref() > hi {
@@ -115,13 +119,7 @@ impl Validator<'_> {
             "retention_s",
         );
         let heartbeat = ranged(&raw.heartbeat_s, DEFAULT_HEARTBEAT_S, 1, 300, "heartbeat_s");
-        let max_streams = ranged(
-            &raw.max_streams,
-            DEFAULT_MAX_STREAMS,
-            1,
-            4096,
-            "max_streams",
-        );
+        let max_streams = ranged(&raw.max_streams, default_streams, 1, 4096, "max_streams");
         // A stream holds its connection's slot for as long as it is open:
         // the API keeps room for everything else.
         if let Some(v) = &raw.max_streams {
@@ -273,5 +271,25 @@ mod tests {
         assert!(check_url("https://portal.example/h?Token=1").is_err());
         assert!(check_url("ftp://portal.example/").is_err());
         assert!(check_url("portal.example/h").is_err());
+    }
+
+    fn load(text: &str) -> Result<crate::config::Config, crate::config::ConfigError> {
+        crate::config::Config::from_source(std::path::Path::new("/tmp/x.toml"), text)
+    }
+
+    #[test]
+    fn streams_leave_room_for_the_rest_of_the_api() {
+        let c = load("[api]\nmax_connections = 8\n").unwrap();
+        assert_eq!(c.events.max_streams, 4, "half the slots by default");
+        let c = load("").unwrap();
+        assert_eq!(c.events.max_streams, 32);
+        assert_eq!(c.events.retention, Duration::from_secs(7 * 24 * 3600));
+        let e = load("[api]\nmax_connections = 8\n[events]\nmax_streams = 8\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("max_streams (8) must be below [api] max_connections (8)"),
+            "{e}"
+        );
     }
 }
