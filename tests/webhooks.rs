@@ -532,6 +532,9 @@ fn dead_letters_are_listed_and_replayed() {
     assert!(receiver.got().is_empty());
     let w = &common::get(&d, "/api/v1/webhooks")["items"][0];
     assert_eq!(w["dead_letters"].as_i64().unwrap(), all.len() as i64, "{w}");
+    for body in [list("").to_string(), w.to_string()] {
+        assert!(!body.contains(SECRET), "the secret in an API body: {body}");
+    }
 
     // A viewer may not replay; an unknown one is 404.
     let http = d.http();
