@@ -395,32 +395,61 @@ fn deliveries_survive_a_receiver_outage_and_a_sigkill_in_order() {
     std::thread::sleep(Duration::from_secs(2));
 
     let receiver = Receiver::start_sharing(rport, got, bad, status);
-    // Every event written up to now reaches the receiver.
-    let full = event_log(&d);
+    let (events, duplicates) = all_delivered_in_order(&d, &receiver, first);
+    assert!(events > 100, "events in the log: {events}");
+    assert!(receiver.got().len() > before_outage);
+    eprintln!("outage and SIGKILL: {events} events delivered, {duplicates} twice");
+    // The receiver's failing episode was said once, and its recovery.
+    assert!(wait_until(Duration::from_secs(5), || log
+        .text()
+        .contains("webhook receiver recovered")));
+    let all = format!("{first_log}{}", log.text());
+    assert_eq!(
+        first_log.matches("webhook receiver failing").count(),
+        1,
+        "{first_log}"
+    );
+    assert!(!all.contains(SECRET), "the secret is in the journal");
+
+    // SIGKILLed again while delivering to a receiver that is up: what was
+    // delivered since the last written position comes again, nothing is
+    // missing, the order per interaction holds.
+    send(&d, 30, "kill");
+    std::thread::sleep(Duration::from_millis(300));
+    d.signal("KILL");
+    let _ = d.wait_exit(Duration::from_secs(10));
+    let mut d = restart(d);
+    let log = d.drain_stderr();
+    let (events, duplicates) = all_delivered_in_order(&d, &receiver, first);
+    assert!(!log.text().contains(SECRET), "the secret is in the journal");
+    eprintln!("SIGKILL while delivering: {events} events delivered, {duplicates} twice");
+}
+
+/// Waits until every event of the log after `first` reached the receiver,
+/// then checks what it got: only events of the log, each with its delivery
+/// id and the stream's data as body, and the first delivery of each event
+/// in the log's order per interaction (and for the events with none).
+/// The events, and how many deliveries were repeats (at least once).
+fn all_delivered_in_order(d: &Daemon, receiver: &Receiver, first: i64) -> (usize, usize) {
+    let full = event_log(d);
     let wanted: Vec<(i64, String, serde_json::Value)> =
         full.iter().filter(|e| e.0 > first).cloned().collect();
     let last = wanted.last().unwrap().0;
-    assert!(wanted.len() > 100, "events in the log: {}", wanted.len());
+    let missing = || {
+        let seen: BTreeSet<i64> = receiver.got().iter().map(|g| g.seq).collect();
+        wanted
+            .iter()
+            .filter(|e| !seen.contains(&e.0))
+            .map(|e| e.0)
+            .collect::<Vec<_>>()
+    };
     assert!(
-        wait_until(Duration::from_secs(60), || {
-            let seen: BTreeSet<i64> = receiver.got().iter().map(|g| g.seq).collect();
-            wanted.iter().all(|e| seen.contains(&e.0))
-        }),
-        "missing after the outage: {:?}",
-        {
-            let seen: BTreeSet<i64> = receiver.got().iter().map(|g| g.seq).collect();
-            wanted
-                .iter()
-                .filter(|e| !seen.contains(&e.0))
-                .map(|e| e.0)
-                .collect::<Vec<_>>()
-        }
+        wait_until(Duration::from_secs(60), || missing().is_empty()),
+        "missing: {:?}",
+        missing()
     );
     let got = receiver.got();
     assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0);
-    assert!(got.len() > before_outage);
-
-    // Nothing that is not in the log; each delivery id names its event.
     let log_seqs: BTreeMap<i64, &(i64, String, serde_json::Value)> =
         full.iter().map(|e| (e.0, e)).collect();
     for g in got.iter().filter(|g| g.seq <= last) {
@@ -433,8 +462,6 @@ fn deliveries_survive_a_receiver_outage_and_a_sigkill_in_order() {
         let body: serde_json::Value = serde_json::from_str(&g.body).unwrap();
         assert_eq!(body, e.2, "a delivery's body is the stream's data");
     }
-    // Per interaction, and for the events with none, the first delivery
-    // of each event comes in the log's order.
     let mut first_seen: BTreeMap<Option<i64>, Vec<i64>> = BTreeMap::new();
     let mut seen = BTreeSet::new();
     let mut duplicates = 0;
@@ -459,21 +486,7 @@ fn deliveries_survive_a_receiver_outage_and_a_sigkill_in_order() {
     for k in ["message.state", "message.received", "interaction.opened"] {
         assert!(kinds.contains(k), "{kinds:?}");
     }
-    eprintln!(
-        "{} events delivered, {duplicates} delivered twice (at least once, after the SIGKILL)",
-        wanted.len()
-    );
-    // The receiver's failing episode was said once, and its recovery.
-    assert!(wait_until(Duration::from_secs(5), || log
-        .text()
-        .contains("webhook receiver recovered")));
-    let all = format!("{first_log}{}", log.text());
-    assert_eq!(
-        first_log.matches("webhook receiver failing").count(),
-        1,
-        "{first_log}"
-    );
-    assert!(!all.contains(SECRET), "the secret is in the journal");
+    (wanted.len(), duplicates)
 }
 
 /// A receiver that answers 500: each delivery is dead-lettered after
