@@ -18,6 +18,7 @@ use crate::dialer::importer::ImportSummary;
 use crate::dialer::submit::{Submission, Submitted};
 use crate::dialer::{DialerError, DialerLive, Dialers};
 use crate::gateways::{ChannelView, Gateways};
+use crate::notify::Notify;
 use crate::runtime::Shared;
 use crate::transport::{TransportError, WebhookReply, WebhookRequest};
 
@@ -27,6 +28,7 @@ pub struct Engine {
     shared: Shared,
     gateways: Gateways,
     dialers: Dialers,
+    notify: Notify,
     tracker: TaskTracker,
     stop: CancellationToken,
 }
@@ -46,10 +48,13 @@ impl Engine {
             tracker.clone(),
             stop.clone(),
         );
+        // The event log's readers: webhooks and event streams.
+        let notify = Notify::start(shared.clone(), tracker.clone(), stop.clone()).await;
         let engine = Self {
             shared: shared.clone(),
             gateways,
             dialers,
+            notify,
             tracker,
             stop,
         };
@@ -82,6 +87,11 @@ impl Engine {
                 "drain timeout: some sends were still in flight; they stay SENDING and are reconciled at the next start"
             );
         }
+    }
+
+    /// Webhooks and event streams.
+    pub fn notify(&self) -> &Notify {
+        &self.notify
     }
 
     /// Wakes a dialer's loader (new messages, start, stop).

@@ -4,7 +4,7 @@
 //! talk to each other, and where each behaviour of the seed lives. The
 //! modules are layered (no import cycles; `tests/module_graph.rs`):
 //! config, store, tls, transport at the bottom; runtime; gateways; dialer;
-//! inbound; engine; api; daemon; cli on top. The sans-IO code is the crate
+//! inbound; notify; engine; api; daemon; cli on top. The sans-IO code is the crate
 //! `smsgate_proto`, the simulators `smsgate_sim`.
 #![forbid(unsafe_code)]
 
@@ -18,6 +18,7 @@ pub mod engine;
 pub mod gateways;
 pub mod inbound;
 pub mod metrics;
+pub mod notify;
 pub mod runtime;
 
 pub mod store;

@@ -85,8 +85,29 @@ pub struct LoopLabel {
     pub task: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabel {
+    pub webhook: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookOutcomeLabels {
+    pub webhook: String,
+    /// delivered, failed (an attempt that will be retried), dead_lettered,
+    /// replayed.
+    pub outcome: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// Webhook delivery attempts by outcome.
+    pub webhook_deliveries: Family<WebhookOutcomeLabels, Counter>,
+    /// Events after a webhook's position not yet delivered or given up on.
+    pub webhook_backlog: Family<WebhookLabel, Gauge>,
+    /// Dead letters not replayed yet, per webhook.
+    pub webhook_dead_letters: Family<WebhookLabel, Gauge>,
+    /// Event streams (`GET /api/v1/events`) open now.
+    pub event_streams: Gauge,
     pub config_reloads: Family<ResultLabel, Counter>,
     pub api_requests: Family<RouteLabels, Counter>,
     /// Messages that reached a state, per dialer (queued, blocked, sent...).
@@ -140,6 +161,30 @@ impl Metrics {
             "api_requests",
             "API requests answered, by method, route pattern and status",
             api_requests.clone(),
+        );
+        let webhook_deliveries = Family::<WebhookOutcomeLabels, Counter>::default();
+        registry.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts, by webhook and outcome (delivered, failed and retried, dead_lettered, replayed)",
+            webhook_deliveries.clone(),
+        );
+        let webhook_backlog = Family::<WebhookLabel, Gauge>::default();
+        registry.register(
+            "webhook_backlog",
+            "Events after a webhook's position not yet delivered, dead-lettered or passed over",
+            webhook_backlog.clone(),
+        );
+        let webhook_dead_letters = Family::<WebhookLabel, Gauge>::default();
+        registry.register(
+            "webhook_dead_letters",
+            "Dead-lettered webhook deliveries not replayed yet",
+            webhook_dead_letters.clone(),
+        );
+        let event_streams = Gauge::default();
+        registry.register(
+            "event_streams",
+            "Event streams (GET /api/v1/events) open now",
+            event_streams.clone(),
         );
         let events_dropped = Counter::default();
         registry.register(
@@ -256,6 +301,10 @@ impl Metrics {
             breaker_transitions,
             failovers,
             loop_age,
+            webhook_deliveries,
+            webhook_backlog,
+            webhook_dead_letters,
+            event_streams,
         }
     }
 

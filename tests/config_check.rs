@@ -331,3 +331,45 @@ did = ["gw1:0"]
         "{all}"
     );
 }
+
+/// A webhook's URL never carries credentials, its secret is required and
+/// its kinds are patterns: each problem at its place, all at once, and the
+/// secret itself is never printed.
+#[test]
+fn webhook_problems_are_located_and_the_secret_never_printed() {
+    let text = format!(
+        "{BASE}
+[[webhook]]
+name = \"portal\"
+url = \"https://user:pw@portal.example/hooks\"
+secret = \"s3cret-value-0123456789\"
+
+[[webhook]]
+name = \"second\"
+url = \"https://portal.example/hooks?api_token=abc\"
+events = [\"message.*\", \"Bad Kind\"]
+
+[[webhook]]
+name = \"third\"
+url = \"http://127.0.0.1:9000/\"
+secret = \"short\"
+dead_letter_after_s = 0
+"
+    );
+    let (code, err, path, _d) = check_text(&text);
+    assert_eq!(code, 1, "{err}");
+    let p = path.display();
+    for want in [
+        format!("{p}:16:7: webhook \"portal\": url carries a user name or password"),
+        format!(
+            "{p}:21:7: webhook \"second\": url has a query parameter \"api_token\" that looks like a secret"
+        ),
+        format!("{p}:22:24: webhook \"second\": \"Bad Kind\" is not an event kind"),
+        format!("{p}:20:8: the webhook's secret is missing"),
+        format!("{p}:25:8: webhook \"third\": the secret is shorter than 16 characters"),
+        format!("{p}:28:23: webhook \"third\": dead_letter_after_s must be between 1 and 2592000"),
+    ] {
+        assert!(err.contains(&want), "expected {want:?} in:\n{err}");
+    }
+    assert!(!err.contains("s3cret-value"), "{err}");
+}

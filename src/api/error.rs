@@ -106,6 +106,14 @@ pub const CODES: &[(&str, &str)] = &[
         "too_many_uploads",
         "[api] max_uploads uploads are already being received or imported; try again after Retry-After seconds",
     ),
+    (
+        "receiver_failed",
+        "a replayed webhook delivery was not taken by its receiver (no 2xx); the dead letter stays",
+    ),
+    (
+        "too_many_streams",
+        "[events] max_streams event streams are open already; try again after Retry-After seconds",
+    ),
 ];
 
 #[derive(Debug, Clone, Serialize)]

@@ -6,6 +6,7 @@ mod campaigns;
 mod consent;
 mod dialers;
 pub(crate) mod error;
+mod events;
 mod extract;
 mod gateways;
 mod inbound;
@@ -16,6 +17,7 @@ mod request_line;
 mod staging;
 mod system;
 mod uploads;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -280,6 +282,37 @@ pub fn routes() -> Vec<RouteSpec> {
             "/api/v1/dialers/{name}/pending",
             Role(crate::config::Role::Operator),
             axum::routing::delete(dialers::cancel_pending),
+        ),
+        // Events to the portal (src/notify): the stream and the webhooks.
+        route(
+            Method::GET,
+            "/api/v1/events",
+            Role(crate::config::Role::Viewer),
+            get(events::stream),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/webhooks",
+            Role(crate::config::Role::Viewer),
+            get(webhooks::list),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/webhooks/{name}/dead-letters",
+            Role(crate::config::Role::Viewer),
+            get(webhooks::dead_letters),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/webhooks/{name}/dead-letters/replay",
+            Role(crate::config::Role::Operator),
+            post(webhooks::replay_all),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/webhooks/{name}/dead-letters/{id}/replay",
+            Role(crate::config::Role::Operator),
+            post(webhooks::replay),
         ),
     ]
 }

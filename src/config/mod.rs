@@ -8,6 +8,7 @@ mod raw;
 pub mod schedule;
 mod validate;
 mod warnings;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 pub use diag::{Diagnostics, Located, Problem, line_column};
 use validate::Validator;
+pub use webhooks::{EventsConfig, KindFilter, WebhookConfig};
 
 pub const DEFAULT_PATH: &str = "/etc/smsgate/smsgate.toml";
 
@@ -90,6 +92,10 @@ pub struct Config {
     pub channel_groups: Vec<ChannelGroupConfig>,
     /// Compiled `[schedule.NAME]` sections, named by dialers and campaigns.
     pub schedules: HashMap<String, std::sync::Arc<schedule::Schedule>>,
+    /// `[events]`: the event log's retention and the event stream's limits.
+    pub events: EventsConfig,
+    /// `[[webhook]]`: receivers of the event log.
+    pub webhooks: Vec<WebhookConfig>,
     /// The files secrets were read from (`token_file`, `password_file`,
     /// `pin_file`), for [`Config::warnings`].
     pub secret_files: Vec<PathBuf>,

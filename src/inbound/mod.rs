@@ -22,8 +22,6 @@ use crate::store::inbound::{self, NewInbound};
 use crate::store::{events, interactions};
 use crate::transport::{Event, Received};
 
-/// Events are kept this long for the portal to read back.
-const EVENT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How often idle interactions are closed and old events purged.
 const HOUSEKEEPING: Duration = Duration::from_secs(60);
 
@@ -278,7 +276,8 @@ async fn housekeeping(shared: Shared, stop: CancellationToken) {
                 }
             }
         }
-        let before = now - EVENT_RETENTION.as_millis() as i64;
+        // `[events] retention_s`; what a webhook still owes is kept longer.
+        let before = now - shared.config().events.retention.as_millis() as i64;
         loop {
             match shared
                 .store

@@ -41,6 +41,23 @@ pub fn append(
     Ok(tx.last_insert_rowid())
 }
 
+/// The newest sequence number ever given (0 before the first event),
+/// purged or not.
+pub fn newest(conn: &Connection) -> Result<i64, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'event'), 0)",
+        )?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// The oldest event still kept, if any.
+pub fn oldest(conn: &Connection) -> Result<Option<i64>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT MIN(seq) FROM event")?
+        .query_row([], |r| r.get(0))?)
+}
+
 /// Events after `seq`, oldest first, at most `limit`.
 pub fn after(conn: &Connection, seq: i64, limit: usize) -> Result<Vec<Event>, StoreError> {
     let mut stmt = conn.prepare_cached(
@@ -62,12 +79,16 @@ pub fn after(conn: &Connection, seq: i64, limit: usize) -> Result<Vec<Event>, St
 }
 
 /// Drops events older than `before_ms`, at most `limit` at a time (a
-/// purge must not hold the writer for long); how many went.
+/// purge must not hold the writer for long); how many went. An event a
+/// webhook still owes (after the lowest position in `webhook_outbox`) is
+/// kept until it is delivered or dead-lettered, whatever its age.
 pub fn purge(tx: &Transaction<'_>, before_ms: i64, limit: usize) -> Result<usize, StoreError> {
     Ok(tx
         .prepare_cached(
             "DELETE FROM event WHERE seq IN \
-             (SELECT seq FROM event WHERE at < ?1 ORDER BY seq LIMIT ?2)",
+             (SELECT seq FROM event WHERE at < ?1 \
+              AND seq <= (SELECT COALESCE(MIN(delivered), 9223372036854775807) FROM webhook_outbox) \
+              ORDER BY seq LIMIT ?2)",
         )?
         .execute(params![before_ms, limit as i64])?)
 }

@@ -15,6 +15,7 @@ pub mod dncr;
 pub mod events;
 pub mod inbound;
 pub mod interactions;
+pub mod outbox;
 mod schema;
 pub mod spool;
 

@@ -295,4 +295,17 @@ pub const MIGRATIONS: &[&str] = &[
             WHERE OLD.state IS NOT NEW.state;
     END;
     "#,
+    // 8 (notify: the webhook outbox; renumber freely at a merge, nothing
+    // refers to the number): each webhook's durable position in the
+    // event log. Every event up to `delivered` was delivered,
+    // dead-lettered or not wanted by it; the purge of old events never
+    // passes the lowest position (`store::events::purge`).
+    r#"
+    CREATE TABLE webhook_outbox (
+        webhook     TEXT    PRIMARY KEY,
+        delivered   INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL             -- unix ms
+    );
+    CREATE INDEX webhook_dead_open ON webhook_dead(webhook, id) WHERE replayed_at IS NULL;
+    "#,
 ];

@@ -7,6 +7,7 @@
 mod dialers;
 mod gateways;
 mod inbound;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -35,6 +36,8 @@ pub(super) const TOP_KEYS: &[&str] = &[
     "imports",
     "inbound",
     "schedule",
+    "events",
+    "webhook",
 ];
 
 pub(in crate::config) struct Validator<'a> {
@@ -102,6 +105,10 @@ impl Validator<'_> {
         let groups: Vec<RawChannelGroup> =
             self.array(sections.remove("channel_group"), "[[channel_group]]");
 
+        let raw_events: Option<webhooks::RawEvents> =
+            self.section(sections.remove("events"), "[events]");
+        let raw_webhooks: Vec<webhooks::RawWebhook> =
+            self.array(sections.remove("webhook"), "[[webhook]]");
         let schedules = self.schedules(sections.remove("schedule"));
         let daemon = self.daemon(daemon);
         let api = self.api(api);
@@ -111,6 +118,8 @@ impl Validator<'_> {
         let campaigns = self.campaigns(campaigns, &gateways, &schedules, &daemon.default_country);
         let inbound = self.inbound(inbound);
         dialers.extend(inbound.system_dialers());
+        let events = self.events(raw_events, api.max_connections);
+        let webhooks = self.webhooks(raw_webhooks, &campaigns);
         let imports = ImportsConfig {
             forbidden_characters: imports.forbidden_characters.chars().collect(),
         };
@@ -125,6 +134,8 @@ impl Validator<'_> {
             inbound,
             schedules,
             channel_groups,
+            events,
+            webhooks,
             secret_files: Vec::new(),
             notes: Vec::new(),
         })
