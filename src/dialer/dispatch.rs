@@ -66,6 +66,10 @@ pub(super) fn dispatch(
     None
 }
 
+/// A pinned message whose channel left the config: its id and why it can
+/// never be sent.
+pub(super) type Orphan = (i64, String);
+
 /// Hands each pending message to the channel it is pinned to (a reply
 /// leaves by the number the customer wrote to, never by another). A
 /// message whose channel cannot take it now stays pending, in order,
@@ -77,7 +81,7 @@ pub(super) fn pinned(
     dialer: &Arc<DialerConfig>,
     pending: &mut VecDeque<spool::Queued>,
     done: &mpsc::UnboundedSender<JobDone>,
-) -> (Option<(Arc<Channel>, usize)>, Vec<(i64, String)>) {
+) -> (Option<(Arc<Channel>, usize)>, Vec<Orphan>) {
     let mut turn = None;
     let mut orphans = Vec::new();
     let mut kept = VecDeque::with_capacity(pending.len());

@@ -212,7 +212,7 @@ impl DialerLoop {
     }
 
     /// Fails the messages whose pinned channel left the config.
-    async fn fail_orphans(&self, orphans: Vec<(i64, String)>, held: &mut HashSet<i64>) {
+    async fn fail_orphans(&self, orphans: Vec<dispatch::Orphan>, held: &mut HashSet<i64>) {
         if orphans.is_empty() {
             return;
         }
