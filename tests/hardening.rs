@@ -579,12 +579,24 @@ fn a_stalled_upload_holds_neither_the_writer_nor_the_watchdog() {
     let notify = d.notify.as_ref().unwrap();
     notify.set_nonblocking(true).unwrap();
     let mut last_ping = None;
-    // A byte a second keeps the upload alive past the watchdog's 10 s.
+    // A byte every half second keeps the upload alive past the watchdog's
+    // 10 s: from a thread of its own, so a send slowed by a loaded machine
+    // cannot leave the upload silent for its 2 s idle limit.
+    let stop_trickle = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let trickle = {
+        let mut upload = upload.try_clone().unwrap();
+        let stop = stop_trickle.clone();
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                upload.write_all(b"c").unwrap();
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+    };
     let http = d.http_waiting(Duration::from_secs(5));
     let started = Instant::now();
     let mut sent = 0;
     while started.elapsed() < Duration::from_secs(14) {
-        upload.write_all(b"c").unwrap();
         let r = http
             .post(d.url("/api/v1/messages"))
             .header("Authorization", format!("Bearer {OPERATOR}"))
@@ -601,6 +613,10 @@ fn a_stalled_upload_holds_neither_the_writer_nor_the_watchdog() {
         }
         std::thread::sleep(Duration::from_millis(1000));
     }
+    stop_trickle.store(true, std::sync::atomic::Ordering::SeqCst);
+    trickle
+        .join()
+        .expect("the upload stayed open while trickling");
     // The watchdog kept pinging to the end (a writer stuck for 10 s stops it).
     let last_ping = last_ping.expect("the watchdog pings");
     assert!(
