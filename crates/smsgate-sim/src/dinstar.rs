@@ -457,6 +457,7 @@ impl DinstarSimBuilder {
             reply_delay: Mutex::new(self.reply_delay),
             tasks_stop: CancellationToken::new(),
             tasks: tokio_util::task::TaskTracker::new(),
+            runtime: tokio::runtime::Handle::current(),
         });
         let shutdown = shared.tasks_stop.clone();
         let tasks = shared.tasks.clone();
@@ -536,6 +537,9 @@ struct Shared {
     tasks_stop: CancellationToken,
     /// The simulator's tasks, schedules of customers included.
     tasks: tokio_util::task::TaskTracker,
+    /// The runtime it was started on: a schedule asked for from a plain
+    /// thread (a blocking test) runs there.
+    runtime: tokio::runtime::Handle,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -561,6 +565,10 @@ impl SimHandle {
     pub fn base_url(&self) -> String {
         let scheme = if self.https { "https" } else { "http" };
         format!("{scheme}://{}", self.addr)
+    }
+    /// Number of GSM ports.
+    pub fn port_count(&self) -> u8 {
+        self.shared.cfg.ports
     }
     /// The gateway's serial number.
     pub fn sn(&self) -> String {
@@ -1432,28 +1440,31 @@ fn schedule(shared: &Arc<Shared>, s: IncomingSchedule) -> Result<ScheduleHandle,
         stop: shared.tasks_stop.child_token(),
     };
     let (shared2, h) = (shared.clone(), handle.clone());
-    shared.tasks.spawn(async move {
-        let start = tokio::time::Instant::now() + s.every;
-        let mut tick = tokio::time::interval_at(start, s.every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut n: usize = 0;
-        while s.count.is_none_or(|c| (n as u64) < c) {
-            tokio::select! {
-                _ = h.stop.cancelled() => return,
-                _ = tick.tick() => {}
-            }
-            let from = &s.from[n % s.from.len()];
-            let text = &s.texts[n % s.texts.len()];
-            n += 1;
-            match inject_on(&shared2, &s.on, from, text) {
-                Ok((id, port)) => {
-                    h.injected.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
-                    tracing::info!(id, port, from = %from, "simulated customer wrote in");
+    shared.tasks.spawn_on(
+        async move {
+            let start = tokio::time::Instant::now() + s.every;
+            let mut tick = tokio::time::interval_at(start, s.every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut n: usize = 0;
+            while s.count.is_none_or(|c| (n as u64) < c) {
+                tokio::select! {
+                    _ = h.stop.cancelled() => return,
+                    _ = tick.tick() => {}
                 }
-                Err(e) => tracing::warn!(error = %e, "scheduled message not injected"),
+                let from = &s.from[n % s.from.len()];
+                let text = &s.texts[n % s.texts.len()];
+                n += 1;
+                match inject_on(&shared2, &s.on, from, text) {
+                    Ok((id, port)) => {
+                        h.injected.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                        tracing::info!(id, port, from = %from, "simulated customer wrote in");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "scheduled message not injected"),
+                }
             }
-        }
-    });
+        },
+        &shared.runtime,
+    );
     Ok(handle)
 }
 
