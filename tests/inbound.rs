@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::{Daemon, OPERATOR, VIEWER, config_text, free_port, wait_until};
 use serde_json::{Value, json};
 use smsgate_sim::dinstar::{Arrival, DinstarSim, IncomingSchedule, SimHandle};
-use smsgate_sim::modem::{FakeModem, ModemState};
+use smsgate_sim::modem::{FakeModem, ModemState, ReceiveSchedule};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -396,6 +396,24 @@ fn a_three_part_message_arrives_whole_through_the_modem_and_dinstar() {
     assert_eq!(cmgr() - before, 3, "+CMT parts are not read from the SIM");
     assert!(modem.state().stored().is_empty());
 
+    // The modem's schedule, stored and announced again: a short message
+    // and a long one, from two customers in turn.
+    modem.state().deliver_direct = false;
+    let long = three_part_text("programado");
+    modem
+        .receive_every(ReceiveSchedule {
+            every: Duration::from_millis(200),
+            from: vec!["+59899200005".into(), "+59899200006".into()],
+            texts: vec!["corto ñ".into(), long.clone()],
+            count: Some(2),
+            first_ref: 30,
+        })
+        .unwrap();
+    wait_count(&d, "?gateway=modem1", 5, Duration::from_secs(15));
+    assert_eq!(texts(&d, "?number=%2B59899200005"), ["corto ñ"]);
+    assert_eq!(texts(&d, "?number=%2B59899200006"), [long]);
+    assert_eq!(cmgr() - before, 7, "1 + 3 parts read from the SIM");
+
     // Dinstar: the box hands over the whole text.
     let dtext = three_part_text("por Dinstar");
     sim.inject_incoming_on(&Arrival::Port(1), "59899200004", &dtext)
@@ -405,7 +423,7 @@ fn a_three_part_message_arrives_whole_through_the_modem_and_dinstar() {
     assert_eq!(got["text"], dtext.as_str());
     assert_eq!(got["port"], 1);
     assert_eq!(got["number"], "+59899200004");
-    assert_eq!(counted(&d, "modem1", false), Some(3));
+    assert_eq!(counted(&d, "modem1", false), Some(5));
     assert_eq!(counted(&d, "gw", false), Some(1));
 }
 
