@@ -42,6 +42,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Sim {
     /// A Dinstar GSM gateway (JSON HTTP API under /api/, control under /sim/).
+    ///
+    /// A customer writes in with POST /sim/incoming
+    /// {"port": 0, "from": "099123456", "text": "hola"}, or "number" (one of
+    /// our numbers, a SIM's) instead of "port"; add "every_s" (and
+    /// optionally "senders", "texts", "count") for a schedule. Each message
+    /// is pushed (with --push-url) and listed by query_incoming_sms.
     Dinstar(DinstarArgs),
     /// A Dinstar DWG gateway on the binary "DWG SMS API": it connects to
     /// smsgate's `dinstar-dwg` listener.
@@ -66,7 +72,8 @@ struct ScheduleArgs {
     incoming_from: Vec<String>,
     /// What they write, in turn (repeatable). A long text (over 160
     /// GSM characters, or 70 with emoji or accents outside GSM) is a
-    /// multi-part message.
+    /// multi-part message: a modem receives it as concatenated parts, a
+    /// Dinstar box hands over the whole text.
     #[arg(long, default_value = "Hola, ¿me pueden llamar? 👍")]
     incoming_text: Vec<String>,
     /// How many messages in all (default: no end).
