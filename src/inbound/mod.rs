@@ -27,6 +27,10 @@ const HOUSEKEEPING: Duration = Duration::from_secs(60);
 
 /// Reports between the event consumer and the recorder.
 const REPORT_QUEUE: usize = 4096;
+/// Received messages stored in one transaction at most: those already
+/// queued when the consumer takes one (one commit per message held it to
+/// about 1,300 a second; docs/performance.md).
+const RECEIVED_BATCH: usize = 256;
 
 /// The consumer of every transport's events, until `stop`.
 pub async fn run(
@@ -47,10 +51,15 @@ pub async fn run(
         stop.clone(),
     ));
     tracker.spawn(housekeeping(shared.clone(), stop.clone()));
+    // An event taken while gathering received messages, handled next.
+    let mut next: Option<Event> = None;
     loop {
-        let ev = tokio::select! {
-            _ = stop.cancelled() => return,
-            ev = events.recv() => match ev { Some(e) => e, None => return },
+        let ev = match next.take() {
+            Some(e) => e,
+            None => tokio::select! {
+                _ = stop.cancelled() => return,
+                ev = events.recv() => match ev { Some(e) => e, None => return },
+            },
         };
         match ev {
             Event::PortHealth {
@@ -58,11 +67,21 @@ pub async fn run(
                 port,
                 health,
             } => gateways.set_health(&gateway, port, health),
-            Event::Inbound(msg) => {
-                store_received(&shared, &dialers, msg).await;
-            }
-            Event::InboundAcked { message, ack } => {
-                ack.done(store_received(&shared, &dialers, message).await);
+            Event::Inbound(_) | Event::InboundAcked { .. } => {
+                // With the received messages queued behind it, in order,
+                // up to the first other event.
+                let mut batch = vec![ev];
+                while batch.len() < RECEIVED_BATCH {
+                    match events.try_recv() {
+                        Ok(e @ (Event::Inbound(_) | Event::InboundAcked { .. })) => batch.push(e),
+                        Ok(e) => {
+                            next = Some(e);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                store_batch(&shared, &dialers, batch).await;
             }
             Event::InboundMark { gateway, mark } => raise_mark(&shared, gateway, mark).await,
             Event::Result {
@@ -99,20 +118,63 @@ pub async fn run(
     }
 }
 
-/// Stores a received message once per (gateway, source_key); true when it
-/// is on disk now (new or stored before).
-async fn store_received(shared: &Shared, dialers: &Dialers, msg: Received) -> bool {
-    let (gateway, port, len) = (msg.gateway.clone(), msg.port, msg.text.chars().count());
+/// Stores received messages (`Event::Inbound` or `InboundAcked`) in one
+/// transaction and answers each ack; should that transaction fail, each
+/// is tried alone, so one that cannot be stored does not hold back the
+/// others.
+async fn store_batch(shared: &Shared, dialers: &Dialers, batch: Vec<Event>) {
     let config = shared.config();
-    // Routed by where it arrived: its gateway port, or our number it was
-    // sent to. None matches (or that campaign is disabled): unrouted, kept.
+    let mut rows = Vec::with_capacity(batch.len());
+    let mut acks = Vec::with_capacity(batch.len());
+    for ev in batch {
+        let (msg, ack) = match ev {
+            Event::Inbound(m) => (m, None),
+            Event::InboundAcked { message, ack } => (message, Some(ack)),
+            _ => continue,
+        };
+        rows.push(new_row(&config, msg));
+        acks.push(ack);
+    }
+    if rows.len() > 1 {
+        let all = rows.clone();
+        let c = config.clone();
+        let stored = shared
+            .store
+            .write(move |tx| {
+                let now = jiff::Timestamp::now();
+                all.iter()
+                    .map(|row| write_received(tx, &c, row, now))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .await;
+        if let Ok(ids) = stored {
+            for ((row, id), ack) in rows.iter().zip(ids).zip(acks) {
+                stored_one(shared, dialers, row, Ok(id));
+                if let Some(a) = ack {
+                    a.done(true);
+                }
+            }
+            return;
+        }
+    }
+    drop(config);
+    for (row, ack) in rows.into_iter().zip(acks) {
+        let ok = store_received(shared, dialers, row).await;
+        if let Some(a) = ack {
+            a.done(ok);
+        }
+    }
+}
+
+/// A received message's row, routed by where it arrived: its gateway
+/// port, or our number it was sent to. None matches (or that campaign is
+/// disabled): unrouted, kept.
+fn new_row(config: &crate::config::Config, msg: Received) -> NewInbound {
     let campaign = config
         .campaign_for(&msg.gateway, msg.port, msg.recipient.as_deref())
         .map(|c| c.name.clone());
-    let routed = campaign.is_some();
-    let idle_ms = config.inbound.interaction_idle.as_millis() as i64;
-    let row = NewInbound {
-        campaign: campaign.clone(),
+    NewInbound {
+        campaign,
         gateway: msg.gateway,
         port: msg.port,
         source_key: msg.source_key,
@@ -121,68 +183,94 @@ async fn store_received(shared: &Shared, dialers: &Dialers, msg: Received) -> bo
         recipient: msg.recipient,
         text: msg.text,
         sent_at: msg.sent_at,
-    };
+    }
+}
+
+/// Stores a received message once per (gateway, source_key); true when it
+/// is on disk now (new or stored before).
+async fn store_received(shared: &Shared, dialers: &Dialers, row: NewInbound) -> bool {
+    let r = row.clone();
+    let config = shared.config();
     let stored = shared
         .store
-        .write(move |tx| {
-            let Some(id) = inbound::insert(tx, &row)? else {
-                return Ok(None);
-            };
-            // The conversation it belongs to and the portal's events, in
-            // the transaction that stores it: none without the other.
-            let joined = match &row.campaign {
-                Some(c) => Some(interactions::record_inbound(
-                    tx,
-                    &interactions::Arrival {
-                        campaign: c,
-                        customer: row.number.as_deref().unwrap_or(&row.sender),
-                        gateway: &row.gateway,
-                        port: row.port,
-                        recipient: row.recipient.as_deref(),
-                        inbound_id: id,
-                        text: &row.text,
-                    },
-                    idle_ms,
-                )?),
-                None => None,
-            };
-            events::append(
-                tx,
-                "message.received",
-                row.campaign.as_deref(),
-                joined.map(|j| j.interaction),
-                &serde_json::json!({
-                    "inbound": id,
-                    "campaign": row.campaign,
-                    "interaction": joined.map(|j| j.interaction),
-                    "gateway": row.gateway,
-                    "port": row.port,
-                    "channel": interactions::channel_name(&row.gateway, row.port),
-                    "sender": row.sender,
-                    "number": row.number,
-                    "recipient": row.recipient,
-                    "text": row.text,
-                }),
-            )?;
-            // What the system answers on its own: a keyword's consent
-            // change and confirmation, or the out-of-hours message.
-            let responded = replies::respond(
-                tx,
-                &config,
-                &replies::Arrived {
-                    campaign: row.campaign.as_deref().and_then(|c| config.campaign(c)),
-                    interaction: joined.map(|j| j.interaction),
-                    number: row.number.as_deref(),
-                    sender: &row.sender,
-                    gateway: &row.gateway,
-                    port: row.port,
-                    text: &row.text,
-                },
-                jiff::Timestamp::now(),
-            )?;
-            Ok(Some((id, responded)))
-        })
+        .write(move |tx| write_received(tx, &config, &r, jiff::Timestamp::now()))
         .await;
+    stored_one(shared, dialers, &row, stored)
+}
+
+/// One received message's row, its conversation, its portal event and
+/// what the system answers on its own (a keyword's consent change and
+/// confirmation, or the out-of-hours message), in the caller's
+/// transaction: none without the others. None when it was stored before.
+fn write_received(
+    tx: &rusqlite::Transaction<'_>,
+    config: &crate::config::Config,
+    row: &NewInbound,
+    now: jiff::Timestamp,
+) -> Result<Option<(i64, replies::Responded)>, crate::store::StoreError> {
+    let Some(id) = inbound::insert(tx, row)? else {
+        return Ok(None);
+    };
+    let joined = match &row.campaign {
+        Some(c) => Some(interactions::record_inbound(
+            tx,
+            &interactions::Arrival {
+                campaign: c,
+                customer: row.number.as_deref().unwrap_or(&row.sender),
+                gateway: &row.gateway,
+                port: row.port,
+                recipient: row.recipient.as_deref(),
+                inbound_id: id,
+                text: &row.text,
+            },
+            config.inbound.interaction_idle.as_millis() as i64,
+        )?),
+        None => None,
+    };
+    events::append(
+        tx,
+        "message.received",
+        row.campaign.as_deref(),
+        joined.map(|j| j.interaction),
+        &serde_json::json!({
+            "inbound": id,
+            "campaign": row.campaign,
+            "interaction": joined.map(|j| j.interaction),
+            "gateway": row.gateway,
+            "port": row.port,
+            "channel": interactions::channel_name(&row.gateway, row.port),
+            "sender": row.sender,
+            "number": row.number,
+            "recipient": row.recipient,
+            "text": row.text,
+        }),
+    )?;
+    let responded = replies::respond(
+        tx,
+        config,
+        &replies::Arrived {
+            campaign: row.campaign.as_deref().and_then(|c| config.campaign(c)),
+            interaction: joined.map(|j| j.interaction),
+            number: row.number.as_deref(),
+            sender: &row.sender,
+            gateway: &row.gateway,
+            port: row.port,
+            text: &row.text,
+        },
+        now,
+    )?;
+    Ok(Some((id, responded)))
+}
+
+/// The journal line and the count of a received message's write; true
+/// when it is on disk.
+fn stored_one(
+    shared: &Shared,
+    dialers: &Dialers,
+    row: &NewInbound,
+    stored: Result<Option<(i64, replies::Responded)>, crate::store::StoreError>,
+) -> bool {
+    let (gateway, port, len) = (&row.gateway, row.port, row.text.chars().count());
     match stored {
         Ok(Some((id, responded))) => {
             for d in &responded.queued {
@@ -197,9 +285,9 @@ async fn store_received(shared: &Shared, dialers: &Dialers, msg: Received) -> bo
                 tracing::info!(gateway = %gateway, inbound = id, action = action.as_str(), lists = %lists, "consent changed by keyword; the ledger has it");
             }
             if responded.out_of_hours {
-                tracing::info!(gateway = %gateway, inbound = id, campaign = campaign.as_deref().unwrap_or(""), "out of hours: the campaign's message is sent back on the port the customer wrote to");
+                tracing::info!(gateway = %gateway, inbound = id, campaign = row.campaign.as_deref().unwrap_or(""), "out of hours: the campaign's message is sent back on the port the customer wrote to");
             }
-            match &campaign {
+            match &row.campaign {
                 Some(c) => {
                     tracing::info!(gateway = %gateway, port = ?port, inbound = id, chars = len, campaign = %c, "message received");
                 }
@@ -212,7 +300,11 @@ async fn store_received(shared: &Shared, dialers: &Dialers, msg: Received) -> bo
                 .inbound_messages
                 .get_or_create(&crate::metrics::InboundLabels {
                     gateway: gateway.clone(),
-                    routed: if routed { "true" } else { "false" },
+                    routed: if row.campaign.is_some() {
+                        "true"
+                    } else {
+                        "false"
+                    },
                 })
                 .inc();
             true

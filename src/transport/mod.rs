@@ -363,6 +363,23 @@ struct DropsTold {
     since: u64,
 }
 
+/// Room taken in the queue by [`Events::reserve`]; what is not used is
+/// given back when it is dropped.
+pub struct Reserved<'a>(Option<tokio::sync::mpsc::PermitIterator<'a, Event>>);
+
+impl Reserved<'_> {
+    /// Queues `ev` in the room taken; Err when it is all used.
+    pub fn send(&mut self, ev: Event) -> Result<(), NotQueued> {
+        match self.0.as_mut().and_then(Iterator::next) {
+            Some(permit) => {
+                permit.send(ev);
+                Ok(())
+            }
+            None => Err(NotQueued),
+        }
+    }
+}
+
 /// The event was not queued: the queue is full, or the engine has gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the engine's event queue is full or closed")]
@@ -393,6 +410,17 @@ impl Events {
             }
             Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => Err(NotQueued),
         }
+    }
+
+    /// Room for `n` events, taken now or not at all (None: the queue has
+    /// less room): what goes through it is never dropped. A check of
+    /// [`Events::room`] followed by sends is not that: another producer
+    /// can take the room in between.
+    pub fn reserve(&self, n: usize) -> Option<Reserved<'_>> {
+        if n == 0 {
+            return Some(Reserved(None));
+        }
+        self.tx.try_reserve_many(n).ok().map(|p| Reserved(Some(p)))
     }
 
     /// Queues `ev`, waiting for room while the queue is full.
@@ -536,5 +564,34 @@ mod tests {
         assert_eq!(events.dropped.get(), 2);
         drop(rx);
         assert_eq!(events.send(health(0)), Err(NotQueued));
+    }
+
+    /// Room reserved is the reserver's: another producer finds the queue
+    /// full, and what goes through the reservation is never dropped.
+    #[tokio::test]
+    async fn reserved_room_is_not_taken_by_others() {
+        let (events, mut rx) = Events::channel();
+        for p in 0..EVENT_QUEUE as u32 - 2 {
+            events.send(health(p)).unwrap();
+        }
+        assert!(events.reserve(3).is_none(), "only 2 places left");
+        let mut room = events.reserve(2).unwrap();
+        assert_eq!(events.room(), 0);
+        assert_eq!(
+            events.send(health(9)),
+            Err(NotQueued),
+            "taken by the reservation"
+        );
+        assert_eq!(room.send(health(1000)), Ok(()));
+        assert_eq!(room.send(health(1001)), Ok(()));
+        assert_eq!(room.send(health(1002)), Err(NotQueued), "all used");
+        assert_eq!(events.dropped.get(), 1);
+        assert!(events.reserve(0).is_some());
+        drop(room);
+        let mut last = None;
+        while let Ok(Event::PortHealth { port, .. }) = rx.try_recv() {
+            last = Some(port);
+        }
+        assert_eq!(last, Some(1001));
     }
 }

@@ -14,6 +14,17 @@
 //! Every request is recorded (monotonic and wall time, method, path, body,
 //! ports, user ids, auth outcome) so tests can check pacing and ports.
 //!
+//! Customers' messages are injected on a port or on one of our numbers (the
+//! port whose SIM has it, [`SimHandle::set_port_number`]), once
+//! ([`SimHandle::inject_incoming_on`]) or on a schedule
+//! ([`SimHandle::schedule_incoming`]), and go out both ways a box offers
+//! them: pushed (with a push URL) and in `query_incoming_sms`. A long text
+//! arrives as one row with the whole text. The gateway's JSON carries no
+//! concatenation reference, part number or part count (reference §2.12,
+//! §8 Q15), so rows per segment could not be joined by a receiver without
+//! guessing (two customers writing at once would interleave); the boxes
+//! observed hand over whole texts, and so does the simulator.
+//!
 //! ```no_run
 //! # async fn demo() -> std::io::Result<()> {
 //! use smsgate_sim::dinstar::DinstarSim;
@@ -142,6 +153,95 @@ pub enum HttpFault {
     Garbage,
     /// Answer HTTP 500 with an HTML page.
     Http500,
+}
+
+/// Where an injected customer's message arrives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Arrival {
+    /// On this port (0-based).
+    Port(u8),
+    /// On the port whose SIM has this number (by digits).
+    Number(String),
+}
+
+impl std::fmt::Display for Arrival {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Arrival::Port(p) => write!(f, "port {p}"),
+            Arrival::Number(n) => write!(f, "number {n}"),
+        }
+    }
+}
+
+impl std::str::FromStr for Arrival {
+    type Err = InjectError;
+    /// `3` is port 3; `+59829001000` (or any run of more than two digits)
+    /// is a number.
+    fn from_str(s: &str) -> Result<Self, InjectError> {
+        let s = s.trim();
+        if s.len() <= 2
+            && let Ok(p) = s.parse::<u8>()
+        {
+            return Ok(Arrival::Port(p));
+        }
+        let digits = s.strip_prefix('+').unwrap_or(s);
+        if !digits.is_empty()
+            && digits
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == ' ' || c == '-')
+        {
+            return Ok(Arrival::Number(s.to_string()));
+        }
+        Err(InjectError::BadArrival(s.to_string()))
+    }
+}
+
+/// Why a customer's message cannot be injected.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InjectError {
+    #[error("no port {port}: the gateway has ports 0 to {}", .ports - 1)]
+    NoSuchPort { port: u8, ports: u8 },
+    #[error(
+        "no port's SIM has the number {0}; set one with POST /sim/port {{\"port\":0,\"number\":\"...\"}} or --sim-number PORT:NUMBER"
+    )]
+    UnknownNumber(String),
+    #[error("{0:?} is neither a port (0 to 31) nor a phone number")]
+    BadArrival(String),
+    #[error("a schedule needs at least one sender and one text")]
+    EmptySchedule,
+    #[error("a schedule's interval must be more than 0 seconds")]
+    BadInterval,
+}
+
+/// Customers writing in on a schedule: every `every`, the next sender
+/// (cycled) writes the next text (cycled) on `on`, `count` times or until
+/// the simulator stops.
+#[derive(Debug, Clone)]
+pub struct IncomingSchedule {
+    pub on: Arrival,
+    pub every: Duration,
+    pub from: Vec<String>,
+    pub texts: Vec<String>,
+    /// How many messages in all; `None`: no end.
+    pub count: Option<u64>,
+}
+
+/// A running schedule: how many it has injected, and a way to stop it.
+#[derive(Debug, Clone)]
+pub struct ScheduleHandle {
+    injected: Arc<std::sync::atomic::AtomicU64>,
+    stop: CancellationToken,
+}
+
+impl ScheduleHandle {
+    /// Messages injected so far.
+    pub fn injected(&self) -> u64 {
+        self.injected.load(std::sync::atomic::Ordering::Acquire)
+    }
+    /// Stops it (a message being injected still arrives).
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
 }
 
 /// Entry point: `DinstarSim::builder()`.
@@ -356,9 +456,11 @@ impl DinstarSimBuilder {
             push_wake: tokio::sync::Notify::new(),
             reply_delay: Mutex::new(self.reply_delay),
             tasks_stop: CancellationToken::new(),
+            tasks: tokio_util::task::TaskTracker::new(),
+            runtime: tokio::runtime::Handle::current(),
         });
         let shutdown = shared.tasks_stop.clone();
-        let tasks = tokio_util::task::TaskTracker::new();
+        let tasks = shared.tasks.clone();
         tasks.spawn(accept_loop(
             listener,
             acceptor,
@@ -433,6 +535,11 @@ struct Shared {
     reply_delay: Mutex<Duration>,
     /// Cancelled at shutdown: held sends still waiting are never taken.
     tasks_stop: CancellationToken,
+    /// The simulator's tasks, schedules of customers included.
+    tasks: tokio_util::task::TaskTracker,
+    /// The runtime it was started on: a schedule asked for from a plain
+    /// thread (a blocking test) runs there.
+    runtime: tokio::runtime::Handle,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -458,6 +565,10 @@ impl SimHandle {
     pub fn base_url(&self) -> String {
         let scheme = if self.https { "https" } else { "http" };
         format!("{scheme}://{}", self.addr)
+    }
+    /// Number of GSM ports.
+    pub fn port_count(&self) -> u8 {
+        self.shared.cfg.ports
     }
     /// The gateway's serial number.
     pub fn sn(&self) -> String {
@@ -565,6 +676,23 @@ impl SimHandle {
         let id = lock(&self.shared.state).inject_incoming(port, from, text);
         self.shared.push_wake.notify_one();
         id
+    }
+    /// A customer's SMS arrives on a port or on one of our numbers; returns
+    /// its `incoming_sms_id` and the port it arrived on.
+    pub fn inject_incoming_on(
+        &self,
+        on: &Arrival,
+        from: &str,
+        text: &str,
+    ) -> Result<(u64, u8), InjectError> {
+        inject_on(&self.shared, on, from, text)
+    }
+    /// Customers writing in on a schedule (see [`IncomingSchedule`]); the
+    /// first message comes after one interval. The arrival is checked now
+    /// (an unknown number is refused) and again at each message: a number
+    /// no SIM has any more skips that turn, said in the log.
+    pub fn schedule_incoming(&self, s: IncomingSchedule) -> Result<ScheduleHandle, InjectError> {
+        schedule(&self.shared, s)
     }
     /// The next `send_sms` whose first port is `port` answers `error_code`
     /// `code` (e.g. 550, 500, 400) and sends nothing. Calls queue up.
@@ -1272,20 +1400,146 @@ async fn held_send(shared: Arc<Shared>, params: Params, hold: Duration) -> Value
 // Control surface (/sim/*), no auth, for technicians and scripts
 // ---------------------------------------------------------------------------
 
+/// The port an arrival names, checked against the gateway.
+fn resolve(st: &SimState, on: &Arrival) -> Result<u8, InjectError> {
+    let ports = u8::try_from(st.ports.len()).unwrap_or(u8::MAX);
+    match on {
+        Arrival::Port(p) if *p < ports => Ok(*p),
+        Arrival::Port(p) => Err(InjectError::NoSuchPort { port: *p, ports }),
+        Arrival::Number(n) => st
+            .port_for_number(n)
+            .ok_or_else(|| InjectError::UnknownNumber(n.clone())),
+    }
+}
+
+fn inject_on(
+    shared: &Shared,
+    on: &Arrival,
+    from: &str,
+    text: &str,
+) -> Result<(u64, u8), InjectError> {
+    let injected = {
+        let mut st = lock(&shared.state);
+        let port = resolve(&st, on)?;
+        (st.inject_incoming(port, from, text), port)
+    };
+    shared.push_wake.notify_one();
+    Ok(injected)
+}
+
+fn schedule(shared: &Arc<Shared>, s: IncomingSchedule) -> Result<ScheduleHandle, InjectError> {
+    if s.from.is_empty() || s.texts.is_empty() {
+        return Err(InjectError::EmptySchedule);
+    }
+    if s.every.is_zero() {
+        return Err(InjectError::BadInterval);
+    }
+    resolve(&lock(&shared.state), &s.on)?;
+    let handle = ScheduleHandle {
+        injected: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+        stop: shared.tasks_stop.child_token(),
+    };
+    let (shared2, h) = (shared.clone(), handle.clone());
+    shared.tasks.spawn_on(
+        async move {
+            let start = tokio::time::Instant::now() + s.every;
+            let mut tick = tokio::time::interval_at(start, s.every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut n: usize = 0;
+            while s.count.is_none_or(|c| (n as u64) < c) {
+                tokio::select! {
+                    _ = h.stop.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let from = &s.from[n % s.from.len()];
+                let text = &s.texts[n % s.texts.len()];
+                n += 1;
+                match inject_on(&shared2, &s.on, from, text) {
+                    Ok((id, port)) => {
+                        h.injected.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                        tracing::info!(id, port, from = %from, "simulated customer wrote in");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "scheduled message not injected"),
+                }
+            }
+        },
+        &shared.runtime,
+    );
+    Ok(handle)
+}
+
+/// `POST /sim/incoming`: `{"port": 0, "from": "...", "text": "..."}` as
+/// before, or `number` instead of `port`; with `every_s`, a schedule
+/// (`senders` and `texts` cycled, defaulting to `from` and `text`;
+/// `count` messages, or no end).
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct CtlIncoming {
-    port: u8,
-    from: String,
-    text: String,
+    port: Option<u8>,
+    number: Option<String>,
+    from: Option<String>,
+    text: Option<String>,
+    every_s: Option<f64>,
+    #[serde(default)]
+    senders: Vec<String>,
+    #[serde(default)]
+    texts: Vec<String>,
+    count: Option<u64>,
 }
 
 async fn ctl_incoming(
     State(shared): State<Arc<Shared>>,
     Json(b): Json<CtlIncoming>,
-) -> Json<Value> {
-    let id = lock(&shared.state).inject_incoming(b.port, &b.from, &b.text);
-    shared.push_wake.notify_one();
-    Json(json!({"incoming_sms_id": id}))
+) -> (StatusCode, Json<Value>) {
+    let bad = |e: String| (StatusCode::BAD_REQUEST, Json(json!({"error": e})));
+    let on = match (b.port, b.number) {
+        (Some(p), None) => Arrival::Port(p),
+        (None, Some(n)) => Arrival::Number(n),
+        (Some(_), Some(_)) => return bad("give port or number, not both".into()),
+        (None, None) => return bad("give the port (0-based) or our number it arrives on".into()),
+    };
+    let Some(every_s) = b.every_s else {
+        let (Some(from), Some(text)) = (b.from, b.text) else {
+            return bad("a message needs from and text".into());
+        };
+        return match inject_on(&shared, &on, &from, &text) {
+            Ok((id, port)) => (
+                StatusCode::OK,
+                Json(json!({"incoming_sms_id": id, "port": port})),
+            ),
+            Err(e) => bad(e.to_string()),
+        };
+    };
+    let every = match Duration::try_from_secs_f64(every_s) {
+        Ok(d) => d,
+        Err(_) => {
+            return bad(format!(
+                "every_s must be a number of seconds, not {every_s}"
+            ));
+        }
+    };
+    let mut from = b.senders;
+    from.extend(b.from);
+    let mut texts = b.texts;
+    texts.extend(b.text);
+    match schedule(
+        &shared,
+        IncomingSchedule {
+            on: on.clone(),
+            every,
+            from,
+            texts,
+            count: b.count,
+        },
+    ) {
+        Ok(_) => (
+            StatusCode::OK,
+            Json(
+                json!({"scheduled": true, "on": on.to_string(), "every_s": every_s, "count": b.count}),
+            ),
+        ),
+        Err(e) => bad(e.to_string()),
+    }
 }
 
 #[derive(Deserialize)]
@@ -1392,6 +1646,43 @@ async fn ctl_sends(State(shared): State<Arc<Shared>>) -> Json<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn arrivals_are_ports_or_numbers() {
+        assert_eq!("3".parse(), Ok(Arrival::Port(3)));
+        assert_eq!("31".parse(), Ok(Arrival::Port(31)));
+        assert_eq!(
+            "+598 2900 1000".parse(),
+            Ok(Arrival::Number("+598 2900 1000".into()))
+        );
+        assert_eq!("099123".parse(), Ok(Arrival::Number("099123".into())));
+        assert!(matches!(
+            "ventas".parse::<Arrival>(),
+            Err(InjectError::BadArrival(_))
+        ));
+        let mut st = SimState::new(
+            4,
+            Behaviour {
+                sn: "x".into(),
+                fail_rate: 0.0,
+                result_delay: Duration::ZERO,
+                deliver_delay: None,
+                ussd_delay: Duration::ZERO,
+                push_user_id: false,
+                manual_typos: false,
+            },
+            1,
+        );
+        st.ports[2].number = "+59829001000".into();
+        let on = |s: &str| resolve(&st, &s.parse().unwrap());
+        assert_eq!(on("598-2900-1000"), Ok(2));
+        assert_eq!(on("2"), Ok(2));
+        assert_eq!(
+            on("+59829001001"),
+            Err(InjectError::UnknownNumber("+59829001001".into()))
+        );
+        assert_eq!(on("9"), Err(InjectError::NoSuchPort { port: 9, ports: 4 }));
+    }
 
     #[test]
     fn query_decoding() {

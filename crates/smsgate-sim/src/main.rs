@@ -11,6 +11,11 @@
 //!     --no-sim 3 --incoming '0:099123456:¿Mañana? 👍'
 //!
 //! smsgate-sim modem --link /tmp/ttyGSM0 --incoming '+59899123456:¿Mañana? 👍'
+//!
+//! # customers writing in every 10 s to our number +59829001000 (port 2)
+//! smsgate-sim dinstar --push-url http://127.0.0.1:8080/api/v1/gateways/gw1/push \
+//!     --sim-number 2:+59829001000 --incoming-on +59829001000 --incoming-every 10 \
+//!     --incoming-from 099123456,099654321 --incoming-text 'Hola' --incoming-text "$(cat long.txt)"
 //! ```
 #![forbid(unsafe_code)]
 
@@ -20,7 +25,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use smsgate_proto::dwg::PortState;
-use smsgate_sim::dinstar::{DinstarSim, SimAuth};
+use smsgate_sim::dinstar::{Arrival, DinstarSim, IncomingSchedule, SimAuth};
 use smsgate_sim::dwg::{DwgSim, SimPort};
 
 #[derive(Parser)]
@@ -37,6 +42,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Sim {
     /// A Dinstar GSM gateway (JSON HTTP API under /api/, control under /sim/).
+    ///
+    /// A customer writes in with POST /sim/incoming
+    /// {"port": 0, "from": "099123456", "text": "hola"}, or "number" (one of
+    /// our numbers, a SIM's) instead of "port"; add "every_s" (and
+    /// optionally "senders", "texts", "count") for a schedule. Each message
+    /// is pushed (with --push-url) and listed by query_incoming_sms.
     Dinstar(DinstarArgs),
     /// A Dinstar DWG gateway on the binary "DWG SMS API": it connects to
     /// smsgate's `dinstar-dwg` listener.
@@ -47,6 +58,39 @@ enum Sim {
     /// Writes the manual page smsgate-sim.1 into DIR (the .deb's build).
     #[command(hide = true)]
     GenerateMan { dir: std::path::PathBuf },
+}
+
+/// Customers writing in on a schedule (every simulator).
+#[derive(clap::Args)]
+struct ScheduleArgs {
+    /// Seconds between two messages from simulated customers (fractions
+    /// allowed); with none, no schedule. The first comes after one interval.
+    #[arg(long, value_name = "SECS")]
+    incoming_every: Option<f64>,
+    /// Who writes, in turn (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',', default_value = "+59899123456")]
+    incoming_from: Vec<String>,
+    /// What they write, in turn (repeatable). A long text (over 160
+    /// GSM characters, or 70 with emoji or accents outside GSM) is a
+    /// multi-part message: a modem receives it as concatenated parts, a
+    /// Dinstar box hands over the whole text.
+    #[arg(long, default_value = "Hola, ¿me pueden llamar? 👍")]
+    incoming_text: Vec<String>,
+    /// How many messages in all (default: no end).
+    #[arg(long, value_name = "N")]
+    incoming_count: Option<u64>,
+}
+
+impl ScheduleArgs {
+    fn every(&self) -> Result<Option<Duration>, String> {
+        match self.incoming_every {
+            None => Ok(None),
+            Some(s) => match Duration::try_from_secs_f64(s) {
+                Ok(d) if !d.is_zero() => Ok(Some(d)),
+                _ => Err(format!("--incoming-every wants seconds over 0, not {s}")),
+            },
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -72,6 +116,13 @@ struct ModemArgs {
     /// FROM:TEXT (repeatable; long texts arrive in parts).
     #[arg(long)]
     incoming: Vec<String>,
+    /// Hand new messages to the client as +CMT with the PDU, never stored
+    /// on the SIM, whatever AT+CNMI asked (default: as AT+CNMI asks;
+    /// smsgate asks for +CMTI, stored first).
+    #[arg(long)]
+    direct: bool,
+    #[command(flatten)]
+    schedule: ScheduleArgs,
 }
 
 #[derive(clap::Args)]
@@ -107,6 +158,11 @@ struct DwgArgs {
     /// A received SMS to deliver once connected, as PORT:FROM:TEXT (repeatable).
     #[arg(long)]
     incoming: Vec<String>,
+    /// The port scheduled messages arrive on (see --incoming-every).
+    #[arg(long, default_value_t = 0, value_name = "PORT")]
+    incoming_on: u8,
+    #[command(flatten)]
+    schedule: ScheduleArgs,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -173,6 +229,24 @@ struct DinstarArgs {
     /// Private key (PEM) for --tls-cert.
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<std::path::PathBuf>,
+    /// A port's SIM number, as PORT:NUMBER (repeatable): shown in
+    /// get_port_info and register pushes, and where messages sent to that
+    /// number arrive.
+    #[arg(long, value_name = "PORT:NUMBER")]
+    sim_number: Vec<String>,
+    /// A customer's SMS, as ON:FROM:TEXT, injected once at start
+    /// (repeatable). ON is a port (0-31) or one of our numbers (a SIM's,
+    /// see --sim-number). A long text arrives as one message with the
+    /// whole text, as the boxes observed hand it over (their JSON carries
+    /// no part numbers to join segments by).
+    #[arg(long, value_name = "ON:FROM:TEXT")]
+    incoming: Vec<String>,
+    /// Where scheduled messages arrive (see --incoming-every): a port or
+    /// one of our numbers.
+    #[arg(long, default_value = "0", value_name = "ON")]
+    incoming_on: String,
+    #[command(flatten)]
+    schedule: ScheduleArgs,
 }
 
 fn main() -> ExitCode {
@@ -249,6 +323,7 @@ async fn run_modem(a: ModemArgs) -> ExitCode {
     state.auto_report = (a.report_delay_ms >= 0).then_some(0);
     state.report_delay = Duration::from_millis(a.report_delay_ms.max(0) as u64);
     state.faults.delay = Duration::from_millis(a.latency_ms);
+    state.deliver_direct = a.direct;
     // --incoming messages are stored before any client sets CNMI: no
     // announcement, found by AT+CMGL like messages that came while the
     // daemon was down.
@@ -268,6 +343,26 @@ async fn run_modem(a: ModemArgs) -> ExitCode {
                 eprintln!("smsgate-sim: --incoming wants FROM:TEXT, not {spec:?}");
                 return ExitCode::FAILURE;
             }
+        }
+    }
+    let every = match a.schedule.every() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("smsgate-sim: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(every) = every {
+        let scheduled = modem.receive_every(smsgate_sim::modem::ReceiveSchedule {
+            every,
+            from: a.schedule.incoming_from.clone(),
+            texts: a.schedule.incoming_text.clone(),
+            count: a.schedule.incoming_count,
+            first_ref: a.incoming.len() as u8 + 1,
+        });
+        if let Err(e) = scheduled {
+            eprintln!("smsgate-sim: {e}");
+            return ExitCode::FAILURE;
         }
     }
     println!("{}", modem.path().display());
@@ -301,6 +396,21 @@ async fn run_dwg(a: DwgArgs) -> ExitCode {
             }
         }
     }
+    let every = match a.schedule.every() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("smsgate-sim: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if a.incoming_on >= a.ports {
+        eprintln!(
+            "smsgate-sim: --incoming-on {} is not a port (0 to {})",
+            a.incoming_on,
+            a.ports - 1
+        );
+        return ExitCode::FAILURE;
+    }
     let delay = |ms: i64| u64::try_from(ms).ok().map(Duration::from_millis);
     let sim = DwgSim::builder()
         .connect(a.connect)
@@ -328,24 +438,49 @@ async fn run_dwg(a: DwgArgs) -> ExitCode {
         "smsgate-sim: DWG gateway with {} ports connecting to {} as {:?}; send requests are logged",
         a.ports, a.connect, a.user
     );
-    if !incoming.is_empty() {
+    if !incoming.is_empty() || every.is_some() {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return ExitCode::SUCCESS,
             _ = async { while !sim.wait_connected(Duration::from_secs(3600)).await {} } => {}
         }
         for (port, from, text) in incoming {
-            match sim.inject_incoming(port, &from, &text).await {
-                Ok(ack) => eprintln!(
-                    "smsgate-sim: delivered an SMS from {from} on port {port}; ack {}",
-                    ack.0
-                ),
-                Err(e) => eprintln!("smsgate-sim: could not deliver the SMS from {from}: {e}"),
+            deliver_dwg(&sim, port, &from, &text).await;
+        }
+    }
+    if let Some(every) = every {
+        // Delivered one at a time, each waiting for smsgate's ack; a
+        // message that finds no connection is said and skipped.
+        let s = &a.schedule;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut n: usize = 0;
+        while s.incoming_count.is_none_or(|c| (n as u64) < c) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {
+                    sim.shutdown();
+                    return ExitCode::SUCCESS;
+                }
+                _ = tick.tick() => {}
             }
+            let from = &s.incoming_from[n % s.incoming_from.len()];
+            let text = &s.incoming_text[n % s.incoming_text.len()];
+            n += 1;
+            deliver_dwg(&sim, a.incoming_on, from, text).await;
         }
     }
     let _ = tokio::signal::ctrl_c().await;
     sim.shutdown();
     ExitCode::SUCCESS
+}
+
+async fn deliver_dwg(sim: &smsgate_sim::dwg::DwgSimHandle, port: u8, from: &str, text: &str) {
+    match sim.inject_incoming(port, from, text).await {
+        Ok(ack) => eprintln!(
+            "smsgate-sim: delivered an SMS from {from} on port {port}; ack {}",
+            ack.0
+        ),
+        Err(e) => eprintln!("smsgate-sim: could not deliver the SMS from {from}: {e}"),
+    }
 }
 
 async fn run_dinstar(a: DinstarArgs) -> ExitCode {
@@ -392,6 +527,11 @@ async fn run_dinstar(a: DinstarArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = dinstar_incoming(&sim, &a) {
+        eprintln!("smsgate-sim: {e}");
+        sim.shutdown().await;
+        return ExitCode::FAILURE;
+    }
     eprintln!(
         "smsgate-sim: Dinstar gateway on {} ({} ports, user {:?}); control: POST /sim/incoming, /sim/port, /sim/script, /sim/deliver, /sim/unlock; GET /sim/requests, /sim/sends",
         sim.base_url(),
@@ -401,4 +541,54 @@ async fn run_dinstar(a: DinstarArgs) -> ExitCode {
     let _ = tokio::signal::ctrl_c().await;
     sim.shutdown().await;
     ExitCode::SUCCESS
+}
+
+/// The SIM numbers, the messages injected at start and the schedule of
+/// `smsgate-sim dinstar`.
+fn dinstar_incoming(sim: &smsgate_sim::dinstar::SimHandle, a: &DinstarArgs) -> Result<(), String> {
+    for spec in &a.sim_number {
+        let (port, number) = spec
+            .split_once(':')
+            .and_then(|(p, n)| Some((p.trim().parse::<u8>().ok()?, n.trim())))
+            .filter(|(p, n)| *p < a.ports && !n.is_empty())
+            .ok_or_else(|| {
+                format!(
+                    "--sim-number wants PORT:NUMBER with a port from 0 to {}, not {spec:?}",
+                    a.ports - 1
+                )
+            })?;
+        sim.set_port_number(port, number);
+    }
+    for spec in &a.incoming {
+        let mut parts = spec.splitn(3, ':');
+        let (Some(on), Some(from), Some(text)) = (parts.next(), parts.next(), parts.next()) else {
+            return Err(format!("--incoming wants ON:FROM:TEXT, not {spec:?}"));
+        };
+        let on: Arrival = on
+            .parse()
+            .map_err(|e| format!("--incoming {spec:?}: {e}"))?;
+        let (id, port) = sim
+            .inject_incoming_on(&on, from, text)
+            .map_err(|e| format!("--incoming {spec:?}: {e}"))?;
+        eprintln!("smsgate-sim: an SMS from {from} arrived on port {port} (incoming_sms_id {id})");
+    }
+    if let Some(every) = a.schedule.every()? {
+        let on: Arrival = a
+            .incoming_on
+            .parse()
+            .map_err(|e| format!("--incoming-on: {e}"))?;
+        sim.schedule_incoming(IncomingSchedule {
+            on: on.clone(),
+            every,
+            from: a.schedule.incoming_from.clone(),
+            texts: a.schedule.incoming_text.clone(),
+            count: a.schedule.incoming_count,
+        })
+        .map_err(|e| format!("--incoming-on {}: {e}", a.incoming_on))?;
+        eprintln!(
+            "smsgate-sim: simulated customers write in on {on} every {:?}",
+            every
+        );
+    }
+    Ok(())
 }

@@ -130,7 +130,16 @@ pub struct ModemState {
     /// Status to report for each sent part that asked for a report, after
     /// `report_delay`; `None` sends none.
     pub auto_report: Option<u8>,
+    /// Statuses for the next status reports, one per part sent that asked
+    /// for one, in order, before `auto_report` applies again (a multi-part
+    /// message whose second part fails: `[0x00, 0x41]`).
+    pub report_script: VecDeque<u8>,
     pub report_delay: Duration,
+    /// New messages go straight to the client as `+CMT` with the PDU
+    /// (never stored on the SIM), whatever `AT+CNMI` asked: a modem whose
+    /// firmware routes them so. Otherwise they follow `AT+CNMI` (`+CMTI`
+    /// after storing them when mt=1, `+CMT` when mt=2 or 3).
+    pub deliver_direct: bool,
     pending_reports: Vec<(Instant, SmsStatusReport)>,
     /// Times the modem was unplugged.
     pub unplugs: u32,
@@ -160,7 +169,9 @@ impl Default for ModemState {
             sent: Vec::new(),
             commands: Vec::new(),
             auto_report: Some(0),
+            report_script: VecDeque::new(),
             report_delay: Duration::from_millis(100),
+            deliver_direct: false,
             pending_reports: Vec::new(),
             unplugs: 0,
         }
@@ -204,6 +215,8 @@ pub struct FakeModem {
 pub enum FakeModemError {
     #[error("cannot make a pseudo-terminal: {0}")]
     Pty(String),
+    #[error("a schedule needs at least one sender, one text and an interval over 0")]
+    Schedule,
     #[error("cannot make the link {path}: {error}")]
     Link {
         path: PathBuf,
@@ -299,8 +312,10 @@ impl FakeModem {
     }
 
     /// A received SMS from `from`: stored on the SIM and announced as the
-    /// client's `AT+CNMI` asks (+CMTI, or +CMT with the PDU). Multi-part
-    /// when the text needs it; returns the PDUs.
+    /// client's `AT+CNMI` asks (+CMTI, or +CMT with the PDU; always +CMT
+    /// with [`ModemState::deliver_direct`]). Multi-part (concatenated PDUs
+    /// with the 8-bit reference `concat_ref`) when the text needs it;
+    /// returns the PDUs.
     pub fn receive(&self, from: &str, text: &str, concat_ref: u8) -> Vec<String> {
         let pdus = deliver_pdus(from, text, concat_ref);
         for p in &pdus {
@@ -317,21 +332,47 @@ impl FakeModem {
         store(&mut self.state(), 0, hex, bytes.len().saturating_sub(sca))
     }
 
-    /// A received PDU (SCA included), stored and announced.
+    /// A received PDU (SCA included), stored and announced (or handed
+    /// over directly as `+CMT`, see [`ModemState::deliver_direct`]).
     pub fn receive_pdu(&self, hex: &str) {
-        let mut st = self.state();
-        let bytes = sms::pdu::parse_hex(hex).unwrap_or_default();
-        let sca = bytes.first().map_or(0, |n| usize::from(*n) + 1);
-        let length = bytes.len().saturating_sub(sca);
-        let urc = match st.cnmi[1] {
-            2 | 3 => format!("+CMT: ,{length}\r\n{hex}"),
-            mt => match store(&mut st, 0, hex, length) {
-                Some(i) if mt == 1 => format!("+CMTI: \"SM\",{i}"),
-                _ => return,
-            },
-        };
-        drop(st);
-        self.urc(&urc);
+        receive_pdu(&self.shared, hex);
+    }
+
+    /// Customers writing in on a schedule: every `every`, the next sender
+    /// (cycled) sends the next text (cycled), multi-part when it is long,
+    /// `count` times or until the modem is dropped. The first comes after
+    /// one interval. Runs on a thread of its own.
+    pub fn receive_every(&self, s: ReceiveSchedule) -> Result<(), FakeModemError> {
+        if s.from.is_empty() || s.texts.is_empty() || s.every.is_zero() {
+            return Err(FakeModemError::Schedule);
+        }
+        let shared = self.shared.clone();
+        std::thread::Builder::new()
+            .name("fake-modem-customers".into())
+            .spawn(move || {
+                let mut n: usize = 0;
+                let mut next = Instant::now() + s.every;
+                while s.count.is_none_or(|c| (n as u64) < c) {
+                    while Instant::now() < next {
+                        if shared.stop.load(Ordering::SeqCst) {
+                            return;
+                        }
+                        std::thread::sleep(Duration::from_millis(20).min(s.every));
+                    }
+                    next += s.every;
+                    let from = &s.from[n % s.from.len()];
+                    let text = &s.texts[n % s.texts.len()];
+                    // A fresh concatenation reference for each message, as
+                    // a sender's phone picks one.
+                    let reference = s.first_ref.wrapping_add(n as u8);
+                    n += 1;
+                    for p in deliver_pdus(from, text, reference) {
+                        receive_pdu(&shared, &p);
+                    }
+                }
+            })
+            .map(|_| ())
+            .map_err(|e| FakeModemError::Pty(e.to_string()))
     }
 
     /// Writes an unsolicited line now.
@@ -344,6 +385,37 @@ impl FakeModem {
     pub fn write_raw(&self, bytes: &[u8]) {
         write_raw(&self.shared, bytes);
     }
+}
+
+/// Customers writing in to a fake modem, see [`FakeModem::receive_every`].
+#[derive(Debug, Clone)]
+pub struct ReceiveSchedule {
+    pub every: Duration,
+    pub from: Vec<String>,
+    pub texts: Vec<String>,
+    /// How many messages in all; `None`: no end.
+    pub count: Option<u64>,
+    /// The concatenation reference of the first message (then one more
+    /// for each).
+    pub first_ref: u8,
+}
+
+fn receive_pdu(shared: &Shared, hex: &str) {
+    let mut st = lock(&shared.state);
+    let bytes = sms::pdu::parse_hex(hex).unwrap_or_default();
+    let sca = bytes.first().map_or(0, |n| usize::from(*n) + 1);
+    let length = bytes.len().saturating_sub(sca);
+    let mt = if st.deliver_direct { 2 } else { st.cnmi[1] };
+    let urc = match mt {
+        2 | 3 => format!("+CMT: ,{length}\r\n{hex}"),
+        mt => match store(&mut st, 0, hex, length) {
+            Some(i) if mt == 1 => format!("+CMTI: \"SM\",{i}"),
+            _ => return,
+        },
+    };
+    let crlf = st.quirks.huawei;
+    drop(st);
+    write_raw(shared, frame_line(&urc, crlf).as_bytes());
 }
 
 impl Drop for FakeModem {
@@ -998,7 +1070,11 @@ fn pdu(shared: &Shared, text: &str, length: usize, text_mode: bool) {
         reply(shared, &[], &e);
         return;
     }
-    if let (Some(status), Some(s)) = (st.auto_report, submit.as_ref())
+    let scripted = submit
+        .as_ref()
+        .filter(|s| s.status_report_request)
+        .and_then(|_| st.report_script.pop_front());
+    if let (Some(status), Some(s)) = (scripted.or(st.auto_report), submit.as_ref())
         && s.status_report_request
     {
         let at = Instant::now() + st.report_delay;

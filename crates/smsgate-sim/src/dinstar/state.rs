@@ -666,6 +666,20 @@ impl SimState {
         Value::Object(m)
     }
 
+    /// The port whose SIM has `number` as its own number (compared by
+    /// digits: `+598 2900 1000` is `59829001000`); the first if several do.
+    pub fn port_for_number(&self, number: &str) -> Option<u8> {
+        let digits = |s: &str| s.chars().filter(char::is_ascii_digit).collect::<String>();
+        let want = digits(number);
+        if want.is_empty() {
+            return None;
+        }
+        self.ports
+            .iter()
+            .position(|p| p.sim_present && digits(&p.number) == want)
+            .and_then(|i| u8::try_from(i).ok())
+    }
+
     /// A received SMS appears on `port`; returns its id.
     pub fn inject_incoming(&mut self, port: u8, from: &str, text: &str) -> u64 {
         let id = self.next_incoming_id;

@@ -359,13 +359,29 @@ impl Transport for DinstarTransport {
         // Taken whole or not at all: a push applied while its events cannot
         // be queued would lose the reports it carries. Refused, the pollers
         // fetch the same results and reports from the gateway.
-        if self.inner.events.room() < events.len() {
-            return Err(TransportError::Busy(format!(
+        let busy = || {
+            TransportError::Busy(format!(
                 "gateway {}: smsgate's event queue is full; push again later",
                 self.inner.name
-            )));
+            ))
+        };
+        if self.inner.events.room() < events.len() {
+            return Err(busy());
         }
-        let n = self.inner.push(events);
+        // The received messages' room is taken before anything is applied,
+        // so one answered 200 is never dropped by a queue that another push
+        // (or poller) filled since the check above.
+        let sms = events
+            .iter()
+            .filter(|e| matches!(e.kind, wire::PushEventKind::IncomingSms(_)))
+            .count();
+        let Some(mut room) = self.inner.events.reserve(sms) else {
+            return Err(busy());
+        };
+        let (n, received) = self.inner.push(events);
+        for message in received {
+            let _ = room.send(Event::Inbound(message));
+        }
         tracing::debug!(gateway = %self.inner.name, events = n, "push taken");
         // What the gateway expects back is not documented (reference §8
         // Q14): a 200 with the API's own envelope shape is the safe answer.

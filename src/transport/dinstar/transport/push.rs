@@ -7,19 +7,22 @@
 use std::time::Instant;
 
 use super::{Inner, UNMATCHED_MAX, lock};
-use crate::transport::{Event, PortHealth};
+use crate::transport::{PortHealth, Received};
 use smsgate_proto::dinstar::wire::{PushEvent, PushEventKind, RegisterState};
 
 impl Inner {
-    pub(super) fn push(&self, events: Vec<PushEvent>) -> usize {
+    /// Applies a push; the received messages it carries are returned, for
+    /// the caller to queue in room it has taken beforehand.
+    pub(super) fn push(&self, events: Vec<PushEvent>) -> (usize, Vec<Received>) {
         let n = events.len();
+        let mut received = Vec::new();
         for ev in events {
             self.learn_sn(ev.sn.as_deref());
             match ev.kind {
                 PushEventKind::IncomingSms(m) => {
                     let sn = self.sn_or(ev.sn.as_deref());
                     match self.inbound(&sn, &m) {
-                        Some(new) => self.emit(Event::Inbound(new)),
+                        Some(new) => received.push(new),
                         None => {
                             tracing::warn!(gateway = %self.name, "pushed SMS without incoming_sms_id ignored; the poller fetches it")
                         }
@@ -95,6 +98,6 @@ impl Inner {
                 PushEventKind::Cdr(_) => {}
             }
         }
-        n
+        (n, received)
     }
 }
