@@ -68,6 +68,21 @@ pub struct InboundLabels {
     pub routed: &'static str,
 }
 
+/// What the system answered a customer on its own.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReplyLabels {
+    /// out_of_hours, opt_out_confirmation, opt_in_confirmation
+    pub kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConsentLabels {
+    /// opt_out, opt_in
+    pub action: &'static str,
+    /// keyword, api
+    pub source: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BreakerLabels {
     pub gateway: String,
@@ -125,6 +140,8 @@ pub struct Metrics {
     pub messages_in_doubt: Family<GatewayLabel, Gauge>,
     /// Received messages stored (each once), routed to a campaign or not.
     pub inbound_messages: Family<InboundLabels, Counter>,
+    pub automatic_replies: Family<ReplyLabels, Counter>,
+    pub consent_changes: Family<ConsentLabels, Counter>,
     pub breaker_transitions: Family<BreakerLabels, Counter>,
     pub failovers: Family<FailoverLabels, Counter>,
     pub loop_age: Family<LoopLabel, Gauge<f64, std::sync::atomic::AtomicU64>>,
@@ -257,6 +274,18 @@ impl Metrics {
             "Received messages stored (a duplicate counts once), by gateway and whether a campaign took them",
             inbound_messages.clone(),
         );
+        let automatic_replies = Family::<ReplyLabels, Counter>::default();
+        registry.register(
+            "automatic_replies",
+            "Replies the system queued on its own (out of hours, opt-out and opt-in confirmations), by kind",
+            automatic_replies.clone(),
+        );
+        let consent_changes = Family::<ConsentLabels, Counter>::default();
+        registry.register(
+            "consent_changes",
+            "Changes of a number's consent kept in the ledger, by action and source (keyword, api)",
+            consent_changes.clone(),
+        );
         let messages_in_doubt = Family::<GatewayLabel, Gauge>::default();
         registry.register(
             "messages_in_doubt",
@@ -298,6 +327,8 @@ impl Metrics {
             breaker_open,
             messages_in_doubt,
             inbound_messages,
+            automatic_replies,
+            consent_changes,
             breaker_transitions,
             failovers,
             loop_age,

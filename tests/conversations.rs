@@ -475,6 +475,44 @@ fn opt_out_and_opt_in_keywords_change_the_dncr_lists_and_the_ledger() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
+    let metrics = d
+        .http()
+        .get(d.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    for (line, n) in [
+        (
+            "smsgate_consent_changes_total{action=\"opt_out\",source=\"keyword\"}",
+            1,
+        ),
+        (
+            "smsgate_consent_changes_total{action=\"opt_in\",source=\"keyword\"}",
+            1,
+        ),
+        (
+            "smsgate_consent_changes_total{action=\"opt_out\",source=\"api\"}",
+            1,
+        ),
+        (
+            "smsgate_consent_changes_total{action=\"opt_in\",source=\"api\"}",
+            1,
+        ),
+        (
+            "smsgate_automatic_replies_total{kind=\"opt_out_confirmation\"}",
+            1,
+        ),
+        (
+            "smsgate_automatic_replies_total{kind=\"opt_in_confirmation\"}",
+            1,
+        ),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == format!("{line} {n}")),
+            "{line} {n}: {metrics}"
+        );
+    }
     let c = consent(&d, "099000444");
     let rows: Vec<(String, String, String)> = c["history"]
         .as_array()

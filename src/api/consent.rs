@@ -166,6 +166,14 @@ pub async fn change(
         .await?;
     if changed {
         tracing::info!(action = action.as_str(), by = %caller.label(), "consent changed by an operator");
+        st.shared
+            .metrics
+            .consent_changes
+            .get_or_create(&crate::metrics::ConsentLabels {
+                action: action.as_str(),
+                source: "api",
+            })
+            .inc();
     }
     let mut v = describe(&st, &body.phone, key).await?;
     v["changed"] = json!(changed);

@@ -200,5 +200,13 @@ pub async fn delete_dncr(
         )));
     }
     tracing::info!(removed, "DNCR entry removed by an operator");
+    st.shared
+        .metrics
+        .consent_changes
+        .get_or_create(&crate::metrics::ConsentLabels {
+            action: "opt_in",
+            source: "api",
+        })
+        .inc();
     Ok(Json(json!({"key": key, "removed": removed})))
 }

@@ -276,6 +276,23 @@ fn stored_one(
             for d in &responded.queued {
                 dialers.wake(d);
             }
+            for kind in &responded.replies {
+                shared
+                    .metrics
+                    .automatic_replies
+                    .get_or_create(&crate::metrics::ReplyLabels { kind })
+                    .inc();
+            }
+            if let Some((action, _)) = &responded.consent {
+                shared
+                    .metrics
+                    .consent_changes
+                    .get_or_create(&crate::metrics::ConsentLabels {
+                        action: action.as_str(),
+                        source: "keyword",
+                    })
+                    .inc();
+            }
             if let Some((action, lists)) = &responded.consent {
                 let lists = if lists.is_empty() {
                     "every dialer".to_string()

@@ -37,6 +37,9 @@ pub(super) struct Responded {
     pub out_of_hours: bool,
     /// The built-in dialers that got a message.
     pub queued: Vec<&'static str>,
+    /// What was queued, for the metrics: out_of_hours,
+    /// opt_out_confirmation, opt_in_confirmation.
+    pub replies: Vec<&'static str>,
 }
 
 /// Whether a campaign is closed at `now`: it has a schedule and the
@@ -84,6 +87,7 @@ pub(super) fn respond(
                 ledger(tx, a, number, Action::OptOut, &lists)?;
                 if let Some(text) = &config.inbound.opt_out_reply {
                     queue(tx, a, number, CONSENT_DIALER, text, &mut done)?;
+                    done.replies.push("opt_out_confirmation");
                 }
                 done.consent = Some((Action::OptOut, lists));
             }
@@ -96,6 +100,7 @@ pub(super) fn respond(
                 ledger(tx, a, number, Action::OptIn, &lists)?;
                 if let Some(text) = &config.inbound.opt_in_reply {
                     queue(tx, a, number, CONSENT_DIALER, text, &mut done)?;
+                    done.replies.push("opt_in_confirmation");
                 }
                 done.consent = Some((Action::OptIn, lists));
             }
@@ -120,6 +125,7 @@ pub(super) fn respond(
     queue(tx, a, number, REPLIES_DIALER, text, &mut done)?;
     interactions::set_out_of_hours(tx, interaction)?;
     done.out_of_hours = true;
+    done.replies.push("out_of_hours");
     Ok(done)
 }
 
