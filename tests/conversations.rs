@@ -288,6 +288,21 @@ fn out_of_hours_replies_once_per_period_on_the_port_the_customer_wrote_to() {
     let campaign = get(&d, "/api/v1/campaigns/noche", &[]);
     assert_eq!(campaign["open_interactions"], 2);
     assert_eq!(campaign["in_schedule"], false);
+    // The technician sees the campaigns at a glance.
+    let out = std::process::Command::new(common::bin())
+        .args(["status", "--config"])
+        .arg(&d.config)
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["noche", "yes", "no", "2", "5"]),
+        "{table}"
+    );
+    assert!(table.contains("unrouted received: 2"), "{table}");
     let metrics = d
         .http()
         .get(d.url("/metrics"))

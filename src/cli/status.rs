@@ -7,12 +7,16 @@ pub(super) fn status(c: &Client, json: bool) -> Result<(), ClientError> {
     let s = c.get("/api/v1/status")?;
     let channels = c.get("/api/v1/channels")?;
     let dialers = c.get("/api/v1/dialers")?;
+    let campaigns = c.get("/api/v1/campaigns")?;
+    let webhooks = c.get("/api/v1/webhooks")?;
     if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(
-                &serde_json::json!({"status": s, "channels": channels["items"], "dialers": dialers["items"]})
-            )
+            serde_json::to_string_pretty(&serde_json::json!({
+                "status": s, "channels": channels["items"], "dialers": dialers["items"],
+                "campaigns": campaigns["items"], "unrouted": campaigns["unrouted"],
+                "webhooks": webhooks["items"],
+            }))
             .unwrap_or_default()
         );
         return Ok(());
@@ -101,6 +105,7 @@ pub(super) fn status(c: &Client, json: bool) -> Result<(), ClientError> {
         ]);
     }
     print_table(&rows);
+    inbound_tables(&campaigns, &webhooks);
     if let Some(m) = s["messages"].as_object() {
         println!();
         let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -114,6 +119,61 @@ pub(super) fn status(c: &Client, json: bool) -> Result<(), ClientError> {
         );
     }
     Ok(())
+}
+
+/// Campaigns (open conversations, received, in schedule) and webhooks
+/// (failing, backlog, dead letters), each table only when there are some.
+fn inbound_tables(campaigns: &serde_json::Value, webhooks: &serde_json::Value) {
+    let items = |v: &serde_json::Value| v["items"].as_array().cloned().unwrap_or_default();
+    let campaigns_list = items(campaigns);
+    if !campaigns_list.is_empty() {
+        println!();
+        let mut rows = vec![
+            ["CAMPAIGN", "ENABLED", "IN SCHEDULE", "OPEN", "RECEIVED"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        ];
+        for c in &campaigns_list {
+            let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
+            rows.push(vec![
+                c["name"].as_str().unwrap_or("?").to_string(),
+                yes(c["enabled"] == true),
+                yes(c["in_schedule"] == true),
+                c["open_interactions"].to_string(),
+                c["received"].to_string(),
+            ]);
+        }
+        print_table(&rows);
+        println!("unrouted received: {}", campaigns["unrouted"]);
+    }
+    let webhooks_list = items(webhooks);
+    if !webhooks_list.is_empty() {
+        println!();
+        let mut rows = vec![
+            ["WEBHOOK", "STATE", "BACKLOG", "DEAD LETTERS", "LAST ERROR"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>(),
+        ];
+        for w in &webhooks_list {
+            rows.push(vec![
+                w["name"].as_str().unwrap_or("?").to_string(),
+                if w["failing"] == true {
+                    format!(
+                        "FAILING since {}",
+                        w["failing_since"].as_str().unwrap_or("?")
+                    )
+                } else {
+                    "ok".to_string()
+                },
+                w["backlog"].to_string(),
+                w["dead_letters"].to_string(),
+                w["last_error"].as_str().unwrap_or("").to_string(),
+            ]);
+        }
+        print_table(&rows);
+    }
 }
 
 pub(super) fn reload(c: &Client) -> Result<(), ClientError> {
