@@ -177,25 +177,16 @@ impl Inner {
     /// message settled within [`SETTLED_KEEP`] is noted as late (each
     /// once), and changes nothing. Returns false when nothing fits.
     pub(super) fn apply_report(&self, r: &DeliverStatus) -> bool {
-        let (Some(ref_id), Some(number)) = (r.ref_id, r.number.as_deref()) else {
+        if r.ref_id.is_none() || r.number.is_none() {
             return false;
-        };
-        let fits = |rid: Option<u8>, port: u8, sent_to: &str, time: &Option<String>| {
-            rid == Some(ref_id)
-                && r.port.is_none_or(|p| p == port)
-                && same_number(number, sent_to)
-                && match (time, &r.time) {
-                    (Some(sent), Some(rep)) => rep >= sent,
-                    _ => true,
-                }
-        };
+        }
         let found = {
             let st = lock(&self.state);
             st.pending
                 .iter()
                 .filter_map(|(u, p)| match &p.stage {
                     Stage::AwaitReport { ref_id, time, .. }
-                        if fits(*ref_id, p.port, &p.number, time) =>
+                        if fits(r, *ref_id, p.port, &p.number, time.as_deref()) =>
                     {
                         Some((*u, time.clone()))
                     }
@@ -207,7 +198,7 @@ impl Inner {
                 .map(|(u, _)| u)
         };
         let Some(user_id) = found else {
-            return self.late_report(r, &fits);
+            return self.late_report(r);
         };
         if self.events.room() == 0 {
             // As unmatched: tried again later (a push) or read again at the
@@ -264,18 +255,14 @@ impl Inner {
 
     /// A report that fits no message awaiting one but a settled one: noted
     /// in its history (once), nothing else. False when none fits.
-    fn late_report(
-        &self,
-        r: &DeliverStatus,
-        fits: &dyn Fn(Option<u8>, u8, &str, &Option<String>) -> bool,
-    ) -> bool {
+    fn late_report(&self, r: &DeliverStatus) -> bool {
         let seen = (r.status_code, r.time.clone());
         let mut st = lock(&self.state);
         let Some(s) = st
             .settled
             .iter_mut()
             .filter(|s| s.at.elapsed() < SETTLED_KEEP)
-            .filter(|s| fits(s.ref_id, s.port, &s.number, &s.time))
+            .filter(|s| fits(r, s.ref_id, s.port, &s.number, s.time.as_deref()))
             .max_by(|a, b| a.time.cmp(&b.time))
         else {
             return false;
@@ -554,6 +541,27 @@ fn remember(st: &mut State, user_id: u32, p: Pending, seen: Option<Seen>) {
         at: Instant::now(),
         seen: all,
     });
+}
+
+/// Whether a report answers a send: same ref_id, port and number, and not
+/// older than the send (`sent`, in the gateway's clock).
+fn fits(
+    r: &DeliverStatus,
+    ref_id: Option<u8>,
+    port: u8,
+    sent_to: &str,
+    sent: Option<&str>,
+) -> bool {
+    let (Some(rid), Some(number)) = (r.ref_id, r.number.as_deref()) else {
+        return false;
+    };
+    ref_id == Some(rid)
+        && r.port.is_none_or(|p| p == port)
+        && same_number(number, sent_to)
+        && match (sent, r.time.as_deref()) {
+            (Some(sent), Some(rep)) => rep >= sent,
+            _ => true,
+        }
 }
 
 /// A delivery report in words, with its TP-Status code.
