@@ -40,10 +40,10 @@ const REASSEMBLY_AGE: Duration = Duration::from_secs(3600);
 /// Sent messages remembered for their status reports.
 const TRACKED_MAX: usize = 4096;
 pub(super) const TRACKED_AGE: Duration = Duration::from_secs(3 * 24 * 3600);
-/// Sent messages whose reports settled them (a part failed, or every part
-/// was delivered), remembered this long after and at most this many (the
-/// oldest forgotten first), so a part's report that comes later is still
-/// matched and noted in the message's history.
+/// Sent messages a part's failure settled, remembered this long after and
+/// at most this many (the oldest forgotten first), so the reports of their
+/// other parts, coming later, are still matched and noted in the message's
+/// history.
 const SETTLED_MAX: usize = 1024;
 const SETTLED_AGE: Duration = Duration::from_secs(24 * 3600);
 /// How long the engine may take to store a received message.
@@ -111,7 +111,7 @@ pub(crate) struct Modem {
     /// The PDU and SIM slot of every part held by the reassembler.
     parts: HashMap<ConcatKey, BTreeMap<u8, Part>>,
     tracked: VecDeque<Tracked>,
-    /// Tracked messages already settled, with when they were, newest last
+    /// Tracked messages a part's failure settled, with when, newest last
     /// (within [`SETTLED_AGE`] and [`SETTLED_MAX`]).
     settled: VecDeque<(Instant, Tracked)>,
     last_reported: Option<PortHealth>,
@@ -295,8 +295,8 @@ impl Modem {
         let _ = self.events.send(e);
     }
 
-    /// Keeps a tracked message its reports have settled, for the reports
-    /// still to come of its other parts.
+    /// Keeps a tracked message a part's failure has settled, for the
+    /// reports still to come of its other parts.
     fn settle(&mut self, t: Tracked) {
         if self.settled.len() >= SETTLED_MAX {
             self.settled.pop_front();

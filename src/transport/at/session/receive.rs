@@ -294,9 +294,8 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Session<'_, T> {
                 t.parts[pi].1 = true;
                 if t.parts.iter().all(|(_, d)| *d) {
                     let gateway_ref = t.gateway_ref.clone();
-                    if let Some(t) = self.m.tracked.remove(ti) {
-                        self.m.settle(t);
-                    }
+                    // Every part reported: nothing left to match, not kept.
+                    self.m.tracked.remove(ti);
                     self.m.emit(Event::Delivered {
                         gateway: self.m.name.clone(),
                         gateway_ref,
