@@ -104,8 +104,13 @@ interval_ms = 10
     );
     assert_eq!(sends[0].text, TEXT);
     assert_eq!(m["gateway_ref"], sends[0].serial.to_string());
-    // Its history: each change once, in order, on the port it left by.
-    let history = m["history"].as_array().expect("a history");
+    // Its history: its queueing, then each change once, in order, on the
+    // port it left by.
+    let all = m["history"].as_array().expect("a history");
+    assert_eq!(all[0]["kind"], "queued", "{m}");
+    assert!(all[0]["from"].is_null(), "{m}");
+    assert_eq!(all[0]["state"], "TO_PROCESS", "{m}");
+    let history = &all[1..];
     let steps: Vec<(&str, &str)> = history
         .iter()
         .map(|c| (c["from"].as_str().unwrap(), c["state"].as_str().unwrap()))

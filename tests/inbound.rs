@@ -637,15 +637,61 @@ fn wait_state(d: &Daemon, id: i64, state: &str, within: Duration) -> Value {
     }
 }
 
-/// The history as (from, to) state names.
+/// The history's changes of state as (from, to) state names, after its
+/// first entry, the queueing, which is checked here: from nothing to
+/// TO_PROCESS, at the message's creation, on no channel.
 fn moves(m: &Value) -> Vec<(String, String)> {
+    let h = m["history"].as_array().unwrap();
+    let first = &h[0];
+    assert_eq!(first["kind"], "queued", "{m}");
+    assert!(first["from"].is_null(), "{m}");
+    assert_eq!(first["state"], "TO_PROCESS", "{m}");
+    assert!(first["channel"].is_null(), "{m}");
+    let (at, created) = (
+        first["at"].as_i64().unwrap(),
+        m["created_at"].as_i64().unwrap(),
+    );
+    assert!(at <= created && at > created - 1000, "{m}");
+    h[1..]
+        .iter()
+        .filter(|c| c["kind"] == "changed")
+        .map(|c| {
+            (
+                c["from"].as_str().unwrap().to_string(),
+                c["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The reports noted in the history (they changed nothing): (the state
+/// the message was and stayed in, the report's words), in order.
+fn noted(m: &Value) -> Vec<(String, String)> {
+    m["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "noted")
+        .map(|c| {
+            assert_eq!(c["from"], c["state"], "{m}");
+            (
+                c["state"].as_str().unwrap().to_string(),
+                c["detail"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// The history's entries as (kind, state), to check the order of changes
+/// and notes.
+fn kinds(m: &Value) -> Vec<(String, String)> {
     m["history"]
         .as_array()
         .unwrap()
         .iter()
         .map(|c| {
             (
-                c["from"].as_str().unwrap().to_string(),
+                c["kind"].as_str().unwrap().to_string(),
                 c["state"].as_str().unwrap().to_string(),
             )
         })
@@ -657,15 +703,33 @@ fn detail_of<'a>(m: &'a Value, state: &str) -> &'a str {
         .as_array()
         .unwrap()
         .iter()
-        .find(|c| c["state"] == state)
+        .find(|c| c["state"] == state && c["kind"] == "changed")
         .and_then(|c| c["detail"].as_str())
         .unwrap_or_else(|| panic!("no {state} with a detail in {m}"))
 }
 
-/// Through the Dinstar simulator: a report that fails after DELIVERED, a
-/// delivered one after UNDELIVERED, and a result pushed again after
-/// DELIVERED move nothing; every state a message went through is in its
-/// history, in order, with the report that moved it.
+fn wait_noted(d: &Daemon, id: i64, n: usize, within: Duration) -> Value {
+    let t = Instant::now();
+    loop {
+        let m = message(d, id);
+        if noted(&m).len() >= n {
+            return m;
+        }
+        assert!(
+            t.elapsed() < within,
+            "message {id} has not {n} reports noted: {m}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Through the Dinstar simulator: a pending report (TP-Status 48, read
+/// again at every poll) is noted once while the message stays SENT; a
+/// report that fails after DELIVERED, a delivered one after UNDELIVERED,
+/// and a result pushed again after DELIVERED move nothing. The history
+/// holds the queueing, every state the message went through, in order,
+/// with the report that moved it, and each report that changed nothing
+/// with its code.
 #[test]
 fn late_reports_never_move_a_final_state_and_the_history_keeps_each_change() {
     let rt = runtime();
@@ -719,7 +783,24 @@ dncr = false
         }
     };
 
-    // A: delivered, then a late failure report.
+    // A: still pending (the SMSC keeps trying), then delivered, then a late
+    // failure report.
+    assert!(sim.deliver(ua, 48));
+    let ma = wait_noted(&d, a, 1, Duration::from_secs(10));
+    assert_eq!(ma["state_name"], "SENT", "{ma}");
+    // The poller reads the pending report again every 200 ms: still one.
+    std::thread::sleep(Duration::from_secs(1));
+    let ma = message(&d, a);
+    assert_eq!(ma["state_name"], "SENT", "{ma}");
+    let s = |x: &str| x.to_string();
+    assert_eq!(
+        noted(&ma),
+        [(
+            s("SENT"),
+            s("delivery report: not delivered yet, the network is still trying (status 48)")
+        )],
+        "{ma}"
+    );
     assert!(sim.deliver(ua, 0));
     let ma = wait_state(&d, a, "DELIVERED", Duration::from_secs(10));
     let before = moves(&ma);
@@ -751,8 +832,7 @@ dncr = false
 
     let ma = message(&d, a);
     assert_eq!(ma["state_name"], "DELIVERED", "{ma}");
-    assert_eq!(moves(&ma), before, "nothing added: {ma}");
-    let s = |x: &str| x.to_string();
+    assert_eq!(moves(&ma), before, "no change added: {ma}");
     assert_eq!(
         moves(&ma),
         [
@@ -762,16 +842,40 @@ dncr = false
         ],
         "{ma}"
     );
+    assert_eq!(
+        noted(&ma),
+        [
+            (
+                s("SENT"),
+                s("delivery report: not delivered yet, the network is still trying (status 48)")
+            ),
+            (
+                s("DELIVERED"),
+                s("late delivery report: not delivered (status 100)")
+            ),
+        ],
+        "the pending and the late report, once each; the result pushed again is not a report: {ma}"
+    );
+    assert_eq!(
+        kinds(&ma),
+        [
+            (s("queued"), s("TO_PROCESS")),
+            (s("changed"), s("SENDING")),
+            (s("changed"), s("SENT")),
+            (s("noted"), s("SENT")),
+            (s("changed"), s("DELIVERED")),
+            (s("noted"), s("DELIVERED")),
+        ],
+        "{ma}"
+    );
     assert!(
-        ma["history"]
-            .as_array()
-            .unwrap()
+        ma["history"].as_array().unwrap()[1..]
             .iter()
             .all(|c| c["channel"] == "gw:0"),
         "{ma}"
     );
     assert!(
-        detail_of(&ma, "DELIVERED").contains("received by the handset"),
+        detail_of(&ma, "DELIVERED").contains("received by the handset (status 0)"),
         "{ma}"
     );
 
@@ -783,19 +887,43 @@ dncr = false
         detail_of(&mb2, "UNDELIVERED").contains("status 100"),
         "{mb2}"
     );
+    assert_eq!(
+        noted(&mb2),
+        [(
+            s("UNDELIVERED"),
+            s("late delivery report: received by the handset (status 0)")
+        )],
+        "{mb2}"
+    );
+    // Notes are not changes of state: no message.state event for them,
+    // one for each change.
+    for (id, changes) in [(a, 3), (b, 3)] {
+        let events = db_count(
+            &d,
+            &format!(
+                "SELECT count(*) FROM event WHERE kind = 'message.state' \
+                 AND json_extract(data, '$.message') = {id}"
+            ),
+        );
+        assert_eq!(events, changes, "message {id}");
+    }
 }
 
-/// Through the fake modem: a three-part message whose second part's status
-/// report is a permanent failure is UNDELIVERED, though parts one and
-/// three are delivered (three's report comes last and changes nothing).
+/// Through the fake modem: a three-part message whose first part's status
+/// report is temporary (the service centre still trying), whose second
+/// part's is a permanent failure, and whose third part is delivered after
+/// that: UNDELIVERED, the temporary report noted while it was SENT, and
+/// part three's report noted after, changing nothing.
 #[test]
 fn a_multi_part_message_whose_second_part_fails_is_undelivered() {
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("ttyGSM0");
     let mut st = ModemState::default();
-    // 0x41: incompatible destination, permanent (TS 23.040 9.2.3.15).
-    st.report_script = [0x00, 0x41, 0x00].into();
-    st.report_delay = Duration::from_millis(200);
+    // 0x20: congestion, still trying; 0x41: incompatible destination,
+    // permanent (TS 23.040 9.2.3.15).
+    st.report_script = [0x20, 0x41, 0x00].into();
+    // Time for the message to be SENT before the first report.
+    st.report_delay = Duration::from_millis(500);
     let modem = FakeModem::start(&link, st).unwrap();
     let dialer = r#"
 [[dialer]]
@@ -811,9 +939,8 @@ dncr = false
     let m = wait_state(&d, id, "UNDELIVERED", Duration::from_secs(30));
     assert_eq!(modem.state().submits().len(), 3, "three parts went out");
     // Part three's delivered report comes after part two's failure.
-    std::thread::sleep(Duration::from_millis(800));
+    let later = wait_noted(&d, id, 2, Duration::from_secs(10));
     assert!(modem.state().report_script.is_empty(), "all three reported");
-    let later = message(&d, id);
     assert_eq!(later["state_name"], "UNDELIVERED", "{later}");
     assert_eq!(moves(&later), moves(&m));
     let s = |x: &str| x.to_string();
@@ -830,5 +957,30 @@ dncr = false
     assert!(
         detail.contains("part 2") && detail.contains("0x41"),
         "{detail}"
+    );
+    assert_eq!(
+        noted(&later),
+        [
+            (
+                s("SENT"),
+                s("part 1 of 3: congestion; still trying (TP-ST 0x20)")
+            ),
+            (
+                s("UNDELIVERED"),
+                s(
+                    "late report, part 3 of 3: received by the recipient (TP-ST 0x00); the message was already settled"
+                )
+            ),
+        ],
+        "{later}"
+    );
+    assert_eq!(
+        kinds(&later)[3..],
+        [
+            (s("noted"), s("SENT")),
+            (s("changed"), s("UNDELIVERED")),
+            (s("noted"), s("UNDELIVERED")),
+        ],
+        "{later}"
     );
 }

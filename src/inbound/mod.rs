@@ -1,6 +1,7 @@
 //! What gateways tell the daemon on their own: received messages (stored
-//! once per gateway and source key), port health, send results and delivery
-//! reports (`reports`), and the inbound mark a gateway keeps across
+//! once per gateway and source key), port health, send results, delivery
+//! reports and the reports that change nothing but a message's history
+//! (`reports`), and the inbound mark a gateway keeps across
 //! restarts. One consumer task reads every transport's events; it is where
 //! inbound routing and conversations will hang.
 
@@ -19,6 +20,7 @@ use crate::dialer::Dialers;
 use crate::gateways::Gateways;
 use crate::runtime::Shared;
 use crate::store::inbound::{self, NewInbound};
+use crate::store::spool::ReportKind;
 use crate::store::{events, interactions};
 use crate::transport::{Event, Received};
 
@@ -109,7 +111,25 @@ pub async fn run(
                 let report = crate::store::spool::Report {
                     gateway,
                     gateway_ref,
-                    delivered,
+                    kind: if delivered {
+                        ReportKind::Delivered
+                    } else {
+                        ReportKind::Undelivered
+                    },
+                    detail,
+                };
+                let _ = reports.send((report, 0)).await;
+            }
+            // Recorded with the reports, in their order and batches.
+            Event::Noted {
+                gateway,
+                gateway_ref,
+                detail,
+            } => {
+                let report = crate::store::spool::Report {
+                    gateway,
+                    gateway_ref,
+                    kind: ReportKind::Noted,
                     detail,
                 };
                 let _ = reports.send((report, 0)).await;

@@ -1,6 +1,8 @@
 //! Send results and delivery reports: a report marks its SENT message
-//! DELIVERED or UNDELIVERED; a failed result sends it back to its dialer's
-//! queue (or FAILED when its attempts are spent).
+//! DELIVERED or UNDELIVERED, and one that changes nothing (a pending
+//! status, a late report) is noted in the message's history; a failed
+//! result sends it back to its dialer's queue (or FAILED when its attempts
+//! are spent).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -12,9 +14,9 @@ use crate::dialer::Dialers;
 use crate::runtime::Shared;
 use crate::store::spool::{self, State};
 
-/// Records delivery reports, all that have arrived in one job. A report
-/// can overtake the SENT record of its message: one that finds no sent
-/// message is tried again for a while before it is given up. A batch the
+/// Records delivery reports and notes ([`spool::ReportKind::Noted`]), all
+/// that have arrived, in order, in one job. A report or note can overtake
+/// the SENT record of its message: one that finds no message is tried again for a while before it is given up. A batch the
 /// store cannot write (a full disk) is kept and written again later, never
 /// dropped: its messages would stay SENT for ever.
 pub(super) async fn record(
@@ -116,7 +118,12 @@ pub(super) async fn record(
                 continue;
             }
             if tries + 1 >= MAX_TRIES {
-                tracing::warn!(gateway = %report.gateway, reference = %report.gateway_ref, "delivery report for a message we do not know; ignored");
+                if report.kind == spool::ReportKind::Noted {
+                    // Nothing would have changed: said quietly.
+                    tracing::debug!(gateway = %report.gateway, reference = %report.gateway_ref, detail = %report.detail, "report to note for a message we do not know; dropped");
+                } else {
+                    tracing::warn!(gateway = %report.gateway, reference = %report.gateway_ref, "delivery report for a message we do not know; ignored");
+                }
                 continue;
             }
             let again = again.clone();

@@ -151,6 +151,16 @@ pub enum Event {
     /// Dinstar moves its inbound mark past it only then): the engine stores
     /// it as [`Event::Inbound`] and then answers `ack`.
     InboundAcked { message: Received, ack: StoredAck },
+    /// A gateway's report on a message that changes nothing: the SMSC is
+    /// still trying (a pending or temporary status), or the message was
+    /// already settled (a late report, a part reported after another part
+    /// failed). The engine appends it, with its code in `detail`, to the
+    /// history of the message with `gateway_ref`, whatever its state.
+    Noted {
+        gateway: String,
+        gateway_ref: String,
+        detail: String,
+    },
     /// The gateway's inbound mark moved (Dinstar: the highest
     /// `incoming_sms_id` whose message, and every one before it, is
     /// stored). Kept across restarts and handed back in
@@ -163,6 +173,7 @@ impl Event {
     pub fn kind(&self) -> &'static str {
         match self {
             Event::Delivered { .. } => "delivery_report",
+            Event::Noted { .. } => "report_noted",
             Event::PortHealth { .. } => "port_health",
             Event::Result { .. } => "send_result",
             Event::Inbound(_) | Event::InboundAcked { .. } => "received_message",

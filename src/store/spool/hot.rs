@@ -138,6 +138,7 @@ pub(crate) const HOT_QUERIES: &[(&str, &str)] = &[
         "message_queue (dialer=? AND state=? AND priority>?)",
     ),
     (APPLY_REPORT_SQL, "message_gateway_ref"),
+    (NOTE_SQL, "message_gateway_ref"),
 ];
 
 /// A number is blocked when the DNCR list holds it for every dialer ('') or
@@ -490,36 +491,53 @@ pub fn mark_unknown(
 pub struct Report {
     pub gateway: String,
     pub gateway_ref: String,
-    pub delivered: bool,
+    pub kind: ReportKind,
+    /// The report in the gateway's words, with its code.
     pub detail: String,
 }
 
+/// What a report says of its message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportKind {
+    /// Final: it reached the handset (or the SMSC completed it).
+    Delivered,
+    /// Final: it never will.
+    Undelivered,
+    /// Not a change of state (the SMSC still trying, a part reported after
+    /// its message was settled): kept in the history only, see [`note`].
+    Noted,
+}
+
 /// Applies delivery reports, in order: whether each is settled (applied,
-/// or its message was already final, so it changes nothing). A report
-/// that found no message may have overtaken its SENT record; the caller
-/// may try it again shortly.
+/// noted, or its message was already final, so it changes nothing but its
+/// history). A report that found no message may have overtaken its SENT
+/// record; the caller may try it again shortly.
 pub fn apply_reports(tx: &Transaction<'_>, reports: &[Report]) -> Result<Vec<bool>, StoreError> {
     let now = now_ms();
     let mut stmt = tx.prepare_cached(APPLY_REPORT_SQL)?;
     let mut found = Vec::with_capacity(reports.len());
     for r in reports {
-        let to = if r.delivered {
-            State::Delivered
-        } else {
-            State::Undelivered
+        let to = match r.kind {
+            ReportKind::Delivered => State::Delivered,
+            ReportKind::Undelivered => State::Undelivered,
+            ReportKind::Noted => {
+                found.push(note(tx, &r.gateway, &r.gateway_ref, &r.detail, now)?);
+                continue;
+            }
         };
         let n = stmt.execute(params![
             r.gateway,
             r.gateway_ref,
             to.code(),
             now,
-            r.delivered,
+            to == State::Delivered,
             r.detail
         ])?;
         // A report for a message already final (a repeated or late one) is
-        // settled too: nothing to wait for, nothing to change.
+        // settled too: nothing to wait for, nothing to change; its words
+        // go to the history.
         let settled = n > 0
-            || tx
+            || (tx
                 .prepare_cached(
                     "SELECT state FROM message WHERE gateway = ?1 AND gateway_ref = ?2",
                 )?
@@ -527,10 +545,36 @@ pub fn apply_reports(tx: &Transaction<'_>, reports: &[Report]) -> Result<Vec<boo
                     row.get::<_, i64>(0)
                 })?
                 .filter_map(Result::ok)
-                .any(|code| State::from_code(code).is_some_and(State::is_final));
+                .any(|code| State::from_code(code).is_some_and(State::is_final))
+                && note(tx, &r.gateway, &r.gateway_ref, &r.detail, now)?);
         found.push(settled);
     }
     Ok(found)
+}
+
+// From the message's current state to the same: not a change, so neither
+// the counts nor the events (the trigger on `message`) see it. The newest
+// message with the reference, whatever its state.
+const NOTE_SQL: &str = "INSERT INTO message_history (message_id, at, from_state, state, channel, detail) \
+     SELECT id, ?3, state, state, channel, ?4 FROM message \
+     WHERE gateway = ?1 AND gateway_ref = ?2 ORDER BY id DESC LIMIT 1";
+
+/// Appends a gateway's report that changes nothing (the SMSC still trying,
+/// a late or repeated report after a final state) to the history of the
+/// message with that reference, whatever its state, at `now`: from its
+/// state to the same, with its channel. False when no message has the
+/// reference (nothing is written).
+pub fn note(
+    tx: &Transaction<'_>,
+    gateway: &str,
+    gateway_ref: &str,
+    detail: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    Ok(tx
+        .prepare_cached(NOTE_SQL)?
+        .execute(params![gateway, gateway_ref, now, detail])?
+        > 0)
 }
 
 /// The message a gateway reference belongs to: (id, dialer, attempts).

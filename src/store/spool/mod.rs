@@ -15,9 +15,9 @@ mod hot;
 #[cfg(test)]
 pub(crate) use hot::HOT_QUERIES;
 pub use hot::{
-    AttemptRow, Begun, Queued, Report, apply_reports, begin_attempt, begin_attempts, fail_queued,
-    find_sent, is_blocked, mark_blocked, mark_failed, mark_retry, mark_sent, mark_sent_many,
-    mark_unknown, next_retry_at, next_to_process, requeue, sent_but_failed,
+    AttemptRow, Begun, Queued, Report, ReportKind, apply_reports, begin_attempt, begin_attempts,
+    fail_queued, find_sent, is_blocked, mark_blocked, mark_failed, mark_retry, mark_sent,
+    mark_sent_many, mark_unknown, next_retry_at, next_to_process, note, requeue, sent_but_failed,
 };
 
 /// Message states. The numbers are part of the API and the database; 0, 1
@@ -315,36 +315,79 @@ pub fn get(conn: &Connection, id: i64) -> Result<Option<Message>, StoreError> {
         .optional()?)
 }
 
-/// One state change of a message, as its history keeps it.
+/// One entry of a message's history: its queueing, a change of state, or
+/// a gateway's report that changed nothing.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Change {
     /// Unix ms.
     pub at: i64,
-    pub from: &'static str,
+    /// "queued" (the first entry: the message created, in its first
+    /// state), "changed" (a change of state) or "noted" (a report that
+    /// changed nothing: `from` and `state` are the same).
+    pub kind: &'static str,
+    /// The state it left; None for the first entry.
+    pub from: Option<&'static str>,
     pub state: &'static str,
     /// The channel ("gateway:port") of the attempt, when there is one.
     pub channel: Option<String>,
-    /// The report or failure that moved it, in the gateway's words.
+    /// The report or failure that moved it, or the report noted, in the
+    /// gateway's words.
     pub detail: Option<String>,
 }
 
-/// A message's state changes, oldest first.
+/// A message's history, oldest first: its queueing (not a row: a bulk
+/// import writes no history, so it is made here from the message's
+/// `created_at`, or its first change's time if that reads earlier, and its
+/// first state, the first change's `from`, or its
+/// state when it never changed), then every change of state and every
+/// report noted. Empty when there is no such message.
 pub fn history(conn: &Connection, id: i64) -> Result<Vec<Change>, StoreError> {
     let name = |code: i64| State::from_code(code).map_or("UNKNOWN_STATE", State::name);
+    let Some((created_at, state)) = conn
+        .prepare_cached("SELECT created_at, state FROM message WHERE id = ?1")?
+        .query_row([id], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))
+        .optional()?
+    else {
+        return Ok(Vec::new());
+    };
     let mut stmt = conn.prepare_cached(
         "SELECT at, from_state, state, channel, detail FROM message_history \
          WHERE message_id = ?1 ORDER BY id",
     )?;
-    let rows = stmt.query_map([id], |r| {
-        Ok(Change {
-            at: r.get(0)?,
-            from: name(r.get(1)?),
-            state: name(r.get(2)?),
-            channel: r.get(3)?,
-            detail: r.get(4)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+    let rows = stmt
+        .query_map([id], |r| {
+            let (from, to): (i64, i64) = (r.get(1)?, r.get(2)?);
+            Ok((
+                from,
+                Change {
+                    at: r.get(0)?,
+                    kind: if from == to { "noted" } else { "changed" },
+                    from: Some(name(from)),
+                    state: name(to),
+                    channel: r.get(3)?,
+                    detail: r.get(4)?,
+                },
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let first = rows.first().map_or(state, |(from, _)| *from);
+    // The trigger's clock (SQLite's julianday, truncated) can read a
+    // millisecond behind ours: the queueing never comes after the first
+    // change.
+    let at = rows
+        .first()
+        .map_or(created_at, |(_, c)| c.at.min(created_at));
+    let mut all = Vec::with_capacity(rows.len() + 1);
+    all.push(Change {
+        at,
+        kind: "queued",
+        from: None,
+        state: name(first),
+        channel: None,
+        detail: None,
+    });
+    all.extend(rows.into_iter().map(|(_, c)| c));
+    Ok(all)
 }
 
 #[derive(Debug, Clone, Default)]
@@ -629,8 +672,9 @@ mod tests {
     }
 
     /// Every state change lands in the history, with its channel and the
-    /// words that moved it; a report arriving after the final one (here
-    /// DELIVERED after UNDELIVERED) changes neither state nor history.
+    /// words that moved it, after its queueing; a report arriving after
+    /// the final one (here DELIVERED after UNDELIVERED) changes nothing
+    /// but is kept in the history, from the final state to the same.
     #[test]
     fn the_history_keeps_every_change_and_a_late_report_moves_nothing() {
         let dir = tempfile::tempdir().unwrap();
@@ -654,43 +698,210 @@ mod tests {
                 Ok(m.id)
             })
             .unwrap();
-        let report = |delivered: bool, detail: &str| Report {
+        let report = |kind: ReportKind, detail: &str| Report {
             gateway: "gw".into(),
             gateway_ref: "r1".into(),
-            delivered,
+            kind,
             detail: detail.into(),
         };
-        let undelivered = report(false, "delivery report: not delivered (status 70)");
+        let undelivered = report(
+            ReportKind::Undelivered,
+            "delivery report: not delivered (status 70)",
+        );
         let found = s
             .write_blocking(move |tx| apply_reports(tx, &[undelivered]))
             .unwrap();
         assert_eq!(found, [true]);
-        let late = report(true, "delivery report: received by the handset");
+        let late = report(
+            ReportKind::Delivered,
+            "delivery report: received by the handset",
+        );
         let found = s
             .write_blocking(move |tx| apply_reports(tx, &[late]))
             .unwrap();
-        // Settled (not waited for again), and nothing changes.
+        // Settled (not waited for again), and the state does not change.
         assert_eq!(found, [true], "a report for a final message is settled");
         let (m, h) = s
             .read_blocking(move |c| Ok((get(c, id)?.unwrap(), history(c, id)?)))
             .unwrap();
         assert_eq!(m.state_name, "UNDELIVERED");
-        let steps: Vec<(&str, &str)> = h.iter().map(|c| (c.from, c.state)).collect();
+        let steps: Vec<(&str, Option<&str>, &str)> =
+            h.iter().map(|c| (c.kind, c.from, c.state)).collect();
         assert_eq!(
             steps,
             [
-                ("TO_PROCESS", "SENDING"),
-                ("SENDING", "SENT"),
-                ("SENT", "UNDELIVERED")
+                ("queued", None, "TO_PROCESS"),
+                ("changed", Some("TO_PROCESS"), "SENDING"),
+                ("changed", Some("SENDING"), "SENT"),
+                ("changed", Some("SENT"), "UNDELIVERED"),
+                ("noted", Some("UNDELIVERED"), "UNDELIVERED"),
             ]
         );
-        assert!(h.iter().all(|c| c.channel.as_deref() == Some("gw:3")));
+        assert!(h[0].at <= m.created_at && h[0].at >= m.created_at - 1000);
+        assert_eq!(h[0].channel, None);
+        assert!(h[1..].iter().all(|c| c.channel.as_deref() == Some("gw:3")));
         assert_eq!(
-            h[2].detail.as_deref(),
+            h[3].detail.as_deref(),
             Some("delivery report: not delivered (status 70)")
         );
+        assert_eq!(
+            h[4].detail.as_deref(),
+            Some("delivery report: received by the handset")
+        );
         assert!(h.windows(2).all(|w| w[0].at <= w[1].at));
-        assert!(h[0].at >= m.created_at - 1000, "{h:?} {m:?}");
+        assert!(h[1].at >= m.created_at - 1000, "{h:?} {m:?}");
+        s.close();
+    }
+
+    /// A message that never changed state has its queueing alone, in the
+    /// state it was created in (a bulk import writes no history row); one
+    /// that does not exist has no history.
+    #[test]
+    fn the_queueing_is_the_first_entry_even_without_a_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let s =
+            crate::store::Store::open(dir.path(), crate::runtime::Heartbeat::detached()).unwrap();
+        let ids = s
+            .write_blocking(|tx| {
+                let import = crate::store::dncr::begin_import(tx, "messages", "T.csv")?;
+                insert_many(tx, &[new("a", State::ToProcess)], import, 1234)?;
+                let bulk = tx.last_insert_rowid();
+                let invalid = insert_fast(tx, &new("a", State::Invalid), 5678)?;
+                Ok((bulk, invalid))
+            })
+            .unwrap();
+        let (bulk, invalid, none) = s
+            .read_blocking(move |c| {
+                let rows: i64 =
+                    c.query_row("SELECT count(*) FROM message_history", [], |r| r.get(0))?;
+                assert_eq!(rows, 0, "no row is written at insert");
+                Ok((history(c, ids.0)?, history(c, ids.1)?, history(c, 999)?))
+            })
+            .unwrap();
+        let queued = |at: i64, state: &'static str| Change {
+            at,
+            kind: "queued",
+            from: None,
+            state,
+            channel: None,
+            detail: None,
+        };
+        assert_eq!(bulk, [queued(1234, "TO_PROCESS")]);
+        assert_eq!(invalid, [queued(5678, "INVALID")]);
+        assert!(none.is_empty());
+        s.close();
+    }
+
+    /// A noted report goes to the history of the message with its
+    /// reference, whatever its state, from that state to the same, with
+    /// its channel: the state, the kept counts and the event log do not
+    /// move. A reference no message has adds nothing.
+    #[test]
+    fn a_note_never_changes_the_state_and_an_unknown_reference_adds_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s =
+            crate::store::Store::open(dir.path(), crate::runtime::Heartbeat::detached()).unwrap();
+        let id = s
+            .write_blocking(|tx| {
+                let Inserted::New(m) = insert(tx, &new("a", State::ToProcess))? else {
+                    unreachable!("a new message")
+                };
+                tx.execute(
+                    "UPDATE message SET state = 4, gateway = 'gw', channel = 'gw:1', \
+                     gateway_ref = 'r9' WHERE id = ?1",
+                    [m.id],
+                )?;
+                Ok(m.id)
+            })
+            .unwrap();
+        let snapshot = move |c: &Connection| -> Result<_, StoreError> {
+            let events: i64 = c.query_row("SELECT count(*) FROM event", [], |r| r.get(0))?;
+            Ok((
+                get(c, id)?.unwrap().state_name,
+                dialer_counts(c, "a")?,
+                events,
+            ))
+        };
+        let before = s.read_blocking(snapshot).unwrap();
+        let noted = |gateway_ref: &str, detail: &str| Report {
+            gateway: "gw".into(),
+            gateway_ref: gateway_ref.into(),
+            kind: ReportKind::Noted,
+            detail: detail.into(),
+        };
+        let reports = [
+            noted("r9", "delivery report: pending (status 48)"),
+            noted("nobody", "delivery report: pending (status 33)"),
+            noted("r9", "delivery report: pending (status 49)"),
+        ];
+        let found = s
+            .write_blocking(move |tx| apply_reports(tx, &reports))
+            .unwrap();
+        assert_eq!(found, [true, false, true]);
+        assert_eq!(
+            s.read_blocking(snapshot).unwrap(),
+            before,
+            "the same state, kept counts and events"
+        );
+        assert_eq!(before.0, "SENT");
+        assert_eq!(before.1, [(State::Sent, 1)]);
+        // Directly too, on a final message.
+        s.write_blocking(move |tx| {
+            tx.execute("UPDATE message SET state = 5 WHERE id = ?1", [id])?;
+            assert!(note(tx, "gw", "r9", "late: status 70", 42)?);
+            assert!(!note(tx, "other", "r9", "not ours", 42)?);
+            Ok(())
+        })
+        .unwrap();
+        let h = s.read_blocking(move |c| history(c, id)).unwrap();
+        let steps: Vec<(&str, Option<&str>, &str, Option<&str>)> = h
+            .iter()
+            .map(|c| (c.kind, c.from, c.state, c.detail.as_deref()))
+            .collect();
+        assert_eq!(
+            steps,
+            [
+                ("queued", None, "TO_PROCESS", None),
+                ("changed", Some("TO_PROCESS"), "SENT", None),
+                (
+                    "noted",
+                    Some("SENT"),
+                    "SENT",
+                    Some("delivery report: pending (status 48)")
+                ),
+                (
+                    "noted",
+                    Some("SENT"),
+                    "SENT",
+                    Some("delivery report: pending (status 49)")
+                ),
+                ("changed", Some("SENT"), "DELIVERED", None),
+                (
+                    "noted",
+                    Some("DELIVERED"),
+                    "DELIVERED",
+                    Some("late: status 70")
+                ),
+            ]
+        );
+        assert!(h[2..4].iter().all(|c| c.channel.as_deref() == Some("gw:1")));
+        assert_eq!(h[5].at, 42);
+        let after = s.read_blocking(snapshot).unwrap();
+        assert_eq!(
+            after.2,
+            before.2 + 1,
+            "only the change to DELIVERED is an event"
+        );
+        let unknown: i64 = s
+            .read_blocking(|c| {
+                Ok(c.query_row(
+                    "SELECT count(*) FROM message_history WHERE detail LIKE '%33%' OR detail = 'not ours'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(unknown, 0);
         s.close();
     }
 }

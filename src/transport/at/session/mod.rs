@@ -40,6 +40,12 @@ const REASSEMBLY_AGE: Duration = Duration::from_secs(3600);
 /// Sent messages remembered for their status reports.
 const TRACKED_MAX: usize = 4096;
 pub(super) const TRACKED_AGE: Duration = Duration::from_secs(3 * 24 * 3600);
+/// Sent messages a part's failure settled, remembered this long after and
+/// at most this many (the oldest forgotten first), so the reports of their
+/// other parts, coming later, are still matched and noted in the message's
+/// history.
+const SETTLED_MAX: usize = 1024;
+const SETTLED_AGE: Duration = Duration::from_secs(24 * 3600);
 /// How long the engine may take to store a received message.
 const STORE_ACK_TIMEOUT: Duration = Duration::from_secs(30);
 const BACKOFF_MIN: Duration = Duration::from_millis(500);
@@ -105,6 +111,9 @@ pub(crate) struct Modem {
     /// The PDU and SIM slot of every part held by the reassembler.
     parts: HashMap<ConcatKey, BTreeMap<u8, Part>>,
     tracked: VecDeque<Tracked>,
+    /// Tracked messages a part's failure settled, with when, newest last
+    /// (within [`SETTLED_AGE`] and [`SETTLED_MAX`]).
+    settled: VecDeque<(Instant, Tracked)>,
     last_reported: Option<PortHealth>,
     /// What an earlier run left awaiting status reports; `tracked` is
     /// rebuilt from it when the task starts.
@@ -122,7 +131,8 @@ struct Part {
 struct Tracked {
     gateway_ref: String,
     to_digits: String,
-    /// Per part: its MR and whether its report said delivered.
+    /// Per part: its MR and whether its report said delivered (once
+    /// settled: whether a final report came for it).
     parts: Vec<(Option<u8>, bool)>,
     at: Instant,
 }
@@ -149,6 +159,7 @@ impl Modem {
             ),
             parts: HashMap::new(),
             tracked: VecDeque::new(),
+            settled: VecDeque::new(),
             last_reported: None,
             resume,
         }
@@ -283,6 +294,15 @@ impl Modem {
     fn emit(&self, e: Event) {
         let _ = self.events.send(e);
     }
+
+    /// Keeps a tracked message a part's failure has settled, for the
+    /// reports still to come of its other parts.
+    fn settle(&mut self, t: Tracked) {
+        if self.settled.len() >= SETTLED_MAX {
+            self.settled.pop_front();
+        }
+        self.settled.push_back((Instant::now(), t));
+    }
 }
 
 /// One open port.
@@ -385,6 +405,14 @@ impl<'m, T: AsyncRead + AsyncWrite + Send + 'static> Session<'m, T> {
         self.publish_health();
         self.expire_parts().await?;
         self.m.tracked.retain(|t| t.at.elapsed() < TRACKED_AGE);
+        while self
+            .m
+            .settled
+            .front()
+            .is_some_and(|(at, _)| at.elapsed() >= SETTLED_AGE)
+        {
+            self.m.settled.pop_front();
+        }
         if self.sim_ready && !self.needs_setup && (self.rescan || self.no_cnmi) {
             self.list_stored().await?;
         }

@@ -10,7 +10,7 @@ use md5::{Digest, Md5};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::super::framing::last_int;
-use super::{Broken, Part, STORE_ACK_TIMEOUT, Session, digits, same_number};
+use super::{Broken, Part, STORE_ACK_TIMEOUT, Session, Tracked, digits, same_number};
 use crate::transport::{Event, Received, StoredAck};
 use smsgate_proto::sms::{
     self, ConcatKey, DeliveryOutcome, Reassembly, SmsDeliver, SmsStatusReport, Tpdu,
@@ -235,53 +235,98 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Session<'_, T> {
     pub(super) fn status_report(&mut self, r: &SmsStatusReport) {
         let outcome = r.outcome();
         let recipient = digits(&r.recipient.to_string());
+        let fits = |t: &Tracked| {
+            if !same_number(&t.to_digits, &recipient) {
+                return None;
+            }
+            t.parts
+                .iter()
+                .position(|(mr, done)| *mr == Some(r.message_reference) && !done)
+        };
         let found = self
             .m
             .tracked
-            .iter_mut()
+            .iter()
             .enumerate()
             .rev()
-            .find_map(|(ti, t)| {
-                if !same_number(&t.to_digits, &recipient) {
-                    return None;
-                }
-                t.parts
-                    .iter()
-                    .position(|(mr, done)| *mr == Some(r.message_reference) && !done)
-                    .map(|pi| (ti, pi))
-            });
+            .find_map(|(ti, t)| fits(t).map(|pi| (ti, pi)));
+        let code = format!("TP-ST 0x{:02X}", r.status);
+        let detail = sms::pdu::status_description(r.status).to_string();
         let Some((ti, pi)) = found else {
-            tracing::debug!(gateway = %self.m.name, port = 0u32, mr = r.message_reference, "status report for a message not sent since start; ignored");
+            // A part of a message already settled (another part failed):
+            // noted, nothing else.
+            let late = self
+                .m
+                .settled
+                .iter_mut()
+                .rev()
+                .find_map(|(_, t)| fits(t).map(|pi| (t, pi)));
+            let Some((t, pi)) = late else {
+                tracing::debug!(gateway = %self.m.name, port = 0u32, mr = r.message_reference, "status report for a message not sent since start; ignored");
+                return;
+            };
+            t.parts[pi].1 = true;
+            let gateway_ref = t.gateway_ref.clone();
+            let words = format!(
+                "late report, {}{detail} ({code}); the message was already settled",
+                part_of(pi, t.parts.len())
+            );
+            self.m.emit(Event::Noted {
+                gateway: self.m.name.clone(),
+                gateway_ref,
+                detail: words,
+            });
             return;
         };
-        let detail = sms::pdu::status_description(r.status).to_string();
         match outcome {
             // The service centre is still trying: another report follows.
-            DeliveryOutcome::Temporary => {}
+            DeliveryOutcome::Temporary => {
+                let t = &self.m.tracked[ti];
+                let words = format!("{}{detail} ({code})", part_of(pi, t.parts.len()));
+                self.m.emit(Event::Noted {
+                    gateway: self.m.name.clone(),
+                    gateway_ref: t.gateway_ref.clone(),
+                    detail: words,
+                });
+            }
             DeliveryOutcome::Delivered => {
                 let t = &mut self.m.tracked[ti];
                 t.parts[pi].1 = true;
                 if t.parts.iter().all(|(_, d)| *d) {
                     let gateway_ref = t.gateway_ref.clone();
+                    // Every part reported: nothing left to match, not kept.
                     self.m.tracked.remove(ti);
                     self.m.emit(Event::Delivered {
                         gateway: self.m.name.clone(),
                         gateway_ref,
                         delivered: true,
-                        detail,
+                        detail: format!("{detail} ({code})"),
                     });
                 }
             }
             DeliveryOutcome::Permanent => {
                 let gateway_ref = self.m.tracked[ti].gateway_ref.clone();
-                self.m.tracked.remove(ti);
+                if let Some(mut t) = self.m.tracked.remove(ti) {
+                    t.parts[pi].1 = true;
+                    self.m.settle(t);
+                }
                 self.m.emit(Event::Delivered {
                     gateway: self.m.name.clone(),
                     gateway_ref,
                     delivered: false,
-                    detail: format!("part {}: {detail} (TP-ST 0x{:02X})", pi + 1, r.status),
+                    detail: format!("part {}: {detail} ({code})", pi + 1),
                 });
             }
         }
+    }
+}
+
+/// "part 2 of 3: " for a part of a multi-part message; nothing for a
+/// message of one part.
+fn part_of(index: usize, of: usize) -> String {
+    if of > 1 {
+        format!("part {} of {of}: ", index + 1)
+    } else {
+        String::new()
     }
 }

@@ -48,7 +48,7 @@ mod push;
 mod results;
 mod send;
 
-use results::Pending;
+use results::{Pending, Settled};
 
 /// How long a message accepted by the gateway is asked about before we give
 /// up on its send result (it stays SENT).
@@ -87,6 +87,13 @@ pub fn capabilities(ports: u32, settings: &DinstarSettings) -> Capabilities {
 /// not arrived) are kept this long and at most this many.
 const UNMATCHED_KEEP: Duration = Duration::from_secs(3600);
 const UNMATCHED_MAX: usize = 512;
+/// Messages whose final word came are remembered this long and at most
+/// this many (the oldest forgotten first; about 150 bytes each, so under
+/// 1 MB a gateway), so that a late report (a failure after the delivery,
+/// a second report of a multi-part message) is still matched and noted in
+/// the message's history instead of going unmatched.
+const SETTLED_KEEP: Duration = Duration::from_secs(24 * 3600);
+const SETTLED_MAX: usize = 4096;
 /// While the gateway is unreachable, ports are polled at least this often
 /// so channels come back soon after it does.
 const DOWN_REPOLL: Duration = Duration::from_secs(5);
@@ -201,6 +208,9 @@ struct State {
     /// The gateway's serial number, once a reply has told it.
     sn: Option<String>,
     unmatched_reports: Vec<(Instant, DeliverStatus)>,
+    /// Messages whose final word came, newest last, within
+    /// [`SETTLED_KEEP`] and [`SETTLED_MAX`].
+    settled: std::collections::VecDeque<Settled>,
 }
 
 struct Inner {

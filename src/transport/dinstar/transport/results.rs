@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::{Inner, REPORT_PATIENCE, RESULT_PATIENCE, UNMATCHED_KEEP, lock, same_number};
+use super::{
+    Inner, REPORT_PATIENCE, RESULT_PATIENCE, SETTLED_KEEP, SETTLED_MAX, State, UNMATCHED_KEEP,
+    lock, same_number,
+};
 use crate::transport::Event;
 use smsgate_proto::dinstar::wire::{
     DeliverStatus, DeliverStatusQuery, DeliveryOutcome, SmsResult, SmsStatus,
@@ -25,6 +28,7 @@ impl Inner {
                 accepted: Instant::now(),
                 resumed: None,
                 stage: Stage::AwaitResult,
+                seen: Vec::new(),
             },
         );
     }
@@ -67,6 +71,7 @@ impl Inner {
                         accepted: Instant::now(),
                         resumed: Some(age),
                         stage: Stage::AwaitResult,
+                        seen: Vec::new(),
                     }
                 });
             }
@@ -112,7 +117,7 @@ impl Inner {
                 }
             }
             SmsStatus::Delivered => {
-                st.pending.remove(&user_id);
+                settle(&mut st, user_id, r, None);
                 drop(st);
                 tracing::info!(gateway = %self.name, port, user_id, "message delivered");
                 self.emit(Event::Delivered {
@@ -123,7 +128,7 @@ impl Inner {
                 });
             }
             SmsStatus::Failed => {
-                st.pending.remove(&user_id);
+                settle(&mut st, user_id, r, None);
                 drop(st);
                 let detail = format!(
                     "the gateway could not send it on port {port} ({} of {} segments sent)",
@@ -167,28 +172,21 @@ impl Inner {
     }
 
     /// Matches a delivery report to a sent message: same port, same number,
-    /// same ref_id, and not older than the send. Returns false when nothing
-    /// fits.
+    /// same ref_id, and not older than the send. A final report settles
+    /// it; a pending one is noted (each status once). One that fits a
+    /// message settled within [`SETTLED_KEEP`] is noted as late (each
+    /// once), and changes nothing. Returns false when nothing fits.
     pub(super) fn apply_report(&self, r: &DeliverStatus) -> bool {
-        let (Some(ref_id), Some(number)) = (r.ref_id, r.number.as_deref()) else {
+        if r.ref_id.is_none() || r.number.is_none() {
             return false;
-        };
+        }
         let found = {
             let st = lock(&self.state);
             st.pending
                 .iter()
                 .filter_map(|(u, p)| match &p.stage {
-                    Stage::AwaitReport {
-                        ref_id: Some(rid),
-                        time,
-                        ..
-                    } if *rid == ref_id
-                        && r.port.is_none_or(|port| port == p.port)
-                        && same_number(number, &p.number)
-                        && match (time, &r.time) {
-                            (Some(sent), Some(rep)) => rep >= sent,
-                            _ => true,
-                        } =>
+                    Stage::AwaitReport { ref_id, time, .. }
+                        if fits(r, *ref_id, p.port, &p.number, time.as_deref()) =>
                     {
                         Some((*u, time.clone()))
                     }
@@ -200,7 +198,7 @@ impl Inner {
                 .map(|(u, _)| u)
         };
         let Some(user_id) = found else {
-            return false;
+            return self.late_report(r);
         };
         if self.events.room() == 0 {
             // As unmatched: tried again later (a push) or read again at the
@@ -208,35 +206,85 @@ impl Inner {
             return false;
         }
         let port = r.port.map(u32::from);
-        let (delivered, detail) = match r.outcome() {
-            DeliveryOutcome::Pending | DeliveryOutcome::Unknown => return true,
-            DeliveryOutcome::Delivered => {
-                (true, "delivery report: received by the handset".to_string())
+        let seen = (r.status_code, r.time.clone());
+        let delivered = match r.outcome() {
+            DeliveryOutcome::Pending | DeliveryOutcome::Unknown => {
+                // Read again at every poll until the final one comes: told
+                // once.
+                let told = {
+                    let mut st = lock(&self.state);
+                    match st.pending.get_mut(&user_id) {
+                        Some(p) if !p.seen.contains(&seen) => {
+                            if p.seen.len() >= SEEN_MAX {
+                                p.seen.remove(0);
+                            }
+                            p.seen.push(seen);
+                            true
+                        }
+                        _ => false,
+                    }
+                };
+                if told {
+                    tracing::debug!(gateway = %self.name, port = ?port, user_id, status = ?r.status_code, "delivery report: not final yet");
+                    self.emit(Event::Noted {
+                        gateway: self.name.clone(),
+                        gateway_ref: user_id.to_string(),
+                        detail: report_words(r),
+                    });
+                }
+                return true;
             }
-            // TP-Status 1-31: the SMSC completed it without the handset's
-            // confirmation; counted as delivered and said so.
-            DeliveryOutcome::CompletedUnconfirmed => (
-                true,
-                format!(
-                    "delivery report: completed, reception not confirmed (status {})",
-                    r.status_code.unwrap_or(0)
-                ),
-            ),
-            DeliveryOutcome::Failed => (
-                false,
-                format!(
-                    "delivery report: not delivered (status {})",
-                    r.status_code.unwrap_or(0)
-                ),
-            ),
+            DeliveryOutcome::Delivered | DeliveryOutcome::CompletedUnconfirmed => true,
+            DeliveryOutcome::Failed => false,
         };
-        lock(&self.state).pending.remove(&user_id);
+        {
+            let mut st = lock(&self.state);
+            if let Some(p) = st.pending.remove(&user_id) {
+                remember(&mut st, user_id, p, Some(seen));
+            }
+        }
         tracing::info!(gateway = %self.name, port = ?port, user_id, delivered, "delivery report");
         self.emit(Event::Delivered {
             gateway: self.name.clone(),
             gateway_ref: user_id.to_string(),
             delivered,
-            detail,
+            detail: report_words(r),
+        });
+        true
+    }
+
+    /// A report that fits no message awaiting one but a settled one: noted
+    /// in its history (once), nothing else. False when none fits.
+    fn late_report(&self, r: &DeliverStatus) -> bool {
+        let seen = (r.status_code, r.time.clone());
+        let mut st = lock(&self.state);
+        let Some(s) = st
+            .settled
+            .iter_mut()
+            .filter(|s| s.at.elapsed() < SETTLED_KEEP)
+            .filter(|s| fits(r, s.ref_id, s.port, &s.number, s.time.as_deref()))
+            .max_by(|a, b| a.time.cmp(&b.time))
+        else {
+            return false;
+        };
+        if s.seen.contains(&seen) {
+            // Read again (a poll for another message to the same number).
+            return true;
+        }
+        if self.events.room() == 0 {
+            return false;
+        }
+        if s.seen.len() >= SEEN_MAX {
+            s.seen.remove(0);
+        }
+        s.seen.push(seen);
+        let user_id = s.user_id;
+        drop(st);
+        tracing::info!(gateway = %self.name, port = ?r.port, user_id, status = ?r.status_code, "delivery report for a message already settled; noted, nothing changes");
+        self.emit(Event::Noted {
+            gateway: self.name.clone(),
+            gateway_ref: user_id.to_string(),
+            detail: format!("late {}", report_words(r)),
         });
         true
     }
@@ -373,6 +421,13 @@ impl Inner {
         let gone = before - st.pending.len();
         st.unmatched_reports
             .retain(|(at, _)| at.elapsed() < UNMATCHED_KEEP);
+        while st
+            .settled
+            .front()
+            .is_some_and(|s| s.at.elapsed() >= SETTLED_KEEP)
+        {
+            st.settled.pop_front();
+        }
         drop(st);
         if gone > 0 {
             tracing::info!(gateway = %self.name, count = gone, "stopped waiting for results or reports of old messages; they stay SENT");
@@ -422,4 +477,112 @@ pub(super) struct Pending {
     /// earlier run): how long before the start it was sent.
     resumed: Option<Duration>,
     stage: Stage,
+    /// The reports that did not settle it, already told (status, time).
+    seen: Vec<Seen>,
+}
+
+/// A report as told once: its status code and time.
+type Seen = (Option<u8>, Option<String>);
+
+/// The reports told per message, at most (the oldest forgotten first).
+const SEEN_MAX: usize = 8;
+
+/// A message whose final word came, remembered for a while
+/// ([`SETTLED_KEEP`], [`SETTLED_MAX`]) so a late report still fits it.
+#[derive(Debug, Clone)]
+pub(super) struct Settled {
+    user_id: u32,
+    port: u8,
+    number: String,
+    ref_id: Option<u8>,
+    /// Send time in the gateway's clock, as in [`Stage::AwaitReport`].
+    time: Option<String>,
+    at: Instant,
+    /// The reports already told or applied for it.
+    seen: Vec<Seen>,
+}
+
+/// Moves an awaited message to the settled ones on its send result
+/// (delivered, or failed): its ref_id and time from the result when no
+/// report was awaited yet.
+fn settle(st: &mut State, user_id: u32, r: &SmsResult, seen: Option<Seen>) {
+    if let Some(mut p) = st.pending.remove(&user_id) {
+        if matches!(p.stage, Stage::AwaitResult) {
+            if let Some(n) = r.number.as_deref().filter(|n| !n.is_empty()) {
+                p.number = n.to_string();
+            }
+            p.stage = Stage::AwaitReport {
+                ref_id: r.ref_id,
+                time: r.time.clone(),
+                since: Instant::now(),
+            };
+        }
+        remember(st, user_id, p, seen);
+    }
+}
+
+/// Keeps a settled message (within [`SETTLED_MAX`], the oldest forgotten).
+fn remember(st: &mut State, user_id: u32, p: Pending, seen: Option<Seen>) {
+    let (ref_id, time) = match p.stage {
+        Stage::AwaitReport { ref_id, time, .. } => (ref_id, time),
+        Stage::AwaitResult => (None, None),
+    };
+    let mut all = p.seen;
+    all.extend(seen);
+    if st.settled.len() >= SETTLED_MAX {
+        st.settled.pop_front();
+    }
+    st.settled.push_back(Settled {
+        user_id,
+        port: p.port,
+        number: p.number,
+        ref_id,
+        time,
+        at: Instant::now(),
+        seen: all,
+    });
+}
+
+/// Whether a report answers a send: same ref_id, port and number, and not
+/// older than the send (`sent`, in the gateway's clock).
+fn fits(
+    r: &DeliverStatus,
+    ref_id: Option<u8>,
+    port: u8,
+    sent_to: &str,
+    sent: Option<&str>,
+) -> bool {
+    let (Some(rid), Some(number)) = (r.ref_id, r.number.as_deref()) else {
+        return false;
+    };
+    ref_id == Some(rid)
+        && r.port.is_none_or(|p| p == port)
+        && same_number(number, sent_to)
+        && match (sent, r.time.as_deref()) {
+            (Some(sent), Some(rep)) => rep >= sent,
+            _ => true,
+        }
+}
+
+/// A delivery report in words, with its TP-Status code.
+fn report_words(r: &DeliverStatus) -> String {
+    let code = r.status_code.unwrap_or(0);
+    match r.outcome() {
+        DeliveryOutcome::Delivered => {
+            format!("delivery report: received by the handset (status {code})")
+        }
+        // TP-Status 1-31: the SMSC completed it without the handset's
+        // confirmation; counted as delivered and said so.
+        DeliveryOutcome::CompletedUnconfirmed => {
+            format!("delivery report: completed, reception not confirmed (status {code})")
+        }
+        // TP-Status 32-63: the SMSC is still trying.
+        DeliveryOutcome::Pending => {
+            format!(
+                "delivery report: not delivered yet, the network is still trying (status {code})"
+            )
+        }
+        DeliveryOutcome::Failed => format!("delivery report: not delivered (status {code})"),
+        DeliveryOutcome::Unknown => "delivery report without a status code".to_string(),
+    }
 }
