@@ -147,7 +147,9 @@ impl HttpProviderSimBuilder {
     pub async fn start(self) -> std::io::Result<HttpProviderHandle> {
         let listener = tokio::net::TcpListener::bind(self.listen).await?;
         let addr = listener.local_addr()?;
+        let tls = crate::tls::any_certificate_client().map_err(std::io::Error::other)?;
         let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
             .no_proxy()
             .timeout(Duration::from_secs(10))
             .build()
