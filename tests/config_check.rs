@@ -194,7 +194,6 @@ fn the_documented_examples_are_valid_when_uncommented() {
     std::fs::write(tls_dir.join("api.crt"), "x").unwrap();
     std::fs::write(tls_dir.join("api.key"), "x").unwrap();
     // And the http providers' secret files.
-    let mut out = out;
     for secret in ["quality.password", "aggregator.token", "yeastar.password"] {
         let file = tls_dir.join(secret);
         std::fs::write(&file, "example-secret\n").unwrap();

@@ -54,7 +54,12 @@ fn shipped_example(name: &str) -> String {
 
 /// The example pointed at the simulator, its secret in a file of ours,
 /// callbacks allowed from loopback.
-fn pointed(example: &str, from: &str, sim: &HttpProviderHandle, secrets: &std::path::Path) -> String {
+fn pointed(
+    example: &str,
+    from: &str,
+    sim: &HttpProviderHandle,
+    secrets: &std::path::Path,
+) -> String {
     let mut e = example.replace(from, &sim.base_url());
     for (file, value) in [
         ("quality.password", QUALITY_PASSWORD),
@@ -94,7 +99,9 @@ fn send(d: &Daemon, dialer: &str, text: &str) -> i64 {
         .send()
         .unwrap();
     assert!(r.status().is_success(), "{:?}", r.text());
-    r.json::<serde_json::Value>().unwrap()["id"].as_i64().unwrap()
+    r.json::<serde_json::Value>().unwrap()["id"]
+        .as_i64()
+        .unwrap()
 }
 
 fn message(d: &Daemon, id: i64) -> serde_json::Value {
@@ -137,7 +144,10 @@ fn start(rt: &tokio::runtime::Runtime, secrets: &std::path::Path) -> (Sims, Daem
     let aggregator = rt
         .block_on(
             HttpProviderSim::builder()
-                .reply(Reply::new(202, r#"{"status":"accepted","data":{"id":"{id}"}}"#))
+                .reply(Reply::new(
+                    202,
+                    r#"{"status":"accepted","data":{"id":"{id}"}}"#,
+                ))
                 .callback_url(push("aggregator"))
                 .start(),
         )
@@ -145,7 +155,10 @@ fn start(rt: &tokio::runtime::Runtime, secrets: &std::path::Path) -> (Sims, Daem
     let yeastar = rt
         .block_on(
             HttpProviderSim::builder()
-                .reply(Reply::new(200, "Response: Success\r\nMessage: Commit successfully!\r\n"))
+                .reply(Reply::new(
+                    200,
+                    "Response: Success\r\nMessage: Commit successfully!\r\n",
+                ))
                 .start(),
         )
         .unwrap();
@@ -209,10 +222,8 @@ fn each_shipped_example_sends_the_text_byte_for_byte() {
     assert_eq!(
         r.query.as_deref(),
         Some(
-            format!(
-                "user=acc123&pass=qu%26lity%20pa%24%24&to=59899123456&text={TEXT_QUERY}"
-            )
-            .as_str()
+            format!("user=acc123&pass=qu%26lity%20pa%24%24&to=59899123456&text={TEXT_QUERY}")
+                .as_str()
         )
     );
     assert!(r.body_bytes.is_empty());
@@ -238,12 +249,19 @@ fn each_shipped_example_sends_the_text_byte_for_byte() {
     );
     assert_eq!(String::from_utf8(r.body_bytes.clone()).unwrap(), want);
     let parsed: serde_json::Value = serde_json::from_slice(&r.body_bytes).unwrap();
-    assert_eq!(parsed["text"], TEXT, "the provider reads back the same text");
+    assert_eq!(
+        parsed["text"], TEXT,
+        "the provider reads back the same text"
+    );
 
     // Yeastar TG: its odd query, the GSM port from 1, the national number.
     let id = send(&d, "dy", TEXT);
     let m = wait_state(&d, id, "SENT");
-    assert_eq!(m["gateway_ref"], id.to_string(), "no id in its answer: ours stands for it");
+    assert_eq!(
+        m["gateway_ref"],
+        id.to_string(),
+        "no id in its answer: ours stands for it"
+    );
     let r = &sims.yeastar.requests()[0];
     assert_eq!(r.method, "GET");
     assert_eq!(r.path, "/cgi/WebCGI");
@@ -267,16 +285,26 @@ fn failures_reports_inbound_and_secrets() {
 
     // A permanent refusal: FAILED with the provider's words.
     agg.queue_reply(
-        Reply::new(400, r#"{"status":"rejected","error":"invalid destination number"}"#),
+        Reply::new(
+            400,
+            r#"{"status":"rejected","error":"invalid destination number"}"#,
+        ),
         1,
     );
     let failed = send(&d, "da", "uno");
     let m = wait_state(&d, failed, "FAILED");
     assert!(
-        m["error"].as_str().unwrap_or("").contains("invalid destination number"),
+        m["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("invalid destination number"),
         "{m}"
     );
-    assert_eq!(agg.requests().len(), 1, "a permanent failure is not retried");
+    assert_eq!(
+        agg.requests().len(),
+        1,
+        "a permanent failure is not retried"
+    );
 
     // A 503 and a 429 are retried; the third try is taken.
     agg.queue_reply(Reply::new(503, "maintenance"), 1);
@@ -301,14 +329,16 @@ fn failures_reports_inbound_and_secrets() {
     let third = send(&d, "da", "tres");
     let m = wait_state(&d, third, "SENT");
     let (status, _) = rt
-        .block_on(agg.callback(
-            "application/json",
-            format!(
-                r#"{{"message_id":"{}","status":"failed","error":"absent subscriber"}}"#,
-                m["gateway_ref"].as_str().unwrap()
-            )
-            .as_bytes(),
-        ))
+        .block_on(
+            agg.callback(
+                "application/json",
+                format!(
+                    r#"{{"message_id":"{}","status":"failed","error":"absent subscriber"}}"#,
+                    m["gateway_ref"].as_str().unwrap()
+                )
+                .as_bytes(),
+            ),
+        )
         .unwrap();
     assert_eq!(status, 200);
     wait_state(&d, third, "UNDELIVERED");
@@ -322,7 +352,10 @@ fn failures_reports_inbound_and_secrets() {
     let form = "from=099111222&to=%2B59829001000&text=Hola%2C+%C2%BFc%C3%B3mo+est%C3%A1n%3F+%F0%9F%98%80&id=in-1";
     for _ in 0..2 {
         let (status, body) = rt
-            .block_on(sims.quality.callback("application/x-www-form-urlencoded", form.as_bytes()))
+            .block_on(
+                sims.quality
+                    .callback("application/x-www-form-urlencoded", form.as_bytes()),
+            )
             .unwrap();
         assert_eq!(status, 200, "{body}");
     }
@@ -350,7 +383,10 @@ fn failures_reports_inbound_and_secrets() {
     // A callback that is neither: 400, and nothing from another address
     // (push_allow) is tested by the push route's own tests.
     let (status, _) = rt
-        .block_on(sims.quality.callback("application/x-www-form-urlencoded", b"foo=bar"))
+        .block_on(
+            sims.quality
+                .callback("application/x-www-form-urlencoded", b"foo=bar"),
+        )
         .unwrap();
     assert_eq!(status, 400);
 
@@ -395,7 +431,12 @@ fn failures_reports_inbound_and_secrets() {
             .unwrap()
             .text()
             .unwrap();
-        for secret in [AGGREGATOR_TOKEN, QUALITY_PASSWORD, "qu%26lity", YEASTAR_PASSWORD] {
+        for secret in [
+            AGGREGATOR_TOKEN,
+            QUALITY_PASSWORD,
+            "qu%26lity",
+            YEASTAR_PASSWORD,
+        ] {
             assert!(!body.contains(secret), "{path} shows a secret: {body}");
         }
     }
@@ -403,7 +444,12 @@ fn failures_reports_inbound_and_secrets() {
     d.wait_exit(Duration::from_secs(10));
     let journal = d.take_stderr();
     assert!(journal.contains("refused our credentials"), "{journal}");
-    for secret in [AGGREGATOR_TOKEN, QUALITY_PASSWORD, "qu%26lity", YEASTAR_PASSWORD] {
+    for secret in [
+        AGGREGATOR_TOKEN,
+        QUALITY_PASSWORD,
+        "qu%26lity",
+        YEASTAR_PASSWORD,
+    ] {
         assert!(!journal.contains(secret), "the journal shows a secret");
     }
 }

@@ -208,7 +208,7 @@ pub enum GatewaySettings {
     Dinstar(DinstarSettings),
     DinstarDwg(DwgSettings),
     At(AtSettings),
-    Http(HttpSettings),
+    Http(Box<HttpSettings>),
 }
 
 /// `kind = "http"`: a templated HTTP request per message.

@@ -162,7 +162,10 @@ impl HttpTransport {
     async fn send_one(&self, msg: &Outbound) -> Result<Accepted, SendError> {
         if msg.port >= self.ports {
             return Err(SendError::PortUnusable {
-                reason: format!("channel {} does not exist on provider {}", msg.port, self.name),
+                reason: format!(
+                    "channel {} does not exist on provider {}",
+                    msg.port, self.name
+                ),
             });
         }
         let rb = self.request(msg)?;

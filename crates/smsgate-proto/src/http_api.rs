@@ -428,7 +428,12 @@ pub fn judge(rules: &ReplyRules, status: u16, body: &[u8]) -> Verdict {
     } else {
         rules.auth_status.contains(&status)
     };
-    if auth || rules.auth_pattern.as_ref().is_some_and(|r| r.is_match(&text)) {
+    if auth
+        || rules
+            .auth_pattern
+            .as_ref()
+            .is_some_and(|r| r.is_match(&text))
+    {
         return Verdict::Auth {
             reason: words("the provider refused our credentials"),
         };
@@ -673,7 +678,10 @@ mod tests {
     #[test]
     fn numbers_in_each_format() {
         assert_eq!(NumberFormat::E164.format("+59899123456"), "+59899123456");
-        assert_eq!(NumberFormat::E164NoPlus.format("+59899123456"), "59899123456");
+        assert_eq!(
+            NumberFormat::E164NoPlus.format("+59899123456"),
+            "59899123456"
+        );
         assert_eq!(NumberFormat::National.format("+59899123456"), "099123456");
     }
 
@@ -709,12 +717,16 @@ mod tests {
                 id: Some("abc-1".into())
             }
         );
-        assert!(matches!(judge(&pat, 200, b"ERR bad login"), Verdict::Auth { .. }));
+        assert!(matches!(
+            judge(&pat, 200, b"ERR bad login"),
+            Verdict::Auth { .. }
+        ));
     }
 
     #[test]
     fn callbacks_are_read_as_form_or_json() {
-        let f = Fields::parse(None, b"id=a%2Bb&status=DELIVRD&text=hola+mundo%F0%9F%98%80").unwrap();
+        let f =
+            Fields::parse(None, b"id=a%2Bb&status=DELIVRD&text=hola+mundo%F0%9F%98%80").unwrap();
         assert_eq!(f.get("id").as_deref(), Some("a+b"));
         assert_eq!(f.get("text").as_deref(), Some("hola mundo😀"));
         let j = Fields::parse(Some("application/json"), br#"{"d":{"id":5},"s":"x"}"#).unwrap();
@@ -726,5 +738,36 @@ mod tests {
     #[test]
     fn secrets_are_redacted_in_every_encoding() {
         assert_eq!(redact("x s3cr%26t y s3cr&t", &["s3cr&t"]), "x *** y ***");
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// What the fuzz target checks, on any text: query and form
+        /// encodings decode back to the text, a JSON string reads back as it.
+        #[test]
+        fn every_encoding_reads_back(text in any::<String>()) {
+            let values = Values { text: &text, ..Values::default() };
+            let one = Template::parse("{text}").unwrap();
+            for place in [Place::Query, Place::Form] {
+                let enc = one.render(place, &values).unwrap();
+                let pairs = form_decode(format!("x={enc}").as_bytes()).unwrap();
+                prop_assert_eq!(pairs, vec![("x".to_string(), text.clone())]);
+            }
+            let json = one.render(Place::Json, &values).unwrap();
+            let back: String = serde_json::from_str(&format!("\"{json}\"")).unwrap();
+            prop_assert_eq!(back, text.clone());
+        }
+
+        #[test]
+        fn any_template_parses_or_names_its_placeholder(t in any::<String>()) {
+            if let Ok(tpl) = Template::parse(&t) {
+                let _ = tpl.render_url(&sample_values());
+            }
+        }
     }
 }

@@ -198,7 +198,11 @@ impl HttpProviderHandle {
 
     /// Every request recorded so far (control routes excluded).
     pub fn requests(&self) -> Vec<Recorded> {
-        self.shared.log.lock().map(|l| l.clone()).unwrap_or_default()
+        self.shared
+            .log
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
     }
 
     /// Answers the next `times` requests with `r` (then the default).
@@ -288,8 +292,10 @@ async fn provider(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         resp.headers_mut().insert(header::CONTENT_TYPE, v);
     }
     if status == StatusCode::TOO_MANY_REQUESTS {
-        resp.headers_mut()
-            .insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+        resp.headers_mut().insert(
+            header::RETRY_AFTER,
+            axum::http::HeaderValue::from_static("1"),
+        );
     }
     resp
 }
@@ -328,13 +334,18 @@ async fn callback(State(sh): State<Arc<Shared>>, headers: HeaderMap, body: Bytes
         .unwrap_or("application/x-www-form-urlencoded")
         .to_string();
     match post_callback(&sh, &ct, body.to_vec()).await {
-        Ok((status, text)) => axum::Json(serde_json::json!({"status": status, "body": text}))
-            .into_response(),
+        Ok((status, text)) => {
+            axum::Json(serde_json::json!({"status": status, "body": text})).into_response()
+        }
         Err(e) => (StatusCode::BAD_GATEWAY, format!("{e}\n")).into_response(),
     }
 }
 
-async fn post_callback(sh: &Shared, content_type: &str, body: Vec<u8>) -> Result<(u16, String), String> {
+async fn post_callback(
+    sh: &Shared,
+    content_type: &str,
+    body: Vec<u8>,
+) -> Result<(u16, String), String> {
     let url = sh
         .callback_url
         .as_ref()

@@ -57,17 +57,29 @@ impl Validator<'_> {
             (
                 "user",
                 g.user.as_ref().map(|v| v.span()),
-                &[GatewayKind::Dinstar, GatewayKind::DinstarDwg, GatewayKind::Http],
+                &[
+                    GatewayKind::Dinstar,
+                    GatewayKind::DinstarDwg,
+                    GatewayKind::Http,
+                ],
             ),
             (
                 "password",
                 g.password.as_ref().map(|v| v.span()),
-                &[GatewayKind::Dinstar, GatewayKind::DinstarDwg, GatewayKind::Http],
+                &[
+                    GatewayKind::Dinstar,
+                    GatewayKind::DinstarDwg,
+                    GatewayKind::Http,
+                ],
             ),
             (
                 "password_file",
                 g.password_file.as_ref().map(|v| v.span()),
-                &[GatewayKind::Dinstar, GatewayKind::DinstarDwg, GatewayKind::Http],
+                &[
+                    GatewayKind::Dinstar,
+                    GatewayKind::DinstarDwg,
+                    GatewayKind::Http,
+                ],
             ),
             (
                 "auth",

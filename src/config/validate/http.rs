@@ -38,7 +38,11 @@ impl Validator<'_> {
     ) -> Option<GatewaySettings> {
         let kind_name = GatewayKind::Http.as_str();
         let url_text = self.required(g.url.as_ref(), "url", name_span, kind_name)?;
-        let url_span = g.url.as_ref().map(|u| u.span()).unwrap_or(name_span.clone());
+        let url_span = g
+            .url
+            .as_ref()
+            .map(|u| u.span())
+            .unwrap_or(name_span.clone());
         if !(url_text.starts_with("http://") || url_text.starts_with("https://")) {
             // Not echoed: a URL may hold a secret.
             self.problem(url_span.clone(), "url must start with http:// or https://");
@@ -54,7 +58,10 @@ impl Validator<'_> {
             Some(m) if m == "POST" => http::Method::POST,
             Some(m) => {
                 let span = g.method.as_ref().map(|v| v.span()).unwrap_or_default();
-                self.problem(span, format!("method must be \"GET\" or \"POST\", found {m:?}"));
+                self.problem(
+                    span,
+                    format!("method must be \"GET\" or \"POST\", found {m:?}"),
+                );
                 *ok = false;
                 http::Method::POST
             }
@@ -130,8 +137,15 @@ impl Validator<'_> {
             }
         };
         if method == http::Method::GET && !matches!(body, Some(HttpBody::None) | None) {
-            let span = g.method.as_ref().map(|v| v.span()).unwrap_or(name_span.clone());
-            self.problem(span, "a GET request has no body: use method = \"POST\" or body = \"none\"");
+            let span = g
+                .method
+                .as_ref()
+                .map(|v| v.span())
+                .unwrap_or(name_span.clone());
+            self.problem(
+                span,
+                "a GET request has no body: use method = \"POST\" or body = \"none\"",
+            );
             *ok = false;
         }
         let mut headers = Vec::new();
@@ -174,21 +188,38 @@ impl Validator<'_> {
         let needs_password = auth == HttpAuth::Basic || uses(Var::Password);
         let needs_token = auth == HttpAuth::Bearer || uses(Var::Token);
         let password = if needs_password || g.password.is_some() || g.password_file.is_some() {
-            self.secret(g.password.take(), g.password_file.take(), "password", name_span.clone())
+            self.secret(
+                g.password.take(),
+                g.password_file.take(),
+                "password",
+                name_span.clone(),
+            )
         } else {
             None
         };
         let token = if needs_token || g.token.is_some() || g.token_file.is_some() {
-            self.secret(g.token.take(), g.token_file.take(), "token", name_span.clone())
+            self.secret(
+                g.token.take(),
+                g.token_file.take(),
+                "token",
+                name_span.clone(),
+            )
         } else {
             None
         };
         if (needs_password && password.is_none()) || (needs_token && token.is_none()) {
             *ok = false;
         }
-        let user = g.user.as_ref().map(|u| u.get_ref().clone()).unwrap_or_default();
+        let user = g
+            .user
+            .as_ref()
+            .map(|u| u.get_ref().clone())
+            .unwrap_or_default();
         if (auth == HttpAuth::Basic || uses(Var::User)) && user.is_empty() {
-            self.problem(name_span.clone(), "this http provider needs `user` (auth = \"basic\" or {user} in a template)");
+            self.problem(
+                name_span.clone(),
+                "this http provider needs `user` (auth = \"basic\" or {user} in a template)",
+            );
             *ok = false;
         }
         let number_format = match &g.number_format {
@@ -202,7 +233,11 @@ impl Validator<'_> {
                 NumberFormat::E164
             }),
         };
-        let sender = g.sender.as_ref().map(|s| s.get_ref().clone()).unwrap_or_default();
+        let sender = g
+            .sender
+            .as_ref()
+            .map(|s| s.get_ref().clone())
+            .unwrap_or_default();
         if uses(Var::Sender) && sender.is_empty() {
             self.problem(name_span.clone(), "a template uses {sender}: set `sender`");
             *ok = false;
@@ -221,7 +256,10 @@ impl Validator<'_> {
                 v.get_ref().iter().map(|e| e.get_ref().clone()).collect()
             };
             if r.delivered.get_ref().is_empty() {
-                self.problem(r.delivered.span(), "reports.delivered needs at least one status value");
+                self.problem(
+                    r.delivered.span(),
+                    "reports.delivered needs at least one status value",
+                );
                 *ok = false;
             }
             HttpReports {
@@ -243,7 +281,7 @@ impl Validator<'_> {
         });
         let push_allow = self.allow_list(g.push_allow.as_ref(), "push_allow", ok);
         let (url, body) = (url?, body?);
-        Some(GatewaySettings::Http(HttpSettings {
+        Some(GatewaySettings::Http(Box::new(HttpSettings {
             url,
             method,
             headers,
@@ -259,7 +297,7 @@ impl Validator<'_> {
             reports,
             inbound,
             push_allow,
-        }))
+        })))
     }
 
     fn template(
@@ -323,7 +361,10 @@ impl Validator<'_> {
             let mut out = Vec::new();
             for s in v.iter().flat_map(|l| l.get_ref()) {
                 if !(100..=599).contains(s.get_ref()) {
-                    self.problem(s.span(), format!("{key}: {} is not an HTTP status", s.get_ref()));
+                    self.problem(
+                        s.span(),
+                        format!("{key}: {} is not an HTTP status", s.get_ref()),
+                    );
                     *ok = false;
                 } else {
                     out.push(*s.get_ref() as u16);
@@ -339,7 +380,10 @@ impl Validator<'_> {
         let pointer = |v: &Option<Spanned<String>>, key: &str, me: &mut Self, ok: &mut bool| {
             let v = v.as_ref()?;
             if !v.get_ref().starts_with('/') {
-                me.problem(v.span(), format!("{key} is a JSON pointer such as \"/data/id\""));
+                me.problem(
+                    v.span(),
+                    format!("{key} is a JSON pointer such as \"/data/id\""),
+                );
                 *ok = false;
             }
             Some(v.get_ref().clone())
@@ -350,7 +394,11 @@ impl Validator<'_> {
             (Some(p), Some(v)) => Some((p, v.get_ref().clone())),
             (None, None) => None,
             (Some(_), None) => {
-                let span = g.success_pointer.as_ref().map(|v| v.span()).unwrap_or_default();
+                let span = g
+                    .success_pointer
+                    .as_ref()
+                    .map(|v| v.span())
+                    .unwrap_or_default();
                 self.problem(span, "success_pointer needs success_value");
                 *ok = false;
                 None
