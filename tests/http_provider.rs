@@ -453,3 +453,108 @@ fn failures_reports_inbound_and_secrets() {
         assert!(!journal.contains(secret), "the journal shows a secret");
     }
 }
+
+/// Delivery reports by polling a status URL: the provider's id in the
+/// poll's query, the status read at a JSON pointer.
+#[test]
+fn delivery_reports_by_polling_a_status_url() {
+    let rt = runtime();
+    let sim = rt
+        .block_on(
+            HttpProviderSim::builder()
+                .reply(Reply::new(
+                    200,
+                    r#"{"status":"accepted","data":{"id":"{id}"},"state":"DELIVRD"}"#,
+                ))
+                .start(),
+        )
+        .unwrap();
+    let extra = format!(
+        r#"
+[[gateway]]
+name = "polled"
+kind = "http"
+url = "{base}/send"
+json = '{{"to": "{{number}}", "text": "{{text}}"}}'
+success_pointer = "/status"
+success_value = "accepted"
+id_pointer = "/data/id"
+[gateway.reports]
+poll_url = "{base}/status?id={{provider_id}}&ours={{message_id}}"
+poll_interval_s = 1
+status_field = "/state"
+delivered = ["DELIVRD"]
+undelivered = ["UNDELIV"]
+{dialer}"#,
+        base = sim.base_url(),
+        dialer = dialer("dp", "polled"),
+    );
+    let d = Daemon::start(&extra, &[]);
+    d.wait_ready();
+    let id = send(&d, "dp", TEXT);
+    wait_state(&d, id, "DELIVERED");
+    let reqs = sim.requests();
+    assert_eq!(reqs[0].path, "/send");
+    let poll = reqs.iter().find(|r| r.path == "/status").expect("a poll");
+    assert_eq!(poll.method, "GET");
+    assert_eq!(
+        poll.query.as_deref(),
+        Some(format!("id=sim-1&ours={id}").as_str())
+    );
+}
+
+/// Bad templates are refused at load, each where it is written.
+#[test]
+fn templates_are_checked_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(
+        &path,
+        r#"[daemon]
+state_dir = "/tmp/x"
+
+[[gateway]]
+name = "p1"
+kind = "http"
+url = "https://p.example/send?to={number}&msg={txt}"
+
+[[gateway]]
+name = "p2"
+kind = "http"
+json = '{"to": {number}, "text": "{text}"}'
+url = "https://p.example/send"
+
+[[gateway]]
+name = "p3"
+kind = "http"
+method = "GET"
+url = "https://p.example/send?user=u&pass=hunter2secret&to={number}&text={text}"
+"#,
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::bin())
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(":7:7: url: unknown placeholder {txt}"),
+        "{err}"
+    );
+    assert!(
+        err.contains(":12:8: json is not JSON once its placeholders are filled"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            ":19:7: url: the query parameter \"pass\" holds a secret written into the URL"
+        ),
+        "{err}"
+    );
+    assert!(
+        !err.contains("hunter2secret"),
+        "the secret is not echoed: {err}"
+    );
+}

@@ -253,11 +253,24 @@ pub enum HttpAuth {
 /// A delivery report callback's fields.
 #[derive(Debug, Clone)]
 pub struct HttpReports {
-    pub id_field: String,
+    /// The provider's id in a report callback; None: reports only by poll.
+    pub id_field: Option<String>,
+    /// Asking the provider for each sent message's status.
+    pub poll: Option<HttpPoll>,
     pub status_field: String,
     pub delivered: Vec<String>,
     pub undelivered: Vec<String>,
     pub detail_field: Option<String>,
+}
+
+/// A status poll: `url` (with `{provider_id}` or `{message_id}`) asked
+/// every `every` for each message sent within `window` that has no final
+/// report yet; the answer is read with the report's `status_field`.
+#[derive(Debug, Clone)]
+pub struct HttpPoll {
+    pub url: smsgate_proto::http_api::Template,
+    pub every: Duration,
+    pub window: Duration,
 }
 
 /// A received message callback's fields.

@@ -193,7 +193,10 @@ pub struct RawGateway {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawHttpReports {
-    pub id_field: Spanned<String>,
+    pub id_field: Option<Spanned<String>>,
+    pub poll_url: Option<Spanned<String>>,
+    pub poll_interval_s: Option<Spanned<u64>>,
+    pub poll_for_s: Option<Spanned<u64>>,
     pub status_field: Spanned<String>,
     pub delivered: Spanned<Vec<Spanned<String>>>,
     pub undelivered: Spanned<Vec<Spanned<String>>>,

@@ -12,8 +12,9 @@
 //! lookup by our id), so a message in doubt ends UNKNOWN, or is resent
 //! with the dialer's `resend_unknown`, as on a modem.
 
-use std::sync::Mutex;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use smsgate_proto::http_api::{self, Fields, Place, Values, Verdict};
@@ -22,7 +23,7 @@ use super::{
     Accepted, BoxFuture, Capabilities, Event, Events, Outbound, PortHealth, Received, Reconciled,
     SendError, Transport, TransportError, WebhookReply, WebhookRequest,
 };
-use crate::config::{HttpAuth, HttpBody, HttpSettings};
+use crate::config::{HttpAuth, HttpBody, HttpPoll, HttpReports, HttpSettings};
 
 /// After refused credentials, the provider's channels are unusable this
 /// long; then the next send tries again (and the breaker's probe says so).
@@ -37,7 +38,12 @@ pub fn capabilities(ports: u32, s: &HttpSettings) -> Capabilities {
         max_parts: smsgate_proto::sms::MAX_SEGMENTS,
         reconcile: None,
         receives: s.inbound.is_some(),
-        resume_window: None,
+        // A status poll follows what an earlier run sent, too.
+        resume_window: s
+            .reports
+            .as_ref()
+            .and_then(|r| r.poll.as_ref())
+            .map(|p| p.window),
     }
 }
 
@@ -51,6 +57,15 @@ pub struct HttpTransport {
     /// When and why the provider last refused our credentials.
     auth_failed: Mutex<Option<(Instant, String)>>,
     received: AtomicU64,
+    /// Sent messages whose final report a status poll still waits for,
+    /// by the provider's id.
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    message_id: i64,
+    since: Instant,
 }
 
 impl HttpTransport {
@@ -87,7 +102,171 @@ impl HttpTransport {
             default_country: default_country.to_string(),
             auth_failed: Mutex::new(None),
             received: AtomicU64::new(0),
+            pending: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The transport, and with `reports.poll_url` its status poller (which
+    /// takes over what an earlier run sent and still awaits), until the
+    /// gateway stops.
+    pub fn start(
+        name: &str,
+        ports: u32,
+        s: &HttpSettings,
+        ctx: super::BuildContext,
+    ) -> Result<Arc<Self>, TransportError> {
+        let t = Arc::new(Self::new(name, ports, s, ctx.events, &ctx.default_country)?);
+        if let Some(poll) = s.reports.as_ref().and_then(|r| r.poll.clone()) {
+            let now_ms = crate::now_ms();
+            if let Ok(mut p) = t.pending.lock() {
+                for a in ctx.awaiting {
+                    let age = Duration::from_millis(now_ms.saturating_sub(a.sent_at).max(0) as u64);
+                    if age < poll.window {
+                        let since = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+                        p.insert(
+                            a.gateway_ref,
+                            Pending {
+                                message_id: a.message_id,
+                                since,
+                            },
+                        );
+                    }
+                }
+            }
+            tokio::spawn(t.clone().poll_reports(poll, ctx.stop.clone()));
+        }
+        Ok(t)
+    }
+
+    /// Every `poll.every`, asks for the status of each message still
+    /// awaiting its final report, one request at a time.
+    async fn poll_reports(
+        self: Arc<Self>,
+        poll: HttpPoll,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + poll.every, poll.every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let due: Vec<(String, Pending)> = match self.pending.lock() {
+                Ok(mut p) => {
+                    p.retain(|_, x| x.since.elapsed() < poll.window);
+                    p.iter().map(|(k, v)| (k.clone(), *v)).collect()
+                }
+                Err(_) => return,
+            };
+            for (gateway_ref, p) in due {
+                if stop.is_cancelled() {
+                    return;
+                }
+                if let Some(ev) = self.poll_one(&poll, &gateway_ref, p).await {
+                    if let Ok(mut m) = self.pending.lock() {
+                        m.remove(&gateway_ref);
+                    }
+                    if self.events.send_waiting(ev).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn poll_one(&self, poll: &HttpPoll, gateway_ref: &str, p: Pending) -> Option<Event> {
+        let rep = self.s.reports.as_ref()?;
+        let message_id = p.message_id.to_string();
+        let values = Values {
+            message_id: &message_id,
+            provider_id: gateway_ref,
+            ..self.values()
+        };
+        let url = poll.url.render_url(&values).ok()?;
+        let (rb, _) = self.common(self.client.get(url), &values).ok()?;
+        let resp = match rb.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(gateway = %self.name, error = %self.clean(&e.without_url().to_string()), "status poll failed; asked again next round");
+                return None;
+            }
+        };
+        let status = resp.status();
+        let content_type = resp
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = resp.bytes().await.ok()?;
+        if !status.is_success() {
+            tracing::debug!(gateway = %self.name, status = status.as_u16(), "status poll answered with an error; asked again next round");
+            return None;
+        }
+        let fields = Fields::parse(content_type.as_deref(), &body).ok()?;
+        let state = fields.get(&rep.status_field)?;
+        self.report_event(rep, gateway_ref.to_string(), &state, &fields)
+    }
+
+    /// A report's event when `status` is final (delivered or undelivered).
+    fn report_event(
+        &self,
+        rep: &HttpReports,
+        gateway_ref: String,
+        status: &str,
+        fields: &Fields,
+    ) -> Option<Event> {
+        let is = |list: &[String]| list.iter().any(|v| v.eq_ignore_ascii_case(status));
+        let delivered = if is(&rep.delivered) {
+            true
+        } else if is(&rep.undelivered) {
+            false
+        } else {
+            tracing::debug!(gateway = %self.name, id = %gateway_ref, status = %status, "report with a status that is not final; ignored");
+            return None;
+        };
+        let detail = rep
+            .detail_field
+            .as_ref()
+            .and_then(|f| fields.get(f))
+            .map_or(status.to_string(), |d| format!("{status}: {d}"));
+        Some(Event::Delivered {
+            gateway: self.name.clone(),
+            gateway_ref,
+            delivered,
+            detail: self.clean(&detail),
+        })
+    }
+
+    /// The values every template of this provider shares.
+    fn values(&self) -> Values<'_> {
+        Values {
+            sender: &self.s.sender,
+            user: &self.s.user,
+            password: self.s.password.as_ref().map_or("", |p| p.expose()),
+            token: self.s.token.as_ref().map_or("", |p| p.expose()),
+            ..Values::default()
+        }
+    }
+
+    /// Headers and authentication, on a send or a status poll.
+    fn common(
+        &self,
+        mut rb: reqwest::RequestBuilder,
+        values: &Values<'_>,
+    ) -> Result<(reqwest::RequestBuilder, bool), http_api::TemplateError> {
+        let mut has_type = false;
+        for (name, t) in &self.s.headers {
+            has_type |= name.eq_ignore_ascii_case("content-type");
+            rb = rb.header(name, t.render(Place::Header, values)?);
+        }
+        rb = match self.s.auth {
+            HttpAuth::None => rb,
+            HttpAuth::Basic => rb.basic_auth(&self.s.user, Some(values.password)),
+            HttpAuth::Bearer => rb.bearer_auth(values.token),
+        };
+        Ok((rb, has_type))
     }
 
     fn secrets(&self) -> Vec<&str> {
@@ -119,29 +298,18 @@ impl HttpTransport {
         let values = Values {
             number: &number,
             text: &msg.text,
-            sender: &self.s.sender,
             message_id: &message_id,
-            user: &self.s.user,
-            password: self.s.password.as_ref().map_or("", |p| p.expose()),
-            token: self.s.token.as_ref().map_or("", |p| p.expose()),
             port: &port,
             port1: &port1,
+            ..self.values()
         };
         let permanent = |e: http_api::TemplateError| SendError::Permanent {
             reason: format!("the message cannot be written into the request: {e}"),
         };
         let url = self.s.url.render_url(&values).map_err(permanent)?;
-        let mut rb = self.client.request(self.s.method.clone(), url);
-        let mut has_type = false;
-        for (name, t) in &self.s.headers {
-            has_type |= name.eq_ignore_ascii_case("content-type");
-            rb = rb.header(name, t.render(Place::Header, &values).map_err(permanent)?);
-        }
-        rb = match self.s.auth {
-            HttpAuth::None => rb,
-            HttpAuth::Basic => rb.basic_auth(&self.s.user, Some(values.password)),
-            HttpAuth::Bearer => rb.bearer_auth(values.token),
-        };
+        let (mut rb, has_type) = self
+            .common(self.client.request(self.s.method.clone(), url), &values)
+            .map_err(permanent)?;
         let (body, content_type) = match &self.s.body {
             HttpBody::None => return Ok(rb),
             HttpBody::Form(t) => (
@@ -230,6 +398,17 @@ impl HttpTransport {
                         message_id_ref(msg.message_id)
                     }
                 };
+                if self.s.reports.as_ref().is_some_and(|r| r.poll.is_some()) {
+                    if let Ok(mut p) = self.pending.lock() {
+                        p.insert(
+                            gateway_ref.clone(),
+                            Pending {
+                                message_id: msg.message_id,
+                                since: Instant::now(),
+                            },
+                        );
+                    }
+                }
                 Ok(Accepted { gateway_ref })
             }
             Verdict::Temporary { reason } => Err(SendError::Temporary {
@@ -288,36 +467,20 @@ impl HttpTransport {
             }
         }
         if let Some(rep) = &self.s.reports {
-            if let Some(id) = fields.get(&rep.id_field) {
+            if let Some(id) = rep.id_field.as_ref().and_then(|f| fields.get(f)) {
                 let status = fields.get(&rep.status_field).unwrap_or_default();
-                let is = |list: &[String]| list.iter().any(|v| v.eq_ignore_ascii_case(&status));
-                let delivered = if is(&rep.delivered) {
-                    true
-                } else if is(&rep.undelivered) {
-                    false
-                } else {
-                    tracing::debug!(gateway = %self.name, id = %id, status = %status, "report with a status that is not final; ignored");
-                    return Ok((1, None));
-                };
-                let detail = rep
-                    .detail_field
-                    .as_ref()
-                    .and_then(|f| fields.get(f))
-                    .map_or(status.clone(), |d| format!("{status}: {d}"));
-                return Ok((
-                    1,
-                    Some(Event::Delivered {
-                        gateway: self.name.clone(),
-                        gateway_ref: id,
-                        delivered,
-                        detail: self.clean(&detail),
-                    }),
-                ));
+                let event = self.report_event(rep, id.clone(), &status, fields);
+                if event.is_some() {
+                    if let Ok(mut p) = self.pending.lock() {
+                        p.remove(&id);
+                    }
+                }
+                return Ok((1, event));
             }
         }
         let mut wanted = Vec::new();
-        if let Some(r) = &self.s.reports {
-            wanted.push(format!("a delivery report needs {:?}", r.id_field));
+        if let Some(f) = self.s.reports.as_ref().and_then(|r| r.id_field.as_ref()) {
+            wanted.push(format!("a delivery report needs {f:?}"));
         }
         if let Some(i) = &self.s.inbound {
             wanted.push(format!(
@@ -327,7 +490,7 @@ impl HttpTransport {
         }
         if wanted.is_empty() {
             return Err(TransportError::NotTaken(format!(
-                "provider {} has neither [gateway.reports] nor [gateway.inbound]: it takes no callbacks",
+                "provider {} takes no callbacks: it has no [gateway.inbound], and no [gateway.reports] with an id_field",
                 self.name
             )));
         }

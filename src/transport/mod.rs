@@ -522,13 +522,9 @@ pub fn build(gw: &GatewayConfig, ctx: BuildContext) -> Result<Arc<dyn Transport>
             ctx.events,
             ctx.stop.clone(),
         ))),
-        GatewaySettings::Http(s) => Ok(Arc::new(http::HttpTransport::new(
-            &gw.name,
-            gw.ports,
-            s,
-            ctx.events,
-            &ctx.default_country,
-        )?)),
+        GatewaySettings::Http(s) => {
+            http::HttpTransport::start(&gw.name, gw.ports, s, ctx).map(|t| t as Arc<dyn Transport>)
+        }
         GatewaySettings::Dinstar(s) => dinstar::DinstarTransport::start(&gw.name, gw.ports, s, ctx)
             .map(|t| Arc::new(t) as Arc<dyn Transport>)
             .map_err(|e| TransportError::Setup {

@@ -31,6 +31,8 @@ pub enum Var {
     Port,
     /// The same, from 1 (gateways that number their GSM ports from 1).
     Port1,
+    /// The provider's id of a sent message (a status poll's URL).
+    ProviderId,
 }
 
 /// Every placeholder name, as written between braces.
@@ -44,6 +46,7 @@ pub const VARS: &[(&str, Var)] = &[
     ("token", Var::Token),
     ("port", Var::Port),
     ("port1", Var::Port1),
+    ("provider_id", Var::ProviderId),
 ];
 
 impl Var {
@@ -238,6 +241,7 @@ pub struct Values<'a> {
     pub token: &'a str,
     pub port: &'a str,
     pub port1: &'a str,
+    pub provider_id: &'a str,
 }
 
 impl Values<'_> {
@@ -252,6 +256,7 @@ impl Values<'_> {
             Var::Token => self.token,
             Var::Port => self.port,
             Var::Port1 => self.port1,
+            Var::ProviderId => self.provider_id,
         }
     }
 }
@@ -269,6 +274,7 @@ pub fn sample_values() -> Values<'static> {
         token: "tok\"en",
         port: "0",
         port1: "1",
+        provider_id: "prov-1",
     }
 }
 
@@ -626,6 +632,7 @@ mod tests {
             token: "tk",
             port: "1",
             port1: "2",
+            provider_id: "p1",
         }
     }
 

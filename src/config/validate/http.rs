@@ -185,6 +185,13 @@ impl Validator<'_> {
         }
         templates.extend(headers.iter().map(|(_, t)| t));
         let uses = |v: Var| templates.iter().any(|t| t.uses(v));
+        if uses(Var::ProviderId) {
+            self.problem(
+                url_span.clone(),
+                "{provider_id} is known only after the send: it belongs in reports.poll_url",
+            );
+            *ok = false;
+        }
         let needs_password = auth == HttpAuth::Basic || uses(Var::Password);
         let needs_token = auth == HttpAuth::Bearer || uses(Var::Token);
         let password = if needs_password || g.password.is_some() || g.password_file.is_some() {
@@ -262,8 +269,47 @@ impl Validator<'_> {
                 );
                 *ok = false;
             }
+            let poll = match &r.poll_url {
+                None => {
+                    if r.id_field.is_none() {
+                        self.problem(
+                            name_span.clone(),
+                            "[gateway.reports] needs id_field (the provider's id in its report callback), poll_url, or both",
+                        );
+                        *ok = false;
+                    }
+                    None
+                }
+                Some(u) => {
+                    let t = self.template(u.get_ref(), u.span(), "reports.poll_url", ok);
+                    if let Some(t) = &t {
+                        if !(t.uses(Var::ProviderId) || t.uses(Var::MessageId)) {
+                            self.problem(
+                                u.span(),
+                                "reports.poll_url names the message with {provider_id} or {message_id}",
+                            );
+                            *ok = false;
+                        }
+                        self.secret_in_url(t, u.span(), ok);
+                    }
+                    let secs = |v: &Option<Spanned<u64>>, default: u64, max: u64, key: &str, me: &mut Self, ok: &mut bool| {
+                        let n = v.as_ref().map_or(default, |v| *v.get_ref());
+                        if let Some(v) = v {
+                            if !(1..=max).contains(&n) {
+                                me.problem(v.span(), format!("reports.{key} must be between 1 and {max} s"));
+                                *ok = false;
+                            }
+                        }
+                        Duration::from_secs(n.clamp(1, max))
+                    };
+                    let every = secs(&r.poll_interval_s, 60, 86_400, "poll_interval_s", self, ok);
+                    let window = secs(&r.poll_for_s, 172_800, 30 * 86_400, "poll_for_s", self, ok);
+                    t.map(|url| HttpPoll { url, every, window })
+                }
+            };
             HttpReports {
-                id_field: r.id_field.into_inner(),
+                id_field: r.id_field.map(|f| f.into_inner()),
+                poll,
                 status_field: r.status_field.into_inner(),
                 delivered: list(&r.delivered),
                 undelivered: list(&r.undelivered),
