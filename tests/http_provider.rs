@@ -558,3 +558,37 @@ url = "https://p.example/send?user=u&pass=hunter2secret&to={number}&text={text}"
         "the secret is not echoed: {err}"
     );
 }
+
+/// A kill while a request is in flight: a provider cannot be asked what it
+/// took, so after the restart the message is UNKNOWN, and not sent again.
+#[test]
+fn a_kill_during_a_send_leaves_the_message_unknown_not_sent_twice() {
+    let rt = runtime();
+    let sim = rt
+        .block_on(
+            HttpProviderSim::builder()
+                .reply(Reply::new(200, "OK {id}").delayed(Duration::from_secs(5)))
+                .start(),
+        )
+        .unwrap();
+    let extra = format!(
+        "\n[[gateway]]\nname = \"slow\"\nkind = \"http\"\nmethod = \"GET\"\nurl = \"{}/send?to={{number}}&text={{text}}\"\ntimeout_ms = 10000\n{}",
+        sim.base_url(),
+        dialer("ds", "slow")
+    );
+    let mut d = Daemon::start(&extra, &[]);
+    d.wait_ready();
+    let id = send(&d, "ds", "una sola vez");
+    assert!(wait_until(Duration::from_secs(10), || sim.requests().len() == 1));
+    d.signal("KILL");
+    d.wait_exit(Duration::from_secs(5));
+    sim.set_reply(Reply::new(200, "OK {id}"));
+    let dir = std::mem::replace(&mut d.dir, tempfile::tempdir().unwrap());
+    let (config, port) = (d.config.clone(), d.port);
+    drop(d);
+    let d = Daemon::start_with(dir, config, port, &[]);
+    d.wait_ready();
+    let m = wait_state(&d, id, "UNKNOWN");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(sim.requests().len(), 1, "not sent twice: {m}");
+}
