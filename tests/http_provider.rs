@@ -592,3 +592,30 @@ fn a_kill_during_a_send_leaves_the_message_unknown_not_sent_twice() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(sim.requests().len(), 1, "not sent twice: {m}");
 }
+
+/// Callbacks configured with no address allowed to make them: a warning.
+#[test]
+fn callbacks_without_push_allow_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("warn.toml");
+    std::fs::write(
+        &path,
+        "[daemon]\nstate_dir = \"/tmp/x\"\n\n[[gateway]]\nname = \"p\"\nkind = \"http\"\nurl = \"https://p.example/send\"\nform = \"to={number}&text={text}\"\n[gateway.inbound]\nfrom_field = \"from\"\ntext_field = \"text\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::bin())
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(
+        all.contains("\"p\": [gateway.inbound] or [gateway.reports] expects the provider's callbacks, but push_allow is empty"),
+        "{all}"
+    );
+}
