@@ -390,6 +390,16 @@ fn failures_reports_inbound_and_secrets() {
         .unwrap();
     assert_eq!(status, 400);
 
+    // A callback from an address not in push_allow (the Yeastar example
+    // lists none): refused before it is read.
+    let r = d
+        .http()
+        .post(d.url("/api/v1/gateways/yeastar/push"))
+        .body("id=1&status=DELIVRD")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+
     // Refused credentials: the provider echoes the token in its answer.
     agg.set_reply(Reply::new(
         401,
@@ -618,4 +628,34 @@ fn callbacks_without_push_allow_are_warned_about() {
         all.contains("\"p\": [gateway.inbound] or [gateway.reports] expects the provider's callbacks, but push_allow is empty"),
         "{all}"
     );
+}
+
+/// No connection: temporary, retried with backoff until the attempts are
+/// spent; the words never hold the URL (it holds the password).
+#[test]
+fn a_provider_that_cannot_be_reached_is_retried_then_failed() {
+    let closed = common::free_port();
+    let secrets = tempfile::tempdir().unwrap();
+    let pw = secrets.path().join("pw");
+    std::fs::write(&pw, format!("{QUALITY_PASSWORD}\n")).unwrap();
+    let extra = format!(
+        "\n[[gateway]]\nname = \"down\"\nkind = \"http\"\nmethod = \"GET\"\nbreaker_failures = 20\nurl = \"http://127.0.0.1:{closed}/send?user={{user}}&pass={{password}}&to={{number}}&text={{text}}\"\nuser = \"acc\"\npassword_file = \"{}\"\n{}",
+        pw.display(),
+        dialer("dd", "down")
+    );
+    let mut d = Daemon::start(&extra, &[]);
+    d.wait_ready();
+    let id = send(&d, "dd", "hola");
+    let m = wait_state(&d, id, "FAILED");
+    assert_eq!(m["attempts"], 5, "{m}");
+    let error = m["error"].as_str().unwrap_or("");
+    assert!(error.contains("cannot connect to the provider"), "{m}");
+    assert!(
+        !error.contains("127.0.0.1") && !error.contains("qu%26lity"),
+        "{m}"
+    );
+    d.signal("TERM");
+    d.wait_exit(Duration::from_secs(10));
+    let journal = d.take_stderr();
+    assert!(!journal.contains("qu%26lity") && !journal.contains(QUALITY_PASSWORD));
 }

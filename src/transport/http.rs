@@ -342,10 +342,7 @@ impl HttpTransport {
             // Never the URL in words: it may hold the password.
             Err(e) if e.is_connect() => {
                 return Err(SendError::Temporary {
-                    reason: self.clean(&format!(
-                        "cannot connect to the provider: {}",
-                        e.without_url()
-                    )),
+                    reason: self.clean(&format!("cannot connect to the provider: {}", words(e))),
                 });
             }
             Err(e) if e.is_timeout() => {
@@ -358,7 +355,7 @@ impl HttpTransport {
             }
             Err(e) => {
                 return Err(SendError::Unknown {
-                    reason: self.clean(&format!("the request failed: {}", e.without_url())),
+                    reason: self.clean(&format!("the request failed: {}", words(e))),
                 });
             }
         };
@@ -499,6 +496,20 @@ impl HttpTransport {
             wanted.join("; ")
         )))
     }
+}
+
+/// A request's error in words, with its causes, never its URL (it may
+/// hold the password).
+fn words(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 /// The reference of a message whose provider gives no id of its own.
