@@ -193,6 +193,15 @@ fn the_documented_examples_are_valid_when_uncommented() {
     // The examples name TLS files in /etc/smsgate; point them here.
     std::fs::write(tls_dir.join("api.crt"), "x").unwrap();
     std::fs::write(tls_dir.join("api.key"), "x").unwrap();
+    // And the http providers' secret files.
+    for secret in ["quality.password", "aggregator.token", "yeastar.password"] {
+        let file = tls_dir.join(secret);
+        std::fs::write(&file, "example-secret\n").unwrap();
+        out = out.replace(
+            &format!("/etc/smsgate/{secret}"),
+            &file.display().to_string(),
+        );
+    }
     let out = out
         .replace(
             "/etc/smsgate/api.crt",
@@ -207,7 +216,7 @@ fn the_documented_examples_are_valid_when_uncommented() {
     let (code, stdout, err) = check(&path);
     assert_eq!(code, 0, "{err}\n---\n{out}");
     assert!(
-        stdout.contains("4 gateways, 1 dialers, 1 campaigns, 1 API tokens"),
+        stdout.contains("7 gateways, 1 dialers, 1 campaigns, 1 API tokens"),
         "{stdout}"
     );
 }

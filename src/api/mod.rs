@@ -556,9 +556,10 @@ fn check_push_source(config: &crate::config::Config, req: &Request) -> Result<()
     let name = gateway_in_path(req.uri().path()).unwrap_or_default();
     let allow = match config.gateway(&name).map(|g| &g.settings) {
         Some(crate::config::GatewaySettings::Dinstar(s)) => &s.push_allow,
+        Some(crate::config::GatewaySettings::Http(s)) => &s.push_allow,
         Some(_) => {
             return Err(ApiError::not_found(format!(
-                "gateway {name:?} is not of kind dinstar and takes no pushes"
+                "gateway {name:?} is not of kind dinstar or http and takes no pushes"
             )));
         }
         None => {

@@ -180,9 +180,11 @@ impl GatewayKind {
             Self::Sim => "sim",
         }
     }
-    /// Providers without ports (aggregators) take no dial string.
+    /// Providers without ports (aggregators) take no dial string. An
+    /// `http` provider's ports are logical channels (its concurrency), so
+    /// dialers pace and round-robin over them like a gateway's.
     pub fn has_ports(self) -> bool {
-        !matches!(self, Self::Twilio | Self::Http)
+        !matches!(self, Self::Twilio)
     }
 }
 
@@ -206,6 +208,78 @@ pub enum GatewaySettings {
     Dinstar(DinstarSettings),
     DinstarDwg(DwgSettings),
     At(AtSettings),
+    Http(Box<HttpSettings>),
+}
+
+/// `kind = "http"`: a templated HTTP request per message.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    pub url: smsgate_proto::http_api::Template,
+    /// GET or POST.
+    pub method: http::Method,
+    /// Header name and value template, in the file's order.
+    pub headers: Vec<(String, smsgate_proto::http_api::Template)>,
+    pub body: HttpBody,
+    pub auth: HttpAuth,
+    pub user: String,
+    pub password: Option<Secret>,
+    pub token: Option<Secret>,
+    pub number_format: smsgate_proto::http_api::NumberFormat,
+    pub sender: String,
+    pub timeout: Duration,
+    pub reply: smsgate_proto::http_api::ReplyRules,
+    pub reports: Option<HttpReports>,
+    pub inbound: Option<HttpInbound>,
+    /// Where its callbacks may come from.
+    pub push_allow: AllowList,
+}
+
+#[derive(Debug, Clone)]
+pub enum HttpBody {
+    None,
+    Form(smsgate_proto::http_api::Template),
+    Json(smsgate_proto::http_api::Template),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpAuth {
+    None,
+    /// `Authorization: Basic` with `user` and the password.
+    Basic,
+    /// `Authorization: Bearer` with the token.
+    Bearer,
+}
+
+/// A delivery report callback's fields.
+#[derive(Debug, Clone)]
+pub struct HttpReports {
+    /// The provider's id in a report callback; None: reports only by poll.
+    pub id_field: Option<String>,
+    /// Asking the provider for each sent message's status.
+    pub poll: Option<HttpPoll>,
+    pub status_field: String,
+    pub delivered: Vec<String>,
+    pub undelivered: Vec<String>,
+    pub detail_field: Option<String>,
+}
+
+/// A status poll: `url` (with `{provider_id}` or `{message_id}`) asked
+/// every `every` for each message sent within `window` that has no final
+/// report yet; the answer is read with the report's `status_field`.
+#[derive(Debug, Clone)]
+pub struct HttpPoll {
+    pub url: smsgate_proto::http_api::Template,
+    pub every: Duration,
+    pub window: Duration,
+}
+
+/// A received message callback's fields.
+#[derive(Debug, Clone)]
+pub struct HttpInbound {
+    pub from_field: String,
+    pub text_field: String,
+    pub to_field: Option<String>,
+    pub id_field: Option<String>,
 }
 
 #[derive(Debug, Clone)]

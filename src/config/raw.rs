@@ -164,6 +164,54 @@ pub struct RawGateway {
     pub inbound_every_s: Option<Spanned<u64>>,
     pub inbound_from: Option<Spanned<Vec<Spanned<String>>>>,
     pub inbound_texts: Option<Spanned<Vec<Spanned<String>>>>,
+    // http (also `url`, `user`, `password`, `password_file`, `auth`,
+    // `timeout_ms`, `push_allow`)
+    pub method: Option<Spanned<String>>,
+    pub headers: Option<Spanned<std::collections::BTreeMap<String, Spanned<String>>>>,
+    pub body: Option<Spanned<String>>,
+    pub form: Option<Spanned<String>>,
+    pub json: Option<Spanned<String>>,
+    pub token: Option<Spanned<String>>,
+    pub token_file: Option<Spanned<String>>,
+    pub number_format: Option<Spanned<String>>,
+    pub sender: Option<Spanned<String>>,
+    pub success_status: Option<Spanned<Vec<Spanned<u64>>>>,
+    pub success_pointer: Option<Spanned<String>>,
+    pub success_value: Option<Spanned<String>>,
+    pub success_pattern: Option<Spanned<String>>,
+    pub id_pointer: Option<Spanned<String>>,
+    pub id_pattern: Option<Spanned<String>>,
+    pub auth_status: Option<Spanned<Vec<Spanned<u64>>>>,
+    pub auth_pattern: Option<Spanned<String>>,
+    pub temporary_pattern: Option<Spanned<String>>,
+    pub reports: Option<Spanned<RawHttpReports>>,
+    pub inbound: Option<Spanned<RawHttpInbound>>,
+}
+
+/// `[gateway.reports]` of an http provider: the fields of its delivery
+/// report callback.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpReports {
+    pub id_field: Option<Spanned<String>>,
+    pub poll_url: Option<Spanned<String>>,
+    pub poll_interval_s: Option<Spanned<u64>>,
+    pub poll_for_s: Option<Spanned<u64>>,
+    pub status_field: Spanned<String>,
+    pub delivered: Spanned<Vec<Spanned<String>>>,
+    pub undelivered: Spanned<Vec<Spanned<String>>>,
+    pub detail_field: Option<Spanned<String>>,
+}
+
+/// `[gateway.inbound]` of an http provider: the fields of its callback for
+/// a customer's message.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpInbound {
+    pub from_field: Spanned<String>,
+    pub text_field: Spanned<String>,
+    pub to_field: Option<Spanned<String>>,
+    pub id_field: Option<Spanned<String>>,
 }
 
 fn default_true() -> bool {

@@ -31,6 +31,17 @@ impl Config {
             ));
         }
         for g in &self.gateways {
+            if let GatewaySettings::Http(s) = &g.settings {
+                let callbacks =
+                    s.inbound.is_some() || s.reports.as_ref().is_some_and(|r| r.id_field.is_some());
+                if g.enabled && callbacks && s.push_allow.is_empty() {
+                    out.push(format!(
+                        "[[gateway]] {:?}: [gateway.inbound] or [gateway.reports] expects the provider's callbacks, but push_allow is empty: every callback is refused (403); set push_allow = [\"<the provider's addresses>\"]",
+                        g.name
+                    ));
+                }
+                continue;
+            }
             let GatewaySettings::DinstarDwg(s) = &g.settings else {
                 continue;
             };

@@ -331,6 +331,12 @@ fn gateway_key(gc: &GatewayConfig) -> String {
             .map(|p| p.expose().to_string())
             .unwrap_or_default(),
         S::Sim(_) => String::new(),
+        S::Http(h) => [&h.password, &h.token]
+            .into_iter()
+            .flatten()
+            .map(|p| p.expose())
+            .collect::<Vec<_>>()
+            .join("|"),
     };
     format!(
         "{:?}|{}|{}|{:?}|{secret}",

@@ -10,6 +10,7 @@
 pub mod at;
 pub mod dinstar;
 pub mod dwg;
+pub mod http;
 pub mod sim;
 
 use std::future::Future;
@@ -250,6 +251,7 @@ pub fn capabilities(gw: &GatewayConfig) -> Capabilities {
         GatewaySettings::DinstarDwg(_) => dwg::capabilities(gw.ports),
         GatewaySettings::At(_) => at::capabilities(),
         GatewaySettings::Sim(s) => sim::capabilities(gw.ports, s),
+        GatewaySettings::Http(s) => http::capabilities(gw.ports, s),
     }
 }
 
@@ -258,8 +260,8 @@ pub fn capabilities(gw: &GatewayConfig) -> Capabilities {
 /// the exact bytes, and the peer, for address allow-lists.
 #[derive(Debug, Clone)]
 pub struct WebhookRequest {
-    pub method: http::Method,
-    pub headers: http::HeaderMap,
+    pub method: ::http::Method,
+    pub headers: ::http::HeaderMap,
     pub body: bytes::Bytes,
     pub peer: Option<std::net::SocketAddr>,
 }
@@ -267,7 +269,7 @@ pub struct WebhookRequest {
 /// The transport's answer to a webhook: what the API sends back.
 #[derive(Debug, Clone)]
 pub struct WebhookReply {
-    pub status: http::StatusCode,
+    pub status: ::http::StatusCode,
     pub body: serde_json::Value,
     /// How many events the request carried (for the log).
     pub events: usize,
@@ -531,6 +533,9 @@ pub fn build(gw: &GatewayConfig, ctx: BuildContext) -> Result<Arc<dyn Transport>
             ctx.events,
             ctx.stop.clone(),
         ))),
+        GatewaySettings::Http(s) => {
+            http::HttpTransport::start(&gw.name, gw.ports, s, ctx).map(|t| t as Arc<dyn Transport>)
+        }
         GatewaySettings::Dinstar(s) => dinstar::DinstarTransport::start(&gw.name, gw.ports, s, ctx)
             .map(|t| Arc::new(t) as Arc<dyn Transport>)
             .map_err(|e| TransportError::Setup {

@@ -9,6 +9,7 @@
 //!   Digest ([`dinstar::digest`]);
 //! - [`dwg`]: the DWG binary TCP protocol's frames;
 //! - [`at`]: AT command framing and what `+CMS`/`+CME` errors mean;
+//! - [`http_api`]: the `http` provider kind's templates, replies and callbacks;
 //! - [`consent`]: whether a received text is an opt-out or opt-in keyword;
 //! - [`recording`]: a conversation written out as text, JSON or CSV;
 //! - [`webhook`]: the HMAC signature of a webhook delivery.
@@ -18,6 +19,7 @@ pub mod at;
 pub mod consent;
 pub mod dinstar;
 pub mod dwg;
+pub mod http_api;
 pub mod recording;
 pub mod sms;
 pub mod webhook;

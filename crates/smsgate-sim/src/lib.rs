@@ -6,5 +6,6 @@
 
 pub mod dinstar;
 pub mod dwg;
+pub mod http_provider;
 pub mod modem;
 mod tls;

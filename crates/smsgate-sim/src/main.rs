@@ -10,6 +10,9 @@
 //! smsgate-sim dwg --connect 127.0.0.1:9000 --user smsgate --password secret --ports 8 \
 //!     --no-sim 3 --incoming '0:099123456:¿Mañana? 👍'
 //!
+//! smsgate-sim http --listen 127.0.0.1:8095 --body '{"status":"ok","id":"{id}"}' \
+//!     --callback-url http://127.0.0.1:8080/api/v1/gateways/prov/push
+//!
 //! smsgate-sim modem --link /tmp/ttyGSM0 --incoming '+59899123456:¿Mañana? 👍'
 //!
 //! # customers writing in every 10 s to our number +59829001000 (port 2)
@@ -55,6 +58,17 @@ enum Sim {
     /// A GSM modem answering AT commands on a pseudo-terminal: prints the
     /// path to give smsgate as `device` (or gammu as `port`).
     Modem(ModemArgs),
+    /// An HTTP SMS provider (smsgate's kind "http"): records every request
+    /// byte for byte and answers with --status and --body ({id} becomes
+    /// the provider's id: sim-1, sim-2, ...).
+    ///
+    /// GET /sim/requests lists what it received (body_hex is exact);
+    /// POST /sim/reply {"status": 401, "body": "...", "times": 1} queues
+    /// replies (a 429, a 503, "delay_ms" for a timeout); without "times"
+    /// it becomes the default. POST /sim/callback posts its body, with its
+    /// Content-Type, to --callback-url: a delivery report or a customer's
+    /// message, e.g. curl localhost:8095/sim/callback -d 'id=sim-1&status=DELIVRD'.
+    Http(HttpArgs),
     /// Writes the manual page smsgate-sim.1 into DIR (the .deb's build).
     #[command(hide = true)]
     GenerateMan { dir: std::path::PathBuf },
@@ -91,6 +105,29 @@ impl ScheduleArgs {
             },
         }
     }
+}
+
+#[derive(clap::Args)]
+struct HttpArgs {
+    #[arg(long, default_value = "127.0.0.1:8095")]
+    listen: SocketAddr,
+    /// The HTTP status of every answer.
+    #[arg(long, default_value_t = 200)]
+    status: u16,
+    /// The body of every answer; {id} becomes the provider's id.
+    #[arg(long, default_value = "OK {id}")]
+    body: String,
+    /// Its Content-Type (default: application/json when the body starts
+    /// with "{", text/plain otherwise).
+    #[arg(long)]
+    content_type: Option<String>,
+    /// Delay before each answer.
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
+    /// smsgate's push route of this provider, for POST /sim/callback
+    /// (http://127.0.0.1:8080/api/v1/gateways/NAME/push).
+    #[arg(long)]
+    callback_url: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -276,6 +313,7 @@ fn main() -> ExitCode {
         Sim::Dinstar(a) => rt.block_on(run_dinstar(a)),
         Sim::Dwg(a) => rt.block_on(run_dwg(a)),
         Sim::Modem(a) => rt.block_on(run_modem(a)),
+        Sim::Http(a) => rt.block_on(run_http(a)),
         Sim::GenerateMan { .. } => ExitCode::SUCCESS,
     }
 }
@@ -591,4 +629,33 @@ fn dinstar_incoming(sim: &smsgate_sim::dinstar::SimHandle, a: &DinstarArgs) -> R
         );
     }
     Ok(())
+}
+
+async fn run_http(a: HttpArgs) -> ExitCode {
+    use smsgate_sim::http_provider::{HttpProviderSim, Reply};
+    let mut reply = Reply::new(a.status, &a.body).delayed(Duration::from_millis(a.delay_ms));
+    if let Some(ct) = a.content_type {
+        reply.content_type = ct;
+    }
+    let sim = match HttpProviderSim::builder()
+        .listen(a.listen)
+        .reply(reply)
+        .callback_url(a.callback_url)
+        .start()
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("smsgate-sim: cannot listen on {}: {e}", a.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "smsgate-sim: HTTP provider on {}; recorded requests at {}/sim/requests",
+        sim.addr(),
+        sim.base_url()
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    sim.stop();
+    ExitCode::SUCCESS
 }

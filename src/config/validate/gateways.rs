@@ -57,22 +57,34 @@ impl Validator<'_> {
             (
                 "user",
                 g.user.as_ref().map(|v| v.span()),
-                &[GatewayKind::Dinstar, GatewayKind::DinstarDwg],
+                &[
+                    GatewayKind::Dinstar,
+                    GatewayKind::DinstarDwg,
+                    GatewayKind::Http,
+                ],
             ),
             (
                 "password",
                 g.password.as_ref().map(|v| v.span()),
-                &[GatewayKind::Dinstar, GatewayKind::DinstarDwg],
+                &[
+                    GatewayKind::Dinstar,
+                    GatewayKind::DinstarDwg,
+                    GatewayKind::Http,
+                ],
             ),
             (
                 "password_file",
                 g.password_file.as_ref().map(|v| v.span()),
-                &[GatewayKind::Dinstar, GatewayKind::DinstarDwg],
+                &[
+                    GatewayKind::Dinstar,
+                    GatewayKind::DinstarDwg,
+                    GatewayKind::Http,
+                ],
             ),
             (
                 "auth",
                 g.auth.as_ref().map(|v| v.span()),
-                &[GatewayKind::Dinstar],
+                &[GatewayKind::Dinstar, GatewayKind::Http],
             ),
             (
                 "tls_accept_invalid",
@@ -87,7 +99,7 @@ impl Validator<'_> {
             (
                 "timeout_ms",
                 g.timeout_ms.as_ref().map(|v| v.span()),
-                &[GatewayKind::Dinstar, GatewayKind::At],
+                &[GatewayKind::Dinstar, GatewayKind::At, GatewayKind::Http],
             ),
             (
                 "result_poll_ms",
@@ -117,7 +129,7 @@ impl Validator<'_> {
             (
                 "push_allow",
                 g.push_allow.as_ref().map(|v| v.span()),
-                &[GatewayKind::Dinstar],
+                &[GatewayKind::Dinstar, GatewayKind::Http],
             ),
             (
                 "listen",
@@ -180,6 +192,106 @@ impl Validator<'_> {
                 g.inbound_texts.as_ref().map(|v| v.span()),
                 &[GatewayKind::Sim],
             ),
+            (
+                "method",
+                g.method.as_ref().map(|v| v.span()),
+                &[GatewayKind::Http],
+            ),
+            (
+                "headers",
+                g.headers.as_ref().map(|v| v.span()),
+                &[GatewayKind::Http],
+            ),
+            (
+                "body",
+                g.body.as_ref().map(|v| v.span()),
+                &[GatewayKind::Http],
+            ),
+            (
+                "form",
+                g.form.as_ref().map(|v| v.span()),
+                &[GatewayKind::Http],
+            ),
+            (
+                "json",
+                g.json.as_ref().map(|v| v.span()),
+                &[GatewayKind::Http],
+            ),
+            (
+                "token",
+                g.token.as_ref().map(|v| v.span()),
+                &[GatewayKind::Http],
+            ),
+            (
+                "token_file",
+                g.token_file.as_ref().map(|v| v.span()),
+                &[GatewayKind::Http],
+            ),
+            (
+                "number_format",
+                g.number_format.as_ref().map(|v| v.span()),
+                &[GatewayKind::Http],
+            ),
+            (
+                "sender",
+                g.sender.as_ref().map(|v| v.span()),
+                &[GatewayKind::Http],
+            ),
+            (
+                "success_status",
+                g.success_status.as_ref().map(|v| v.span()),
+                &[GatewayKind::Http],
+            ),
+            (
+                "success_pointer",
+                g.success_pointer.as_ref().map(|v| v.span()),
+                &[GatewayKind::Http],
+            ),
+            (
+                "success_value",
+                g.success_value.as_ref().map(|v| v.span()),
+                &[GatewayKind::Http],
+            ),
+            (
+                "success_pattern",
+                g.success_pattern.as_ref().map(|v| v.span()),
+                &[GatewayKind::Http],
+            ),
+            (
+                "id_pointer",
+                g.id_pointer.as_ref().map(|v| v.span()),
+                &[GatewayKind::Http],
+            ),
+            (
+                "id_pattern",
+                g.id_pattern.as_ref().map(|v| v.span()),
+                &[GatewayKind::Http],
+            ),
+            (
+                "auth_status",
+                g.auth_status.as_ref().map(|v| v.span()),
+                &[GatewayKind::Http],
+            ),
+            (
+                "auth_pattern",
+                g.auth_pattern.as_ref().map(|v| v.span()),
+                &[GatewayKind::Http],
+            ),
+            (
+                "temporary_pattern",
+                g.temporary_pattern.as_ref().map(|v| v.span()),
+                &[GatewayKind::Http],
+            ),
+            (
+                "reports",
+                g.reports.as_ref().map(|v| v.span()),
+                &[GatewayKind::Http],
+            ),
+            (
+                "inbound",
+                g.inbound.as_ref().map(|v| v.span()),
+                &[GatewayKind::Http],
+            ),
         ];
         let mut ok = true;
         for (key, span, kinds) in foreign {
@@ -226,6 +338,8 @@ impl Validator<'_> {
             }
             (None, GatewayKind::Sim) => 4,
             (None, GatewayKind::At) => 1,
+            // An http provider's channels: one unless `ports` says more.
+            (None, GatewayKind::Http) => 1,
             (None, k) if !k.has_ports() => 0,
             (None, _) => {
                 self.problem(
@@ -244,7 +358,8 @@ impl Validator<'_> {
             GatewayKind::Dinstar => self.dinstar(&mut g, &name_span, &mut ok),
             GatewayKind::DinstarDwg => self.dwg(&mut g, &name_span),
             GatewayKind::At => self.at(&mut g, &name_span, &mut ok),
-            GatewayKind::Twilio | GatewayKind::Http => {
+            GatewayKind::Http => self.http(&mut g, &name_span, &mut ok),
+            GatewayKind::Twilio => {
                 self.problem(
                     g.kind.span(),
                     format!(
@@ -424,7 +539,7 @@ impl Validator<'_> {
 
     /// An address list (`push_allow`, `allow`): addresses and networks,
     /// each wrong entry reported where it is written.
-    fn allow_list(
+    pub(super) fn allow_list(
         &mut self,
         raw: Option<&toml::Spanned<Vec<toml::Spanned<String>>>>,
         key: &str,

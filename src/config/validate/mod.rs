@@ -6,6 +6,7 @@
 
 mod dialers;
 mod gateways;
+mod http;
 mod inbound;
 mod webhooks;
 
