@@ -247,7 +247,8 @@ mod tests {
         assert_eq!(
             s.write_blocking(move |tx| events::purge(tx, far, 100))
                 .unwrap(),
-            2
+            1,
+            "all but the newest, which numbers the next"
         );
         // Re-added, it starts after the newest, purged or not.
         let pos = s.write_blocking(|tx| sync(tx, &["a".to_string()])).unwrap();

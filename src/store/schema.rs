@@ -228,15 +228,19 @@ pub const MIGRATIONS: &[&str] = &[
     ALTER TABLE message ADD COLUMN pin_channel TEXT;
     ALTER TABLE message ADD COLUMN interaction_id INTEGER;
 
+    -- seq is the rowid: max + 1 for each new event. It is never reused
+    -- because the purge never deletes the newest event (AUTOINCREMENT
+    -- would say the same with a second table written per event, on the
+    -- outbound hot path). Events are appended in time order, so the purge
+    -- reads the oldest by seq and needs no index on `at`.
     CREATE TABLE event (
-        seq             INTEGER PRIMARY KEY AUTOINCREMENT, -- never reused, even after a purge
+        seq             INTEGER PRIMARY KEY,
         at              INTEGER NOT NULL,        -- unix ms
         kind            TEXT    NOT NULL,
         campaign        TEXT,
         interaction_id  INTEGER,
         data            TEXT    NOT NULL         -- JSON object
     );
-    CREATE INDEX event_at ON event(at);
 
     CREATE TABLE consent (
         id          INTEGER PRIMARY KEY,
