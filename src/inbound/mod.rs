@@ -2,8 +2,11 @@
 //! once per gateway and source key), port health, send results, delivery
 //! reports and the reports that change nothing but a message's history
 //! (`reports`), and the inbound mark a gateway keeps across
-//! restarts. One consumer task reads every transport's events; it is where
-//! inbound routing and conversations will hang.
+//! restarts. One consumer task reads every transport's events. A received
+//! message is routed to its campaign, joins its customer's interaction,
+//! becomes a `message.received` event and gets what the system answers on
+//! its own (`replies`: consent keywords, out of hours), all in the
+//! transaction that stores it.
 
 mod replies;
 mod reports;
