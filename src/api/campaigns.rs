@@ -60,13 +60,13 @@ pub async fn get(
             "no campaign is named {name:?}"
         )));
     };
-    let names = vec![c.name.clone()];
+    let campaign = c.name.clone();
     let (counts, open) = st
         .shared
         .store
         .read(move |conn| {
-            let (counts, _) = inbound::received_counts(conn, &names)?;
-            Ok((counts, interactions::open_count(conn, &names[0])?))
+            let (counts, _) = inbound::received_counts(conn, std::slice::from_ref(&campaign))?;
+            Ok((counts, interactions::open_count(conn, &campaign)?))
         })
         .await?;
     Ok(axum::Json(describe(

@@ -205,6 +205,7 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX interaction_started ON interaction(started_at);
     CREATE INDEX interaction_customer ON interaction(customer, started_at);
     CREATE INDEX interaction_idle ON interaction(last_at) WHERE closed_at IS NULL;
+    CREATE INDEX interaction_agent ON interaction(agent, started_at);
 
     CREATE TABLE interaction_message (
         id              INTEGER PRIMARY KEY,
