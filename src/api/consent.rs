@@ -121,32 +121,12 @@ pub async fn change(
         .shared
         .store
         .write(move |tx| {
+            let dialers: Vec<String> = dialer.iter().cloned().collect();
             let changed = match action {
-                Action::OptOut => {
-                    let listed: bool = tx.query_row(
-                        "SELECT EXISTS (SELECT 1 FROM dncr WHERE key = ?1 AND dialer IN ('', coalesce(?2, '')))",
-                        rusqlite::params![k, dialer],
-                        |r| r.get(0),
-                    )?;
-                    if !listed {
-                        dncr::upsert(tx, &k, dialer.as_deref(), &written, "api")?;
-                    }
-                    !listed
-                }
-                // An operator's opt-in takes back what keywords, operators
-                // and imports put there, never a national registry's entry
-                // (the registry is the law's list, not the customer's word).
-                Action::OptIn => {
-                    let n = tx.execute(
-                        "DELETE FROM dncr WHERE key = ?1 AND (?2 IS NULL OR dialer = ?2) \
-                         AND source NOT LIKE 'registry:%'",
-                        rusqlite::params![k, dialer],
-                    )?;
-                    n > 0
-                }
+                Action::OptOut => !consent::opt_out(tx, &k, &written, &dialers, "api")?.is_empty(),
+                Action::OptIn => consent::operator_opt_in(tx, &k, dialer.as_deref())?,
             };
             if changed {
-                let dialers: Vec<String> = dialer.iter().cloned().collect();
                 consent::record(
                     tx,
                     &consent::Change {

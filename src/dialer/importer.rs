@@ -196,13 +196,13 @@ pub fn import_dncr(
             match rx.recv() {
                 Ok(Pipe::Rows(rows)) => {
                     for r in rows {
-                        dncr::upsert_imported(
+                        dncr::upsert(
                             t,
                             &r.key,
                             r.dialer.as_deref(),
                             &r.phone,
                             &source,
-                            import_id,
+                            Some(import_id),
                         )?;
                         entries += 1;
                     }

@@ -81,7 +81,7 @@ pub(super) fn respond(
                 OptOutScope::Global => Vec::new(),
                 OptOutScope::Dialers => consent::dialers_that_texted(tx, number)?,
             };
-            let added = consent::opt_out(tx, number, a.sender, &dialers)?;
+            let added = consent::opt_out(tx, number, a.sender, &dialers, consent::KEYWORD_SOURCE)?;
             if !added.is_empty() {
                 let lists: Vec<String> = added.into_iter().filter(|d| !d.is_empty()).collect();
                 ledger(tx, a, number, Action::OptOut, &lists)?;

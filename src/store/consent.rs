@@ -103,14 +103,16 @@ pub fn dialers_that_texted(tx: &Transaction<'_>, number: &str) -> Result<Vec<Str
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 
-/// Puts a number on the lists of `dialers` (every dialer when empty) for
-/// a keyword; the dialers whose lists it was not on yet (empty string for
-/// the global list). Nothing new when it already was.
+/// Puts a number on the lists of `dialers` (every dialer when empty),
+/// recording `source` (a keyword, an operator); the dialers whose lists it
+/// was not on yet (empty string for the global list). Nothing new where
+/// it already was, on that dialer's list or the global one.
 pub fn opt_out(
     tx: &Transaction<'_>,
     number: &str,
     written: &str,
     dialers: &[String],
+    source: &str,
 ) -> Result<Vec<String>, StoreError> {
     let every = [String::new()];
     let dialers = if dialers.is_empty() {
@@ -131,7 +133,8 @@ pub fn opt_out(
                 number,
                 (!d.is_empty()).then_some(d.as_str()),
                 written,
-                KEYWORD_SOURCE,
+                source,
+                None,
             )?;
             added.push(d.clone());
         }
@@ -148,6 +151,23 @@ pub fn opt_in(tx: &Transaction<'_>, number: &str) -> Result<Vec<String>, StoreEr
     let mut removed = rows.collect::<Result<Vec<_>, _>>()?;
     removed.sort();
     Ok(removed)
+}
+
+/// Takes back an operator's choice for a number: every entry on the
+/// dialer's list (all lists when None) but a national registry's, which
+/// is the law's list, not the customer's word. Whether any went.
+pub fn operator_opt_in(
+    tx: &Transaction<'_>,
+    number: &str,
+    dialer: Option<&str>,
+) -> Result<bool, StoreError> {
+    Ok(tx
+        .prepare_cached(
+            "DELETE FROM dncr WHERE key = ?1 AND (?2 IS NULL OR dialer = ?2) \
+             AND source NOT LIKE 'registry:%'",
+        )?
+        .execute(params![number, dialer])?
+        > 0)
 }
 
 /// One row of a number's consent history.

@@ -16,35 +16,15 @@ pub struct DncrEntry {
 }
 
 /// Adds (or refreshes) an entry; `dialer` None means every dialer.
+/// `import_id` names the upload it came from (none for a keyword or an
+/// operator), so a number's consent history can name it.
 pub fn upsert(
     tx: &Transaction<'_>,
     key: &str,
     dialer: Option<&str>,
     written: &str,
     source: &str,
-) -> Result<(), StoreError> {
-    tx.prepare_cached(
-        "INSERT INTO dncr (key, dialer, written, source, added_at) VALUES (?1, ?2, ?3, ?4, ?5) \
-         ON CONFLICT(key, dialer) DO UPDATE SET written = ?3, source = ?4, added_at = ?5",
-    )?
-    .execute(params![
-        key,
-        dialer.unwrap_or(""),
-        written,
-        source,
-        now_ms()
-    ])?;
-    Ok(())
-}
-
-/// Adds (or refreshes) an entry of an import.
-pub fn upsert_imported(
-    tx: &Transaction<'_>,
-    key: &str,
-    dialer: Option<&str>,
-    written: &str,
-    source: &str,
-    import_id: i64,
+    import_id: Option<i64>,
 ) -> Result<(), StoreError> {
     tx.prepare_cached(
         "INSERT INTO dncr (key, dialer, written, source, added_at, import_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
