@@ -75,39 +75,53 @@ pub(super) fn respond(
         .chain(a.campaign.iter().flat_map(|c| &c.opt_in_keywords))
         .map(String::as_str)
         .collect();
-    match keywords::keyword(a.text, &opt_out, &opt_in) {
+    // A keyword's change of consent: the lists it changed, its
+    // confirmation and the confirmation's name in the metrics.
+    let (action, changed, reply, kind) = match keywords::keyword(a.text, &opt_out, &opt_in) {
         Some(Keyword::OptOut) => {
             let dialers = match config.inbound.opt_out_scope {
                 OptOutScope::Global => Vec::new(),
                 OptOutScope::Dialers => consent::dialers_that_texted(tx, number)?,
             };
-            let added = consent::opt_out(tx, number, a.sender, &dialers, consent::KEYWORD_SOURCE)?;
-            if !added.is_empty() {
-                let lists: Vec<String> = added.into_iter().filter(|d| !d.is_empty()).collect();
-                ledger(tx, a, number, Action::OptOut, &lists)?;
-                if let Some(text) = &config.inbound.opt_out_reply {
-                    queue(tx, a, number, CONSENT_DIALER, text, &mut done)?;
-                    done.replies.push("opt_out_confirmation");
-                }
-                done.consent = Some((Action::OptOut, lists));
-            }
-            return Ok(done);
+            (
+                Action::OptOut,
+                consent::opt_out(tx, number, a.sender, &dialers, consent::KEYWORD_SOURCE)?,
+                &config.inbound.opt_out_reply,
+                "opt_out_confirmation",
+            )
         }
-        Some(Keyword::OptIn) => {
-            let removed = consent::opt_in(tx, number)?;
-            if !removed.is_empty() {
-                let lists: Vec<String> = removed.into_iter().filter(|d| !d.is_empty()).collect();
-                ledger(tx, a, number, Action::OptIn, &lists)?;
-                if let Some(text) = &config.inbound.opt_in_reply {
-                    queue(tx, a, number, CONSENT_DIALER, text, &mut done)?;
-                    done.replies.push("opt_in_confirmation");
-                }
-                done.consent = Some((Action::OptIn, lists));
-            }
-            return Ok(done);
+        Some(Keyword::OptIn) => (
+            Action::OptIn,
+            consent::opt_in(tx, number)?,
+            &config.inbound.opt_in_reply,
+            "opt_in_confirmation",
+        ),
+        None => return out_of_hours_reply(tx, config, a, number, now, done),
+    };
+    // A keyword that changes nothing (a second STOP) is neither kept nor
+    // confirmed again; a keyword never gets the out-of-hours message.
+    if !changed.is_empty() {
+        let lists: Vec<String> = changed.into_iter().filter(|d| !d.is_empty()).collect();
+        ledger(tx, a, number, action, &lists)?;
+        if let Some(text) = reply {
+            queue(tx, a, number, CONSENT_DIALER, text, &mut done)?;
+            done.replies.push(kind);
         }
-        None => {}
+        done.consent = Some((action, lists));
     }
+    Ok(done)
+}
+
+/// The campaign's out-of-hours message, when the campaign is closed now
+/// and the customer has not had it within `out_of_hours_every_s`.
+fn out_of_hours_reply(
+    tx: &Transaction<'_>,
+    config: &Config,
+    a: &Arrived<'_>,
+    number: &str,
+    now: jiff::Timestamp,
+    mut done: Responded,
+) -> Result<Responded, StoreError> {
     let (Some(campaign), Some(interaction)) = (a.campaign, a.interaction) else {
         return Ok(done);
     };
@@ -167,25 +181,21 @@ fn queue(
     };
     let channel = interactions::channel_name(a.gateway, Some(port));
     let plan = sms::plan(text);
-    let id = spool::insert_pinned(
-        tx,
-        &NewMessage {
-            dialer: dialer.to_string(),
-            destination: number.to_string(),
-            number: Some(number.to_string()),
-            text: text.to_string(),
-            priority: crate::config::MIN_PRIORITY,
-            client_id: None,
-            import_id: None,
-            encoding: plan.encoding.as_str(),
-            segments: plan.segments as u32,
-            state: State::ToProcess,
-        },
-        &channel,
-        a.interaction,
-    )?;
+    let message = NewMessage {
+        dialer: dialer.to_string(),
+        destination: number.to_string(),
+        number: Some(number.to_string()),
+        text: text.to_string(),
+        priority: crate::config::MIN_PRIORITY,
+        client_id: None,
+        import_id: None,
+        encoding: plan.encoding.as_str(),
+        segments: plan.segments as u32,
+        state: State::ToProcess,
+    };
+    let id = spool::insert_pinned(tx, &message, &channel, a.interaction)?;
     if let Some(interaction) = a.interaction {
-        interactions::record_outbound(tx, interaction, "system", &channel, text, id)?;
+        interactions::record_outbound(tx, interaction, "system", &channel, id, &message)?;
     }
     if !done.queued.contains(&dialer) {
         done.queued.push(dialer);

@@ -102,9 +102,10 @@ pub fn record_outbound(
     interaction: i64,
     sender: &str,
     channel: &str,
-    text: &str,
     message_id: i64,
+    message: &super::spool::NewMessage,
 ) -> Result<(), StoreError> {
+    let (dialer, destination, text) = (&message.dialer, &message.destination, &message.text);
     let now = now_ms();
     let campaign: String = tx
         .prepare_cached(
@@ -116,9 +117,6 @@ pub fn record_outbound(
          VALUES (?1, ?2, 'out', ?3, ?4, ?5, ?6)",
     )?
     .execute(params![interaction, now, sender, channel, text, message_id])?;
-    let (dialer, destination): (String, String) = tx
-        .prepare_cached("SELECT dialer, destination FROM message WHERE id = ?1")?
-        .query_row([message_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     events::append(
         tx,
         "message.state",
