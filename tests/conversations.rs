@@ -154,18 +154,6 @@ fn sends_to(sim: &SimHandle, digits: &str, text: &str) -> Vec<u8> {
         .collect()
 }
 
-fn send(d: &Daemon, dialer: &str, to: &str, text: &str) -> i64 {
-    let r = d
-        .http()
-        .post(d.url("/api/v1/messages"))
-        .bearer_auth(OPERATOR)
-        .json(&json!({"dialer": dialer, "to": to, "text": text}))
-        .send()
-        .unwrap();
-    assert!(r.status().is_success(), "{:?}", r.text());
-    r.json::<Value>().unwrap()["id"].as_i64().unwrap()
-}
-
 fn state_of(d: &Daemon, id: i64) -> String {
     get(d, &format!("/api/v1/messages/{id}"), &[])["state_name"]
         .as_str()
@@ -303,13 +291,7 @@ fn out_of_hours_replies_once_per_period_on_the_port_the_customer_wrote_to() {
         "{table}"
     );
     assert!(table.contains("unrouted received: 2"), "{table}");
-    let metrics = d
-        .http()
-        .get(d.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = common::metrics(&d);
     assert!(
         metrics
             .lines()
@@ -333,7 +315,7 @@ fn opt_out_and_opt_in_keywords_change_the_dncr_lists_and_the_ledger() {
     let customer = "59899000222";
 
     // The dialer `promo` texts the customer.
-    let first = send(&d, "promo", "+59899000222", "Oferta de la semana");
+    let first = common::send_message(&d, "promo", "+59899000222", "Oferta de la semana");
     assert!(wait_until(Duration::from_secs(10), || state_of(&d, first)
         != "TO_PROCESS"
         && state_of(&d, first) != "SENDING"));
@@ -385,11 +367,11 @@ fn opt_out_and_opt_in_keywords_change_the_dncr_lists_and_the_ledger() {
 
     // The next message from promo, in any written form, is BLOCKED; a
     // dialer that never texted the number still may.
-    let blocked = send(&d, "promo", "099 000 222", "Otra oferta");
+    let blocked = common::send_message(&d, "promo", "099 000 222", "Otra oferta");
     assert!(wait_until(Duration::from_secs(10), || state_of(
         &d, blocked
     ) == "BLOCKED"));
-    let other = send(&d, "otro", "+59899000222", "Su factura");
+    let other = common::send_message(&d, "otro", "+59899000222", "Su factura");
     assert!(wait_until(Duration::from_secs(10), || matches!(
         state_of(&d, other).as_str(),
         "SENT" | "DELIVERED"
@@ -417,7 +399,7 @@ fn opt_out_and_opt_in_keywords_change_the_dncr_lists_and_the_ledger() {
         customer,
         OPT_IN_REPLY
     ) == [1]));
-    let again = send(&d, "promo", "+59899000222", "Bienvenido de nuevo");
+    let again = common::send_message(&d, "promo", "+59899000222", "Bienvenido de nuevo");
     assert!(wait_until(Duration::from_secs(10), || matches!(
         state_of(&d, again).as_str(),
         "SENT" | "DELIVERED"
@@ -490,13 +472,7 @@ fn opt_out_and_opt_in_keywords_change_the_dncr_lists_and_the_ledger() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 200);
-    let metrics = d
-        .http()
-        .get(d.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let metrics = common::metrics(&d);
     for (line, n) in [
         (
             "smsgate_consent_changes_total{action=\"opt_out\",source=\"keyword\"}",

@@ -12,7 +12,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{Daemon, OPERATOR, VIEWER, config_text, free_port, wait_until};
+use common::{Daemon, VIEWER, config_text, free_port, wait_until};
 use serde_json::{Value, json};
 use smsgate_sim::dinstar::{Arrival, DinstarSim, IncomingSchedule, SimHandle};
 use smsgate_sim::modem::{FakeModem, ModemState, ReceiveSchedule};
@@ -122,13 +122,7 @@ fn wait_count(d: &Daemon, query: &str, n: usize, within: Duration) {
 
 /// `smsgate_inbound_messages_total{gateway,routed}` now.
 fn counted(d: &Daemon, gateway: &str, routed: bool) -> Option<u64> {
-    let text = d
-        .http()
-        .get(d.url("/metrics"))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap();
+    let text = common::metrics(d);
     let head =
         format!(r#"smsgate_inbound_messages_total{{gateway="{gateway}",routed="{routed}"}} "#);
     text.lines()
@@ -607,18 +601,6 @@ enabled = false
 
 // ------------------------------------------------------ status history
 
-fn post_message(d: &Daemon, dialer: &str, to: &str, text: &str) -> i64 {
-    let r = d
-        .http()
-        .post(d.url("/api/v1/messages"))
-        .bearer_auth(OPERATOR)
-        .json(&json!({"dialer": dialer, "to": to, "text": text}))
-        .send()
-        .unwrap();
-    assert!(r.status().is_success(), "{}", r.status());
-    r.json::<Value>().unwrap()["id"].as_i64().unwrap()
-}
-
 fn message(d: &Daemon, id: i64) -> Value {
     let (status, m) = get(d, &format!("/api/v1/messages/{id}"));
     assert_eq!(status, 200, "{m}");
@@ -756,8 +738,8 @@ dncr = false
         port,
         &format!("{}{dialer}", dinstar_gateway("gw", &sim, true, 1)),
     );
-    let a = post_message(&d, "dd", "+59899300001", "mensaje A");
-    let b = post_message(&d, "dd", "+59899300002", "mensaje B");
+    let a = common::send_message(&d, "dd", "+59899300001", "mensaje A");
+    let b = common::send_message(&d, "dd", "+59899300002", "mensaje B");
     wait_state(&d, a, "SENT", Duration::from_secs(15));
     wait_state(&d, b, "SENT", Duration::from_secs(15));
     let user_id = |text: &str| {
@@ -935,7 +917,7 @@ dncr = false
 "#;
     let d = start_on(free_port(), &format!("{}{dialer}", modem_gateway(&link)));
     let text = three_part_text("saliente");
-    let id = post_message(&d, "gsm", "+59899400001", &text);
+    let id = common::send_message(&d, "gsm", "+59899400001", &text);
     let m = wait_state(&d, id, "UNDELIVERED", Duration::from_secs(30));
     assert_eq!(modem.state().submits().len(), 3, "three parts went out");
     // Part three's delivered report comes after part two's failure.

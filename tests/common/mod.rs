@@ -279,6 +279,31 @@ pub fn get(d: &Daemon, path: &str) -> serde_json::Value {
     r.json().unwrap()
 }
 
+/// Sends one message through `dialer` as an operator; its id.
+pub fn send_message(d: &Daemon, dialer: &str, to: &str, text: &str) -> i64 {
+    let r = d
+        .http()
+        .post(d.url("/api/v1/messages"))
+        .bearer_auth(OPERATOR)
+        .json(&serde_json::json!({"dialer": dialer, "to": to, "text": text}))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text());
+    r.json::<serde_json::Value>().unwrap()["id"]
+        .as_i64()
+        .unwrap()
+}
+
+/// The Prometheus text of `/metrics` now.
+pub fn metrics(d: &Daemon) -> String {
+    d.http()
+        .get(d.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
 /// Polls `f` until it holds or `within` has passed; its last answer.
 pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + within;
