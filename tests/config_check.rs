@@ -382,3 +382,25 @@ dead_letter_after_s = 0
     }
     assert!(!err.contains("s3cret-value"), "{err}");
 }
+
+/// `[inbound]` and a campaign's keyword lists: every problem at once, each
+/// at its place; a keyword of punctuation alone would match an empty text.
+#[test]
+fn inbound_settings_and_keywords_are_checked() {
+    let text = format!(
+        "{BASE}\n[inbound]\ninteraction_idle_s = 5\nopt_out_scope = \"everyone\"\nopt_out_keywords = [\"STOP\", \"!!\"]\nopt_in_reply = \"{long}\"\n\n[[campaign]]\nname = \"ventas\"\nprovider = \"gw1\"\ndid_ports = [\"gw1:0\"]\nopt_in_keywords = [\"...\"]\n",
+        long = "x".repeat(1531)
+    );
+    let (code, err, path, _d) = check_text(&text);
+    assert_eq!(code, 1, "{err}");
+    let p = path.display();
+    for want in [
+        format!("{p}:15:22: [inbound] interaction_idle_s must be between 60 and 2592000"),
+        format!("{p}:16:17: [inbound] opt_out_scope \"everyone\" is not one of dialers, global"),
+        format!("{p}:17:29: opt_out_keywords: \"!!\" must have 1 to 64 letters or digits"),
+        format!("{p}:18:16: [inbound] opt_in_reply must be at most 1530 characters"),
+        format!("{p}:24:20: opt_in_keywords: \"...\" must have 1 to 64 letters or digits"),
+    ] {
+        assert!(err.contains(&want), "expected {want:?} in:\n{err}");
+    }
+}

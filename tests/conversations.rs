@@ -532,6 +532,63 @@ fn opt_out_and_opt_in_keywords_change_the_dncr_lists_and_the_ledger() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 400);
+
+    // Bad input is refused with what to fix, and changes nothing.
+    let before = consent(&d, "099000555");
+    for (body, code) in [
+        (
+            json!({"phone": "099000555", "action": "maybe"}),
+            "invalid_body",
+        ),
+        (
+            json!({"phone": "abc", "action": "opt_out"}),
+            "invalid_number",
+        ),
+        (
+            json!({"phone": "099000555", "action": "opt_out", "dialer": "nadie"}),
+            "unknown_dialer",
+        ),
+        (
+            json!({"phone": "099000555", "action": "opt_out", "note": "x".repeat(501)}),
+            "invalid_body",
+        ),
+        (json!({"phone": "099000555"}), "invalid_body"),
+    ] {
+        let r = d
+            .http()
+            .post(d.url("/api/v1/consent"))
+            .bearer_auth(OPERATOR)
+            .json(&body)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 422, "{body}");
+        let p: Value = r.json().unwrap();
+        assert_eq!(p["code"], code, "{p}");
+        assert!(p["detail"].as_str().is_some_and(|d| !d.is_empty()), "{p}");
+    }
+    let r = d
+        .http()
+        .post(d.url("/api/v1/consent"))
+        .bearer_auth(VIEWER)
+        .json(&json!({"phone": "099000555", "action": "opt_out"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let r = d
+        .http()
+        .post(url(
+            &d,
+            "/api/v1/dncr",
+            &[("filename", "nollame2.csv"), ("registry", "no llame!")],
+        ))
+        .bearer_auth(OPERATOR)
+        .body("59899000555;;\n")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(r.json::<Value>().unwrap()["code"], "invalid_query");
+    assert_eq!(consent(&d, "099000555"), before, "nothing changed");
+    assert_eq!(before["opted_out"], false);
 }
 
 #[test]
@@ -723,4 +780,26 @@ fn conversations_are_searched_read_downloaded_and_closed() {
         .send()
         .unwrap();
     assert_eq!(r.status(), 404);
+    for (path, query) in [
+        ("/api/v1/interactions/abc", vec![]),
+        (
+            "/api/v1/interactions",
+            vec![("origin", "099000501"), ("customer", "099000502")],
+        ),
+        ("/api/v1/interactions", vec![("cursor", "x")]),
+        ("/api/v1/interactions", vec![("open", "maybe")]),
+    ] {
+        let r = d
+            .http()
+            .get(url(&d, path, &query))
+            .bearer_auth(VIEWER)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 400, "{path} {query:?}");
+        let p: Value = r.json().unwrap();
+        assert!(
+            matches!(p["code"].as_str(), Some("invalid_query" | "invalid_path")),
+            "{p}"
+        );
+    }
 }
