@@ -313,4 +313,13 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX webhook_dead_open ON webhook_dead(webhook, id) WHERE replayed_at IS NULL;
     "#,
+    // 9: WhatsApp. A message may be a provider's template (Twilio's
+    // ContentSid, a Meta template name and language) with its variables,
+    // as JSON; templates sent per gateway in the last 24 h are what its
+    // messaging limit counts, read at start.
+    r#"
+    ALTER TABLE message ADD COLUMN template TEXT;
+    CREATE INDEX message_template_sent ON message(gateway, sent_at) WHERE template IS NOT NULL;
+    CREATE INDEX inbound_gateway_received ON inbound(gateway, received_at);
+    "#,
 ];
