@@ -79,7 +79,7 @@ pub struct ReplyLabels {
 pub struct ConsentLabels {
     /// opt_out, opt_in
     pub action: &'static str,
-    /// keyword, api
+    /// keyword, api, provider
     pub source: &'static str,
 }
 
@@ -283,7 +283,7 @@ impl Metrics {
         let consent_changes = Family::<ConsentLabels, Counter>::default();
         registry.register(
             "consent_changes",
-            "Changes of a number's consent kept in the ledger, by action and source (keyword, api)",
+            "Changes of a number's consent kept in the ledger, by action and source (keyword, api, provider)",
             consent_changes.clone(),
         );
         let messages_in_doubt = Family::<GatewayLabel, Gauge>::default();

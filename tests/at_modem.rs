@@ -126,6 +126,7 @@ impl Rig {
             to: to.into(),
             text: text.into(),
             reference: 1000 + id,
+            template: None,
         };
         self.transport.send(&msg).await.map(|a| a.gateway_ref)
     }

@@ -155,6 +155,7 @@ fn outbound(port: u32, to: &str, text: &str, reference: i64) -> Outbound {
         to: to.into(),
         text: text.into(),
         reference,
+        template: None,
     }
 }
 

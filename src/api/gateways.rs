@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::IntoResponse;
 
 use super::{ApiError, ApiPath, AppState};
 use crate::transport::{TransportError, WebhookRequest};
@@ -18,10 +19,11 @@ pub async fn push(
     State(st): State<AppState>,
     ApiPath(name): ApiPath<String>,
     method: Method,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let body = body.map_err(|r| {
         if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::too_large(st.shared.config().api.max_body_bytes as u64)
@@ -31,6 +33,7 @@ pub async fn push(
     })?;
     let request = WebhookRequest {
         method,
+        uri,
         headers,
         body,
         peer: peer.map(|p| (p.0).0),
@@ -46,5 +49,13 @@ pub async fn push(
                 ApiError::not_found(e.to_string())
             }
         })?;
-    Ok((reply.status, Json(reply.body)))
+    Ok(match reply.raw {
+        Some((content_type, text)) => (
+            reply.status,
+            [(axum::http::header::CONTENT_TYPE, content_type)],
+            text,
+        )
+            .into_response(),
+        None => (reply.status, Json(reply.body)).into_response(),
+    })
 }

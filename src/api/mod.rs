@@ -157,6 +157,13 @@ pub fn routes() -> Vec<RouteSpec> {
             GatewayPush,
             post(gateways::push),
         ),
+        // A provider's subscription check (Meta's hub.challenge).
+        route(
+            Method::GET,
+            "/api/v1/gateways/{name}/push",
+            GatewayPush,
+            get(gateways::push),
+        ),
         route(
             Method::POST,
             "/api/v1/messages",
@@ -554,12 +561,13 @@ fn gateway_in_path(path: &str) -> Option<String> {
 /// A push is taken only from an address in the gateway's `push_allow`.
 fn check_push_source(config: &crate::config::Config, req: &Request) -> Result<(), ApiError> {
     let name = gateway_in_path(req.uri().path()).unwrap_or_default();
-    let allow = match config.gateway(&name).map(|g| &g.settings) {
-        Some(crate::config::GatewaySettings::Dinstar(s)) => &s.push_allow,
-        Some(crate::config::GatewaySettings::Http(s)) => &s.push_allow,
-        Some(_) => {
+    let allow = match config.gateway(&name).map(|g| g.settings.push_source()) {
+        Some(crate::config::PushSource::Allow(allow)) => allow,
+        // The transport checks the request's signature.
+        Some(crate::config::PushSource::Signed) => return Ok(()),
+        Some(crate::config::PushSource::None) => {
             return Err(ApiError::not_found(format!(
-                "gateway {name:?} is not of kind dinstar or http and takes no pushes"
+                "gateway {name:?} is of a kind that takes no pushes"
             )));
         }
         None => {

@@ -150,13 +150,23 @@ pub enum GatewayKind {
     At,
     #[serde(rename = "twilio")]
     Twilio,
+    #[serde(rename = "whatsapp-cloud")]
+    WhatsappCloud,
     #[serde(rename = "http")]
     Http,
     #[serde(rename = "sim")]
     Sim,
 }
 
-const KIND_NAMES: &[&str] = &["dinstar", "dinstar-dwg", "at", "twilio", "http", "sim"];
+const KIND_NAMES: &[&str] = &[
+    "dinstar",
+    "dinstar-dwg",
+    "at",
+    "twilio",
+    "whatsapp-cloud",
+    "http",
+    "sim",
+];
 
 impl GatewayKind {
     fn parse(s: &str) -> Option<Self> {
@@ -165,6 +175,7 @@ impl GatewayKind {
             "dinstar-dwg" => Self::DinstarDwg,
             "at" => Self::At,
             "twilio" => Self::Twilio,
+            "whatsapp-cloud" => Self::WhatsappCloud,
             "http" => Self::Http,
             "sim" => Self::Sim,
             _ => return None,
@@ -176,15 +187,23 @@ impl GatewayKind {
             Self::DinstarDwg => "dinstar-dwg",
             Self::At => "at",
             Self::Twilio => "twilio",
+            Self::WhatsappCloud => "whatsapp-cloud",
             Self::Http => "http",
             Self::Sim => "sim",
         }
     }
-    /// Providers without ports (aggregators) take no dial string. An
-    /// `http` provider's ports are logical channels (its concurrency), so
-    /// dialers pace and round-robin over them like a gateway's.
+    /// Whether dialers name its ports in a dial string. A provider's
+    /// (`http`, `twilio`, `whatsapp-cloud`) ports are logical channels:
+    /// how many requests may be in flight, each paced like a gateway's
+    /// port, so dialers pace and round-robin over them the same way.
     pub fn has_ports(self) -> bool {
-        !matches!(self, Self::Twilio)
+        true
+    }
+
+    /// A provider reached over the internet, whose ports are logical
+    /// channels: one unless `ports` says more.
+    pub fn is_provider(self) -> bool {
+        matches!(self, Self::Http | Self::Twilio | Self::WhatsappCloud)
     }
 }
 
@@ -209,6 +228,26 @@ pub enum GatewaySettings {
     DinstarDwg(DwgSettings),
     At(AtSettings),
     Http(Box<HttpSettings>),
+}
+
+/// Who may call a gateway's push route (`/api/v1/gateways/{name}/push`).
+pub enum PushSource<'a> {
+    /// Peers in this list (the gateway cannot sign: Dinstar, http).
+    Allow(&'a AllowList),
+    /// Anyone: the transport checks the request's signature (Twilio, Meta).
+    Signed,
+    /// Nobody: the kind takes no pushes.
+    None,
+}
+
+impl GatewaySettings {
+    pub fn push_source(&self) -> PushSource<'_> {
+        match self {
+            Self::Dinstar(s) => PushSource::Allow(&s.push_allow),
+            Self::Http(s) => PushSource::Allow(&s.push_allow),
+            Self::Sim(_) | Self::DinstarDwg(_) | Self::At(_) => PushSource::None,
+        }
+    }
 }
 
 /// `kind = "http"`: a templated HTTP request per message.

@@ -70,6 +70,24 @@ pub(super) fn dispatch(
 /// never be sent.
 pub(super) type Orphan = (i64, String);
 
+/// The channels a pin names: one port (`gateway:port`), or any channel of
+/// a provider's gateway (`gateway:*`), the least busy first. Empty when
+/// the gateway or port is not running.
+fn pinned_channels(gateways: &Gateways, pin: &str) -> Vec<Arc<Channel>> {
+    let Some((gateway, port)) = pin.rsplit_once(':') else {
+        return Vec::new();
+    };
+    if port == "*" {
+        let mut all = gateways.all_channels_of(gateway);
+        all.sort_by_key(|c| c.queued());
+        return all;
+    }
+    match port.parse::<u32>() {
+        Ok(p) => gateways.channels_of(gateway, &[p]),
+        Err(_) => Vec::new(),
+    }
+}
+
 /// Hands each pending message to the channel it is pinned to (a reply
 /// leaves by the number the customer wrote to, never by another). A
 /// message whose channel cannot take it now stays pending, in order,
@@ -86,31 +104,34 @@ pub(super) fn pinned(
     let mut orphans = Vec::new();
     let mut kept = VecDeque::with_capacity(pending.len());
     while let Some(q) = pending.pop_front() {
-        let Some(channel) = q.pin.as_deref().and_then(|pin| {
-            let (gateway, port) = pin.rsplit_once(':')?;
-            let port = port.parse::<u32>().ok()?;
-            gateways.channels_of(gateway, &[port]).into_iter().next()
-        }) else {
+        let candidates = q
+            .pin
+            .as_deref()
+            .map(|pin| pinned_channels(gateways, pin))
+            .unwrap_or_default();
+        if candidates.is_empty() {
             let pin = q.pin.clone().unwrap_or_default();
             orphans.push((
                 q.id,
                 format!("the channel {pin:?} it must go out on is not in the config any more"),
             ));
             continue;
-        };
-        if channel.usable().is_err() {
-            kept.push_back(q);
-            continue;
         }
-        let job = Job {
+        let mut job = Some(Job {
             message: q,
             dialer: dialer.clone(),
             done: done.clone(),
-        };
-        if let Err(j) = channel.offer(job) {
-            if turn.is_none() && !channel.is_closed() {
-                turn = Some((channel.clone(), channel.claim_depth(dialer)));
+        });
+        for channel in candidates.iter().filter(|c| c.usable().is_ok()) {
+            let Some(j) = job.take() else { break };
+            if let Err(j) = channel.offer(j) {
+                job = Some(j);
+                if turn.is_none() && !channel.is_closed() {
+                    turn = Some((channel.clone(), channel.claim_depth(dialer)));
+                }
             }
+        }
+        if let Some(j) = job {
             kept.push_back(j.message);
         }
     }

@@ -78,11 +78,19 @@ pub async fn in_flight(shared: &Shared, gateways: &Gateways) {
             count(&mut counts, state, m.id);
             continue;
         };
+        let asked = transport::Asked {
+            message_id: m.id,
+            port,
+            reference,
+            to: m.number.clone().unwrap_or_default(),
+            text: m.text.clone(),
+            started_ms: m.started_at.unwrap_or(0),
+        };
         let answer = match (unanswered.get(&gateway), gateways.transport(&gateway)) {
             (Some(reason), _) => Reconciled::Unanswered {
                 reason: reason.clone(),
             },
-            (None, Some(t)) => t.reconcile(port, reference).await,
+            (None, Some(t)) => t.reconcile(&asked).await,
             (None, None) => Reconciled::Unanswered {
                 reason: format!("gateway {gateway} is not running"),
             },
@@ -109,6 +117,9 @@ pub async fn in_flight(shared: &Shared, gateways: &Gateways) {
                     gateway,
                     port,
                     reference,
+                    to: asked.to,
+                    text: asked.text,
+                    started_ms: asked.started_ms,
                     reason: "in flight when smsgate stopped".into(),
                     since: started,
                     timing,

@@ -213,6 +213,9 @@ impl Channel {
     /// Offers a job without waiting. Gives it back when the channel holds
     /// as many of this dialer's jobs as it claims at once, or the worker is
     /// gone.
+    // The job comes back by value when refused; boxing it would cost an
+    // allocation per message on the send path to shrink the rare refusal.
+    #[allow(clippy::result_large_err)]
     pub fn offer(&self, job: Job) -> Result<(), Job> {
         if self.queued.load(Ordering::Relaxed) >= self.claim_depth(&job.dialer) as u64 {
             return Err(job);
@@ -226,6 +229,11 @@ impl Channel {
                 Err(j)
             }
         }
+    }
+
+    /// Jobs waiting in the channel's queue.
+    pub fn queued(&self) -> u64 {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Whether the channel's worker has ended (it takes no more jobs).
@@ -605,6 +613,7 @@ impl Worker {
             to: job.message.number.clone().unwrap_or_default(),
             text: job.message.text.clone(),
             reference,
+            template: job.message.template.clone(),
         };
         let started = Instant::now();
         if let Ok(mut g) = self.ch.inner.lock() {
@@ -665,6 +674,10 @@ impl Worker {
             Err(SendError::Temporary { reason })
             | Err(SendError::Auth { reason })
             | Err(SendError::Unknown { reason }) => self.ch.breaker.failure(reason),
+            // The gateway answered, and clearly.
+            Err(SendError::OptedOut { .. }) | Err(SendError::Deferred { .. }) => {
+                self.ch.breaker.success()
+            }
             Err(SendError::Permanent { .. }) | Err(SendError::PortUnusable { .. }) => None,
         };
         if let Some(t) = transition {
@@ -696,7 +709,7 @@ impl Worker {
                             id,
                             row,
                             &dialer,
-                            reference,
+                            &outbound,
                             job.message.attempts + 1,
                             started,
                             reason,
@@ -733,6 +746,47 @@ impl Worker {
                         })
                         .await
                     }
+                    SendError::OptedOut { reason } => {
+                        tracing::warn!(channel = %self.ch.id, message = id, reason = %reason, "the recipient opted out with the provider; the message failed and the number goes on the DNCR list");
+                        let number = job.message.number.clone().unwrap_or_default();
+                        let per_dialer = matches!(
+                            self.shared.config().inbound.opt_out_scope,
+                            crate::config::OptOutScope::Dialers
+                        );
+                        let gateway = self.ch.gateway.clone();
+                        let state = self
+                            .record(id, move |tx| {
+                                spool::mark_failed(tx, id, row, outcome, &reason)?;
+                                if !number.is_empty() {
+                                    let added = crate::store::consent::provider_opt_out(
+                                        tx, &number, per_dialer, &gateway, &reason,
+                                    )?;
+                                    if !added.is_empty() {
+                                        tracing::info!(number = %number, gateway = %gateway, "opt-out recorded from the provider's refusal");
+                                    }
+                                }
+                                Ok(State::Failed)
+                            })
+                            .await;
+                        self.shared
+                            .metrics
+                            .consent_changes
+                            .get_or_create(&crate::metrics::ConsentLabels {
+                                action: "opt_out",
+                                source: "provider",
+                            })
+                            .inc();
+                        state
+                    }
+                    SendError::Deferred { reason, retry_in } => {
+                        tracing::info!(channel = %self.ch.id, message = id, reason = %reason, retry_in_s = retry_in.as_secs(), "deferred by the gateway's limit; back to the queue without spending an attempt");
+                        let not_before = crate::now_ms() + retry_in.as_millis() as i64;
+                        self.record(id, move |tx| {
+                            spool::defer(tx, id, row, outcome, &reason, not_before)
+                                .map(|_| State::ToProcess)
+                        })
+                        .await
+                    }
                     SendError::Temporary { reason } => {
                         tracing::info!(channel = %self.ch.id, message = id, reason = %reason, backoff_ms = backoff, "temporary failure; will retry");
                         self.record(id, move |tx| {
@@ -759,11 +813,12 @@ impl Worker {
         id: i64,
         attempt: spool::AttemptRow,
         dialer: &DialerConfig,
-        reference: i64,
+        outbound: &Outbound,
         retry: i64,
         started: Instant,
         reason: String,
     ) {
+        let reference = outbound.reference;
         let Some((timing, doubts)) = &self.ch.reconcile else {
             return;
         };
@@ -778,6 +833,9 @@ impl Worker {
             gateway: self.ch.gateway.clone(),
             port: self.ch.port,
             reference,
+            to: outbound.to.clone(),
+            text: outbound.text.clone(),
+            started_ms: crate::now_ms() - started.elapsed().as_millis() as i64,
             reason,
             since: tokio::time::Instant::from_std(started),
             timing: *timing,

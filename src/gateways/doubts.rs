@@ -79,6 +79,12 @@ pub struct Doubt {
     pub port: u32,
     /// Our reference of the attempt (Dinstar's user_id).
     pub reference: i64,
+    /// What was sent, for a transport that finds a message by its content
+    /// (see [`Asked`](crate::transport::Asked)).
+    pub to: String,
+    pub text: String,
+    /// Unix ms when the attempt began.
+    pub started_ms: i64,
     /// Why it is in doubt, for the journal.
     pub reason: String,
     /// The latest moment the request may have reached the gateway: when
@@ -92,6 +98,17 @@ pub struct Doubt {
 }
 
 impl Doubt {
+    fn asked(&self) -> crate::transport::Asked {
+        crate::transport::Asked {
+            message_id: self.subject.message_id,
+            port: self.port,
+            reference: self.reference,
+            to: self.to.clone(),
+            text: self.text.clone(),
+            started_ms: self.started_ms,
+        }
+    }
+
     /// Until then "the gateway does not know it" means "not yet".
     fn grace_end(&self) -> Instant {
         self.since + self.timing.grace
@@ -372,9 +389,10 @@ impl Worker {
                 Reconciled::Unknown
             };
         };
+        let asked = d.asked();
         tokio::select! {
             _ = self.stop.cancelled() => Reconciled::Unanswered { reason: "stopping".into() },
-            r = tokio::time::timeout(ASK_LIMIT, transport.reconcile(d.port, d.reference)) => {
+            r = tokio::time::timeout(ASK_LIMIT, transport.reconcile(&asked)) => {
                 r.unwrap_or_else(|_| Reconciled::Unanswered {
                     reason: format!("no answer within {} s", ASK_LIMIT.as_secs()),
                 })
@@ -461,6 +479,9 @@ mod tests {
                 gateway: "gw".into(),
                 port: 0,
                 reference: 7,
+                to: "+59899000001".into(),
+                text: "hola".into(),
+                started_ms: 0,
                 reason: "timed out".into(),
                 since: now,
                 timing: ReconcileTiming { grace, patience },

@@ -138,6 +138,7 @@ impl Gateways {
     async fn start(&self, gc: &GatewayConfig, config: &Config) {
         let shared = &self.inner.shared;
         let (awaiting, inbound_mark) = self.resume_state(gc).await;
+        let (last_inbound, templates_sent) = self.whatsapp_state(gc).await;
         // The token exists before the transport so its background tasks
         // (pollers) stop with the gateway's channels.
         let stop = self.inner.stop.child_token();
@@ -147,6 +148,8 @@ impl Gateways {
             awaiting,
             inbound_mark,
             default_country: config.daemon.default_country.clone(),
+            last_inbound,
+            templates_sent,
         };
         let t = match transport::build(gc, ctx) {
             Ok(t) => t,
@@ -250,6 +253,33 @@ impl Gateways {
         (awaiting, mark)
     }
 
+    /// For a gateway under WhatsApp's rules: who wrote to it, and who it
+    /// sent a template to, in the last 24 hours, so its windows and its
+    /// messaging limit survive a restart.
+    async fn whatsapp_state(&self, gc: &GatewayConfig) -> (Vec<(String, i64)>, Vec<(String, i64)>) {
+        if !transport::capabilities(gc).whatsapp {
+            return (Vec::new(), Vec::new());
+        }
+        let since =
+            crate::now_ms().saturating_sub(smsgate_proto::whatsapp_rules::CUSTOMER_WINDOW_MS);
+        let name = gc.name.clone();
+        let read = self
+            .inner
+            .shared
+            .store
+            .read(move |c| {
+                Ok((
+                    inbound::last_by_number(c, &name, since)?,
+                    spool::templates_sent(c, &name, since)?,
+                ))
+            })
+            .await;
+        read.unwrap_or_else(|e| {
+            tracing::error!(gateway = %gc.name, error = %e, "cannot read the WhatsApp windows and messaging limit's use; until customers write again, free text to them is refused");
+            (Vec::new(), Vec::new())
+        })
+    }
+
     fn gateway(&self, name: &str) -> Option<Arc<Gateway>> {
         self.inner
             .running
@@ -273,6 +303,14 @@ impl Gateways {
                     .filter_map(|p| gw.channels.get(*p as usize).cloned())
                     .collect()
             })
+            .unwrap_or_default()
+    }
+
+    /// Every channel of one gateway, in port order; empty when it is not
+    /// running.
+    pub fn all_channels_of(&self, gateway: &str) -> Vec<Arc<Channel>> {
+        self.gateway(gateway)
+            .map(|gw| gw.channels.clone())
             .unwrap_or_default()
     }
 

@@ -166,8 +166,7 @@ fn ledger(
 }
 
 /// Queues a system reply to the customer on the channel they wrote to, in
-/// their conversation when there is one. A gateway without ports cannot
-/// be pinned yet: nothing is queued.
+/// their conversation when there is one.
 fn queue(
     tx: &Transaction<'_>,
     a: &Arrived<'_>,
@@ -176,10 +175,8 @@ fn queue(
     text: &str,
     done: &mut Responded,
 ) -> Result<(), StoreError> {
-    let Some(port) = a.port else {
-        return Ok(());
-    };
-    let channel = interactions::channel_name(a.gateway, Some(port));
+    let pin = interactions::pin_name(a.gateway, a.port);
+    let channel = interactions::channel_name(a.gateway, a.port);
     let plan = sms::plan(text);
     let message = NewMessage {
         dialer: dialer.to_string(),
@@ -193,7 +190,7 @@ fn queue(
         segments: plan.segments as u32,
         state: State::ToProcess,
     };
-    let id = spool::insert_pinned(tx, &message, &channel, a.interaction)?;
+    let id = spool::insert_pinned(tx, &message, &pin, a.interaction)?;
     if let Some(interaction) = a.interaction {
         interactions::record_outbound(tx, interaction, "system", &channel, id, &message)?;
     }

@@ -142,6 +142,46 @@ pub fn opt_out(
     Ok(added)
 }
 
+/// The DNCR source of entries a provider's refusal made (Twilio 21610:
+/// the recipient replied STOP to the provider).
+pub const PROVIDER_SOURCE: &str = "provider";
+
+/// A provider told us `number` has opted out: it goes on the global list,
+/// or with `per_dialer` on the lists of the dialers that texted it (the
+/// `[inbound] opt_out_scope`), and the change is kept in the ledger with
+/// the gateway and the provider's words. The lists it was not on yet.
+pub fn provider_opt_out(
+    tx: &Transaction<'_>,
+    number: &str,
+    per_dialer: bool,
+    gateway: &str,
+    detail: &str,
+) -> Result<Vec<String>, StoreError> {
+    let dialers = if per_dialer {
+        dialers_that_texted(tx, number)?
+    } else {
+        Vec::new()
+    };
+    let added = opt_out(tx, number, number, &dialers, PROVIDER_SOURCE)?;
+    if !added.is_empty() {
+        let lists: Vec<String> = added.iter().filter(|d| !d.is_empty()).cloned().collect();
+        record(
+            tx,
+            &Change {
+                number,
+                action: Action::OptOut,
+                dialers: &lists,
+                source: PROVIDER_SOURCE,
+                who: Some(gateway),
+                detail: Some(detail),
+                campaign: None,
+                interaction: None,
+            },
+        )?;
+    }
+    Ok(added)
+}
+
 /// Takes back what opt-out keywords added for a number; the lists it left
 /// (empty string for the global one).
 pub fn opt_in(tx: &Transaction<'_>, number: &str) -> Result<Vec<String>, StoreError> {

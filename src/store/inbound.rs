@@ -189,6 +189,21 @@ pub fn mark_key(gateway_kind: &str, gateway: &str) -> String {
     format!("{gateway_kind}.incoming_hwm.{gateway}")
 }
 
+/// Each customer's last message to `gateway` since `since_ms` (E.164,
+/// unix ms): the WhatsApp windows still open at a start.
+pub fn last_by_number(
+    conn: &Connection,
+    gateway: &str,
+    since_ms: i64,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT number, max(received_at) FROM inbound \
+         WHERE gateway = ?1 AND received_at >= ?2 AND number IS NOT NULL GROUP BY number",
+    )?;
+    let rows = stmt.query_map(params![gateway, since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
 /// A persistent integer (counters, high-water marks).
 pub fn kv_get(conn: &Connection, key: &str) -> Result<Option<i64>, StoreError> {
     Ok(conn

@@ -37,6 +37,16 @@ pub fn channel_name(gateway: &str, port: Option<u32>) -> String {
     }
 }
 
+/// The channel a reply to a customer is pinned to (`message.pin_channel`):
+/// the port they wrote to, or, on a provider that names no port (Twilio,
+/// WhatsApp), `gateway:*`, any channel of the gateway they wrote to.
+pub fn pin_name(gateway: &str, port: Option<u32>) -> String {
+    match port {
+        Some(p) => format!("{gateway}:{p}"),
+        None => format!("{gateway}:*"),
+    }
+}
+
 /// Adds a received message to its customer's open interaction with the
 /// campaign, opening one when there is none (or the open one has been idle
 /// `idle_ms` or more: it is closed first, as the idle sweep would have).

@@ -44,6 +44,7 @@ pub fn capabilities(ports: u32, s: &HttpSettings) -> Capabilities {
             .as_ref()
             .and_then(|r| r.poll.as_ref())
             .map(|p| p.window),
+        whatsapp: false,
     }
 }
 
@@ -530,7 +531,7 @@ impl Transport for HttpTransport {
         Box::pin(self.send_one(msg))
     }
 
-    fn reconcile<'a>(&'a self, _port: u32, _reference: i64) -> BoxFuture<'a, Reconciled> {
+    fn reconcile<'a>(&'a self, _asked: &'a super::Asked) -> BoxFuture<'a, Reconciled> {
         // Not asked (capabilities say so): a provider cannot be asked.
         Box::pin(async { Reconciled::Unknown })
     }
@@ -590,6 +591,7 @@ impl Transport for HttpTransport {
         Ok(WebhookReply {
             status: http::StatusCode::OK,
             body: serde_json::json!({"ok": true, "events": n}),
+            raw: None,
             events: n,
         })
     }

@@ -12,6 +12,7 @@ pub mod dinstar;
 pub mod dwg;
 pub mod http;
 pub mod sim;
+pub mod whatsapp;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -35,6 +36,9 @@ pub struct Outbound {
     /// transport that can be asked later (Dinstar's user_id) can be
     /// reconciled after a crash.
     pub reference: i64,
+    /// A provider's template (WhatsApp): sent instead of `text`, which is
+    /// then only what the conversation shows.
+    pub template: Option<Arc<smsgate_proto::whatsapp_rules::MessageTemplate>>,
 }
 
 /// The transport took the message: it has a reference for it.
@@ -62,6 +66,19 @@ pub enum SendError {
     /// The request may have left: we cannot tell whether the message went.
     #[error("outcome unknown: {reason}")]
     Unknown { reason: String },
+    /// The recipient told the provider to stop (Twilio 21610): the message
+    /// fails, and the number goes into the consent ledger and the DNCR
+    /// list as an opt-out, so no dialer tries it again.
+    #[error("the recipient has opted out: {reason}")]
+    OptedOut { reason: String },
+    /// Not now, and it is nobody's fault: the gateway's messaging limit is
+    /// used up (WhatsApp). The message goes back to its queue, without
+    /// counting an attempt, until `retry_in` has passed.
+    #[error("deferred: {reason}")]
+    Deferred {
+        reason: String,
+        retry_in: std::time::Duration,
+    },
 }
 
 impl SendError {
@@ -72,6 +89,8 @@ impl SendError {
             Self::Auth { .. } => "auth",
             Self::Permanent { .. } => "permanent",
             Self::Unknown { .. } => "unknown",
+            Self::OptedOut { .. } => "opted_out",
+            Self::Deferred { .. } => "deferred",
         }
     }
 }
@@ -91,6 +110,24 @@ pub enum Reconciled {
     /// The question itself failed (timeout, refused connection, HTTP 5xx,
     /// an unreadable reply): ask again later.
     Unanswered { reason: String },
+}
+
+/// A message in doubt, as its transport is asked about it: Dinstar finds
+/// it by `reference` (its user_id); a provider that cannot be asked by our
+/// reference (Twilio) looks for a message to `to` with this `text` created
+/// since `started_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Asked {
+    pub message_id: i64,
+    pub port: u32,
+    /// Our reference of the attempt.
+    pub reference: i64,
+    /// E.164, as handed to the transport.
+    pub to: String,
+    pub text: String,
+    /// Unix ms when the attempt began: the request cannot have reached the
+    /// gateway before.
+    pub started_ms: i64,
 }
 
 /// How a transport that can be asked about a message in doubt wants it
@@ -242,6 +279,11 @@ pub struct Capabilities {
     /// awaits ([`BuildContext::awaiting`]); None when it awaits nothing
     /// across a restart.
     pub resume_window: Option<std::time::Duration>,
+    /// WhatsApp's rules apply (the 24-hour window, templates, the
+    /// messaging limit): at start it wants its customers' last messages
+    /// and its templates of the last 24 hours
+    /// ([`BuildContext::last_inbound`], [`BuildContext::templates_sent`]).
+    pub whatsapp: bool,
 }
 
 /// What a gateway's kind can do (see [`Capabilities`]).
@@ -261,6 +303,9 @@ pub fn capabilities(gw: &GatewayConfig) -> Capabilities {
 #[derive(Debug, Clone)]
 pub struct WebhookRequest {
     pub method: ::http::Method,
+    /// The path and query as received (a Meta verification GET's
+    /// `hub.challenge`; the query Twilio signed).
+    pub uri: ::http::Uri,
     pub headers: ::http::HeaderMap,
     pub body: bytes::Bytes,
     pub peer: Option<std::net::SocketAddr>,
@@ -271,6 +316,9 @@ pub struct WebhookRequest {
 pub struct WebhookReply {
     pub status: ::http::StatusCode,
     pub body: serde_json::Value,
+    /// Sent instead of `body` when set: a content type and the text (Meta's
+    /// challenge as text/plain, an empty TwiML response for Twilio).
+    pub raw: Option<(&'static str, String)>,
     /// How many events the request carried (for the log).
     pub events: usize,
 }
@@ -325,8 +373,19 @@ pub trait Transport: Send + Sync {
     fn ports(&self) -> u32;
     fn send<'a>(&'a self, msg: &'a Outbound) -> BoxFuture<'a, Result<Accepted, SendError>>;
     /// Asks the gateway what became of a message in doubt.
-    fn reconcile<'a>(&'a self, port: u32, reference: i64) -> BoxFuture<'a, Reconciled>;
+    fn reconcile<'a>(&'a self, asked: &'a Asked) -> BoxFuture<'a, Reconciled>;
     fn health(&self, port: u32) -> PortHealth;
+    /// Where `number`'s WhatsApp customer-service window stands on this
+    /// gateway; None for gateways without one (SMS).
+    fn window(&self, number: &str) -> Option<smsgate_proto::whatsapp_rules::WindowState> {
+        let _ = number;
+        None
+    }
+    /// The messaging limit's use: customers reached outside their window
+    /// in the last 24 hours, and the limit; None without one.
+    fn messaging_limit(&self) -> Option<(usize, Option<u32>)> {
+        None
+    }
     /// Whether the gateway answers healthily now; an open breaker calls
     /// this to decide to close. By default: some port reports usable.
     fn probe<'a>(&'a self) -> BoxFuture<'a, Result<(), String>> {
@@ -506,6 +565,12 @@ pub struct BuildContext {
     pub inbound_mark: Option<i64>,
     /// `[daemon] default_country`, for numbers written without a country.
     pub default_country: String,
+    /// With [`Capabilities::whatsapp`]: each customer's last message to
+    /// this gateway in the last 24 hours (E.164, unix ms).
+    pub last_inbound: Vec<(String, i64)>,
+    /// With [`Capabilities::whatsapp`]: the templates it sent in the last
+    /// 24 hours (E.164, unix ms), what its messaging limit has used.
+    pub templates_sent: Vec<(String, i64)>,
 }
 
 /// Builds the transport a gateway's config describes.

@@ -24,6 +24,7 @@ pub fn capabilities(ports: u32, settings: &SimSettings) -> super::Capabilities {
         reconcile: None,
         receives: settings.inbound_every.is_some(),
         resume_window: None,
+        whatsapp: false,
     }
 }
 
@@ -178,7 +179,7 @@ impl Transport for SimTransport {
         })
     }
 
-    fn reconcile<'a>(&'a self, _port: u32, _reference: i64) -> BoxFuture<'a, Reconciled> {
+    fn reconcile<'a>(&'a self, _asked: &'a super::Asked) -> BoxFuture<'a, Reconciled> {
         // An in-process gateway dies with us: it cannot say what left.
         Box::pin(async { Reconciled::Unknown })
     }

@@ -12,7 +12,9 @@
 //! - [`http_api`]: the `http` provider kind's templates, replies and callbacks;
 //! - [`consent`]: whether a received text is an opt-out or opt-in keyword;
 //! - [`recording`]: a conversation written out as text, JSON or CSV;
-//! - [`webhook`]: the HMAC signature of a webhook delivery.
+//! - [`webhook`]: the HMAC signature of a webhook delivery;
+//! - [`whatsapp_rules`]: WhatsApp's 24-hour window, messaging limit and
+//!   templates.
 #![forbid(unsafe_code)]
 
 pub mod at;
@@ -23,3 +25,4 @@ pub mod http_api;
 pub mod recording;
 pub mod sms;
 pub mod webhook;
+pub mod whatsapp_rules;

@@ -338,8 +338,8 @@ impl Validator<'_> {
             }
             (None, GatewayKind::Sim) => 4,
             (None, GatewayKind::At) => 1,
-            // An http provider's channels: one unless `ports` says more.
-            (None, GatewayKind::Http) => 1,
+            // A provider's channels: one unless `ports` says more.
+            (None, k) if k.is_provider() => 1,
             (None, k) if !k.has_ports() => 0,
             (None, _) => {
                 self.problem(
@@ -359,7 +359,7 @@ impl Validator<'_> {
             GatewayKind::DinstarDwg => self.dwg(&mut g, &name_span),
             GatewayKind::At => self.at(&mut g, &name_span, &mut ok),
             GatewayKind::Http => self.http(&mut g, &name_span, &mut ok),
-            GatewayKind::Twilio => {
+            GatewayKind::Twilio | GatewayKind::WhatsappCloud => {
                 self.problem(
                     g.kind.span(),
                     format!(

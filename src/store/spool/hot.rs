@@ -25,6 +25,8 @@ pub struct Queued {
     /// The one channel ("gateway:port") it may go out on: a reply to a
     /// customer leaves by the number the customer wrote to.
     pub pin: Option<String>,
+    /// A provider's template (WhatsApp), sent instead of the text.
+    pub template: Option<std::sync::Arc<smsgate_proto::whatsapp_rules::MessageTemplate>>,
 }
 
 impl Queued {
@@ -57,6 +59,10 @@ pub fn next_to_process(
             attempts: r.get(4)?,
             listed: r.get(5)?,
             pin: r.get(6)?,
+            template: r
+                .get::<_, Option<String>>(7)?
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .map(std::sync::Arc::new),
         })
     };
     let mut out = Vec::with_capacity(limit);
@@ -108,13 +114,13 @@ const NEXT_RETRY_SQL: &str = "SELECT min(not_before) FROM message \
      WHERE dialer = ?1 AND state = 1 AND not_before > 0 AND not_before > ?2";
 const NEXT_TO_PROCESS_SQL: &str = "SELECT id, number, text, priority, attempts, \
        ?4 IS NOT NULL AND EXISTS (SELECT 1 FROM dncr WHERE key = message.number AND dialer IN ('', ?4)), \
-       pin_channel \
+       pin_channel, template \
      FROM message \
      WHERE dialer = ?1 AND state = 1 AND not_before <= ?2 \
      ORDER BY priority, id LIMIT ?3";
 const NEXT_TO_PROCESS_AFTER_SQL: &str = "SELECT id, number, text, priority, attempts, \
        ?4 IS NOT NULL AND EXISTS (SELECT 1 FROM dncr WHERE key = message.number AND dialer IN ('', ?4)), \
-       pin_channel \
+       pin_channel, template \
      FROM message \
      WHERE dialer = ?1 AND state = 1 AND (priority, id) > (?5, ?6) AND not_before <= ?2 \
      ORDER BY priority, id LIMIT ?3";
@@ -462,6 +468,25 @@ pub fn requeue(
          WHERE id = ?1 AND state = 2",
     )?
     .execute(params![id, reason, now_ms()])?;
+    Ok(())
+}
+
+/// Back to the queue, not before `not_before` (unix ms), without spending
+/// an attempt: the gateway asked us to wait (a WhatsApp messaging limit).
+pub fn defer(
+    tx: &Transaction<'_>,
+    id: i64,
+    row: AttemptRow,
+    outcome: &str,
+    reason: &str,
+    not_before: i64,
+) -> Result<(), StoreError> {
+    finish_attempt(tx, id, row, outcome, None, Some(reason))?;
+    tx.prepare_cached(
+        "UPDATE message SET state = 1, attempts = max(attempts - 1, 0), not_before = ?2, \
+         error = ?3, updated_at = ?4 WHERE id = ?1 AND state = 2",
+    )?
+    .execute(params![id, not_before, reason, now_ms()])?;
     Ok(())
 }
 

@@ -16,7 +16,7 @@ mod hot;
 pub(crate) use hot::HOT_QUERIES;
 pub use hot::{
     AttemptRow, Begun, Queued, Report, ReportKind, apply_reports, begin_attempt, begin_attempts,
-    fail_queued, find_sent, is_blocked, mark_blocked, mark_failed, mark_retry, mark_sent,
+    defer, fail_queued, find_sent, is_blocked, mark_blocked, mark_failed, mark_retry, mark_sent,
     mark_sent_many, mark_unknown, next_retry_at, next_to_process, note, requeue, sent_but_failed,
 };
 
@@ -460,11 +460,18 @@ pub struct InFlight {
     pub gateway: Option<String>,
     pub channel: Option<String>,
     pub reference: Option<i64>,
+    /// E.164, as handed to the transport.
+    pub number: Option<String>,
+    pub text: String,
+    /// When its latest attempt began (unix ms).
+    pub started_at: Option<i64>,
 }
 
 pub fn in_flight(conn: &Connection) -> Result<Vec<InFlight>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, dialer, gateway, channel, reference FROM message WHERE state = 2 ORDER BY id",
+        "SELECT m.id, m.dialer, m.gateway, m.channel, m.reference, m.number, m.text, \
+                (SELECT max(a.started_at) FROM attempt a WHERE a.message_id = m.id) \
+         FROM message m WHERE m.state = 2 ORDER BY m.id",
     )?;
     let rows = stmt.query_map([], |r| {
         Ok(InFlight {
@@ -473,6 +480,9 @@ pub fn in_flight(conn: &Connection) -> Result<Vec<InFlight>, StoreError> {
             gateway: r.get(2)?,
             channel: r.get(3)?,
             reference: r.get(4)?,
+            number: r.get(5)?,
+            text: r.get(6)?,
+            started_at: r.get(7)?,
         })
     })?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
@@ -529,6 +539,21 @@ pub fn sent_awaiting(
             sent_at: r.get(5)?,
         })
     })?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
+/// The templates `gateway` sent since `since_ms` (E.164, sent_at): what its
+/// WhatsApp messaging limit has used.
+pub fn templates_sent(
+    conn: &Connection,
+    gateway: &str,
+    since_ms: i64,
+) -> Result<Vec<(String, i64)>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT number, sent_at FROM message \
+         WHERE gateway = ?1 AND template IS NOT NULL AND sent_at >= ?2 AND number IS NOT NULL",
+    )?;
+    let rows = stmt.query_map(params![gateway, since_ms], |r| Ok((r.get(0)?, r.get(1)?)))?;
     Ok(rows.collect::<Result<Vec<_>, _>>()?)
 }
 

@@ -69,6 +69,7 @@ pub fn capabilities() -> crate::transport::Capabilities {
         reconcile: None,
         receives: true,
         resume_window: Some(session::TRACKED_AGE),
+        whatsapp: false,
     }
 }
 
@@ -166,7 +167,7 @@ impl Transport for AtTransport {
         })
     }
 
-    fn reconcile<'a>(&'a self, _port: u32, _reference: i64) -> BoxFuture<'a, Reconciled> {
+    fn reconcile<'a>(&'a self, _asked: &'a super::Asked) -> BoxFuture<'a, Reconciled> {
         // A modem keeps no record of what it sent that we could ask for.
         Box::pin(async { Reconciled::Unknown })
     }

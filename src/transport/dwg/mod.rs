@@ -168,6 +168,7 @@ pub fn capabilities(ports: u32) -> Capabilities {
         reconcile: None,
         receives: true,
         resume_window: None,
+        whatsapp: false,
     }
 }
 
@@ -465,7 +466,7 @@ impl Transport for DwgTransport {
         Box::pin(self.send_inner(msg))
     }
 
-    fn reconcile<'a>(&'a self, _port: u32, _reference: i64) -> BoxFuture<'a, Reconciled> {
+    fn reconcile<'a>(&'a self, _asked: &'a super::Asked) -> BoxFuture<'a, Reconciled> {
         // The DWG protocol has no query for past sends (types 0x01–0x12 and
         // the SIM-management 0x01xx set): nobody can tell.
         Box::pin(async { Reconciled::Unknown })

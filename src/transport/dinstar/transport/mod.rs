@@ -36,8 +36,8 @@ use super::client::{AuthScheme, DinstarClient, DinstarClientConfig, DinstarError
 use super::tls::{TlsVerify, parse_fingerprint};
 use crate::config::DinstarSettings;
 use crate::transport::{
-    Accepted, Awaiting, BoxFuture, BuildContext, Capabilities, Event, Events, Outbound, PortHealth,
-    ReconcileTiming, Reconciled, SendError, Transport, TransportError, WebhookReply,
+    Accepted, Asked, Awaiting, BoxFuture, BuildContext, Capabilities, Event, Events, Outbound,
+    PortHealth, ReconcileTiming, Reconciled, SendError, Transport, TransportError, WebhookReply,
     WebhookRequest,
 };
 use smsgate_proto::dinstar::wire::{self, DeliverStatus};
@@ -81,6 +81,7 @@ pub fn capabilities(ports: u32, settings: &DinstarSettings) -> Capabilities {
         }),
         receives: true,
         resume_window: Some(RESUME_WINDOW),
+        whatsapp: false,
     }
 }
 /// Pushed delivery reports that match nothing yet (their send result has
@@ -351,8 +352,8 @@ impl Transport for DinstarTransport {
         Box::pin(self.inner.send(msg))
     }
 
-    fn reconcile<'a>(&'a self, port: u32, reference: i64) -> BoxFuture<'a, Reconciled> {
-        Box::pin(self.inner.reconcile(port, reference))
+    fn reconcile<'a>(&'a self, asked: &'a Asked) -> BoxFuture<'a, Reconciled> {
+        Box::pin(self.inner.reconcile(asked.port, asked.reference))
     }
 
     fn health(&self, port: u32) -> PortHealth {
@@ -398,6 +399,7 @@ impl Transport for DinstarTransport {
         Ok(WebhookReply {
             status: http::StatusCode::OK,
             body: serde_json::json!({"error_code": 200, "events": n}),
+            raw: None,
             events: n,
         })
     }
