@@ -75,6 +75,7 @@ fn fill(store: &Store, messages: u64, dncr: u64) {
                         encoding: "gsm7",
                         segments: 1,
                         state: State::ALL[(i % State::ALL.len() as u64) as usize],
+                        template: None,
                     })
                     .collect();
                 smsgate::store::spool::insert_many(tx, &rows, import, 1)

@@ -114,7 +114,7 @@ impl Engine {
 
     /// Checks, stores and queues one message (see [`crate::dialer::submit`]).
     pub async fn submit(&self, s: Submission) -> Result<Submitted, DialerError> {
-        crate::dialer::submit::submit(&self.shared, &self.dialers, s).await
+        crate::dialer::submit::submit(&self.shared, &self.dialers, &self.gateways, s).await
     }
 
     /// Imports a whole file of messages (see [`crate::dialer::submit::import`]).
@@ -143,6 +143,40 @@ impl Engine {
         request: WebhookRequest,
     ) -> Result<WebhookReply, TransportError> {
         self.gateways.webhook(gateway, request)
+    }
+
+    /// Each running WhatsApp gateway: its messaging limit's use and, for
+    /// `number`, where that customer's 24-hour window stands; in config
+    /// order.
+    pub fn whatsapp(&self, number: Option<&str>) -> Vec<WhatsAppGateway> {
+        let config = self.shared.config();
+        config
+            .gateways
+            .iter()
+            .filter(|g| g.enabled && crate::transport::capabilities(g).whatsapp)
+            .map(|g| {
+                let t = self.gateways.transport(&g.name);
+                WhatsAppGateway {
+                    gateway: g.name.clone(),
+                    running: t.is_some(),
+                    limit_used: t.as_ref().and_then(|t| t.messaging_limit()),
+                    window: match (number, &t) {
+                        (Some(n), Some(t)) => t.window(n),
+                        _ => None,
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// Where `number`'s WhatsApp window stands on `gateway`; None when the
+    /// gateway is not a running WhatsApp gateway.
+    pub fn window(
+        &self,
+        gateway: &str,
+        number: &str,
+    ) -> Option<smsgate_proto::whatsapp_rules::WindowState> {
+        self.gateways.transport(gateway)?.window(number)
     }
 
     /// One line for `systemctl status`.
@@ -184,4 +218,15 @@ impl Engine {
             }
         }
     }
+}
+
+/// One WhatsApp gateway as the API and `smsgate status` show it.
+#[derive(Debug, Clone)]
+pub struct WhatsAppGateway {
+    pub gateway: String,
+    pub running: bool,
+    /// Customers reached outside their window in the last 24 hours, and
+    /// the limit (None: not enforced).
+    pub limit_used: Option<(usize, Option<u32>)>,
+    pub window: Option<smsgate_proto::whatsapp_rules::WindowState>,
 }

@@ -365,7 +365,23 @@ fn single_sends_refuse_bad_input_with_plain_problems() {
         ),
         (
             json!({"dialer": "campsms", "to": "098344384"}),
-            "invalid_body",
+            "empty_text",
+        ),
+        (
+            json!({"dialer": "campsms", "to": "098344384", "template": {"name": "order_update", "language": "es"}}),
+            "template_needs_whatsapp",
+        ),
+        (
+            json!({"dialer": "campsms", "to": "098344384", "template": {"name": " "}}),
+            "invalid_template",
+        ),
+        (
+            json!({"dialer": "campsms", "to": "098344384", "template": {"name": "t", "language": "es es"}}),
+            "invalid_template",
+        ),
+        (
+            json!({"dialer": "campsms", "to": "098344384", "text": "x", "variables": ["Ana"]}),
+            "invalid_template",
         ),
         (
             json!({"dialer": "campsms", "to": "098344384", "text": "x", "extra": 1}),

@@ -136,6 +136,7 @@ impl Rig {
             encoding: "auto",
             segments: 1,
             state: State::ToProcess,
+            template: None,
         };
         let id = self
             .store
@@ -1130,6 +1131,7 @@ async fn left_in_sending(store: &Store, sim: &SimHandle, number: &str) -> Vec<(i
             encoding: "auto",
             segments: 1,
             state: State::ToProcess,
+            template: None,
         };
         let id = store
             .write(move |tx| {

@@ -83,6 +83,18 @@ pub const CODES: &[(&str, &str)] = &[
     ),
     ("invalid_number", "the destination cannot be a phone number"),
     (
+        "invalid_template",
+        "the WhatsApp template's name, language or a variable is not valid, or variables came without a template",
+    ),
+    (
+        "template_needs_whatsapp",
+        "a template was given to a dialer that sends through no WhatsApp gateway",
+    ),
+    (
+        "outside_window",
+        "free text to a customer whose 24-hour WhatsApp window is closed on every gateway of the dialer; send a template",
+    ),
+    (
         "client_id_reused",
         "the client_id was used before for a different message",
     ),
@@ -379,6 +391,9 @@ impl From<DialerError> for ApiError {
             DialerError::BadPriority(_) => "bad_priority",
             DialerError::BadClientId => "bad_client_id",
             DialerError::InvalidNumber { .. } => "invalid_number",
+            DialerError::BadTemplate(_) => "invalid_template",
+            DialerError::TemplateNeedsWhatsApp { .. } => "template_needs_whatsapp",
+            DialerError::OutsideWindow { .. } => "outside_window",
         };
         ApiError::unprocessable(code, e.to_string())
     }

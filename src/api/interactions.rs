@@ -105,8 +105,17 @@ pub async fn get(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let (summary, messages) = read(&st, id).await?;
+    let gateway = summary
+        .channel
+        .rsplit_once(':')
+        .map_or(summary.channel.as_str(), |(g, _)| g);
+    // For the agent: whether free text can still go, or only a template.
+    let window = st.engine.window(gateway, &summary.customer);
     let mut v = json!(summary);
     v["messages"] = json!(messages);
+    if let Some(w) = window {
+        v["whatsapp_window"] = super::whatsapp::window_json(&w);
+    }
     Ok(axum::Json(v))
 }
 

@@ -17,9 +17,23 @@ use smsgate_proto::sms::phone;
 pub struct SendRequest {
     pub dialer: String,
     pub to: String,
+    /// Optional with a template: what the conversation shows.
+    #[serde(default)]
     pub text: String,
     pub priority: Option<i64>,
     pub client_id: Option<String>,
+    pub template: Option<TemplateRequest>,
+    /// The template's variables, in order.
+    pub variables: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateRequest {
+    /// Twilio's ContentSid, or the Meta template's name.
+    pub name: String,
+    /// The Meta template's language code.
+    pub language: Option<String>,
 }
 
 /// `POST /api/v1/messages`: the HTTP side of [`dialer::submit`]; the
@@ -36,6 +50,20 @@ pub async fn send(
             text: req.text,
             priority: req.priority,
             client_id: req.client_id,
+            template: match (req.template, req.variables) {
+                (Some(t), variables) => Some(smsgate_proto::whatsapp_rules::MessageTemplate {
+                    name: t.name,
+                    language: t.language,
+                    variables: variables.unwrap_or_default(),
+                }),
+                (None, Some(_)) => {
+                    return Err(ApiError::unprocessable(
+                        "invalid_template",
+                        "variables are given without a template; add \"template\": {\"name\": ...}",
+                    ));
+                }
+                (None, None) => None,
+            },
         })
         .await?;
     let mut body = json!(submitted.message);

@@ -18,6 +18,7 @@ mod staging;
 mod system;
 mod uploads;
 mod webhooks;
+mod whatsapp;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -320,6 +321,12 @@ pub fn routes() -> Vec<RouteSpec> {
             "/api/v1/webhooks/{name}/dead-letters/{id}/replay",
             Role(crate::config::Role::Operator),
             post(webhooks::replay),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/whatsapp",
+            Role(crate::config::Role::Viewer),
+            get(whatsapp::get),
         ),
     ]
 }

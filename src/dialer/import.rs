@@ -7,7 +7,12 @@
 //!   characters ([`check_file_name`]);
 //! - the dialer must exist, else the whole file is refused (every line with
 //!   an unknown dialer is reported; the import is all or nothing anyway);
-//! - at least four columns; columns after the fourth are ignored;
+//! - at least four columns; columns after the fourth are ignored, unless
+//!   the fifth starts with `template:` (ours, for WhatsApp): then it names a
+//!   provider's template, `template:NAME` or `template:NAME:LANGUAGE`
+//!   (`template:order_update:es`, or a Twilio ContentSid), and the columns
+//!   after it are the template's variables in order; the message column is
+//!   what the conversation shows;
 //! - no blank records, including blank lines after the last line ("No deben
 //!   de existir espacios en blanco después de la última línea"). The line end
 //!   of the last line is not a blank record: editors and Excel write one;
@@ -109,6 +114,7 @@ pub enum Rule {
     EmptyMessage,
     BadPriority,
     BadPhone,
+    BadTemplate,
     TextTooLong,
     LineTooLong,
     UnsupportedEncoding,
@@ -127,6 +133,7 @@ impl Rule {
             Rule::EmptyMessage => "empty_message",
             Rule::BadPriority => "bad_priority",
             Rule::BadPhone => "bad_phone",
+            Rule::BadTemplate => "bad_template",
             Rule::TextTooLong => "text_too_long",
             Rule::LineTooLong => "line_too_long",
             Rule::UnsupportedEncoding => "unsupported_encoding",
@@ -237,6 +244,8 @@ pub struct ImportRow {
     pub message: String,
     /// 1 (urgent) ..= 9999 (routine); lower is sent first.
     pub priority: u16,
+    /// A provider's template (a fifth column `template:...`).
+    pub template: Option<smsgate_proto::whatsapp_rules::MessageTemplate>,
 }
 
 /// A streaming bulk-import parser: an iterator over the lines of a
@@ -355,7 +364,12 @@ impl<F: FnMut(&str) -> bool> Checker<'_, F> {
                 ),
             ));
         };
-        let extra = fields.next().is_some_and(|rest| !rest.trim().is_empty());
+        let rest = fields.next();
+        let template = match rest.map(str::trim_start) {
+            Some(r) if r.starts_with(TEMPLATE_PREFIX) => Some(parse_template(no, r)?),
+            _ => None,
+        };
+        let extra = template.is_none() && rest.is_some_and(|rest| !rest.trim().is_empty());
         // ASCII forbidden characters (the usual case) are found by a byte
         // scan; others need the char walk.
         let forbidden = &self.rules.forbidden;
@@ -368,7 +382,7 @@ impl<F: FnMut(&str) -> bool> Checker<'_, F> {
         };
         if let Some((pos, c)) = found {
             let col = text[..pos].matches(';').count();
-            let col_name = COLUMNS.get(col).copied().unwrap_or("an extra column");
+            let col_name = COLUMNS.get(col).copied().unwrap_or("extra column");
             return Err(LineError::new(
                 no,
                 Rule::ForbiddenCharacter,
@@ -431,8 +445,43 @@ impl<F: FnMut(&str) -> bool> Checker<'_, F> {
             destination: destination.to_owned(),
             message: message.to_owned(),
             priority,
+            template,
         })
     }
+}
+
+const TEMPLATE_PREFIX: &str = "template:";
+
+/// `template:NAME[:LANGUAGE];variable;variable...` (the fifth column on;
+/// not '@', which the seed forbids).
+fn parse_template(
+    no: u64,
+    rest: &str,
+) -> Result<smsgate_proto::whatsapp_rules::MessageTemplate, LineError> {
+    let mut cols = rest.split(';');
+    let head = cols.next().unwrap_or_default()[TEMPLATE_PREFIX.len()..].trim();
+    let (name, language) = match head.rsplit_once(':') {
+        Some((n, l)) => (n.trim(), Some(l.trim().to_string())),
+        None => (head, None),
+    };
+    let mut variables: Vec<String> = cols.map(|v| v.trim().to_string()).collect();
+    // The file's optional trailing ';' leaves an empty last column.
+    while variables.last().is_some_and(String::is_empty) {
+        variables.pop();
+    }
+    let t = smsgate_proto::whatsapp_rules::MessageTemplate {
+        name: name.to_string(),
+        language,
+        variables,
+    };
+    t.check().map_err(|why| {
+        LineError::new(
+            no,
+            Rule::BadTemplate,
+            format!("the template column {head:?}: {why}"),
+        )
+    })?;
+    Ok(t)
 }
 
 fn parse_priority(s: &str) -> Option<u16> {
@@ -481,6 +530,37 @@ mod tests {
     }
 
     #[test]
+    fn a_fifth_column_may_name_a_template_and_its_variables() {
+        let rows = parse(
+            b"campsms;098344384;Your order;9999;template:order_update:es;Ana;1234;\n\
+              campsms;098344385;Hi;10;HXb5b62575e6e4ff6129ad7c8efe1f983e;\n\
+              campsms;098344386;Hi;10;template:HXb5b62575e6e4ff6129ad7c8efe1f983e\n",
+        );
+        let t = |r: &Result<ImportRow, LineError>| r.as_ref().unwrap().template.clone();
+        let first = t(&rows[0]).unwrap();
+        assert_eq!(first.name, "order_update");
+        assert_eq!(first.language.as_deref(), Some("es"));
+        assert_eq!(first.variables, vec!["Ana", "1234"]);
+        assert_eq!(
+            t(&rows[1]),
+            None,
+            "a fifth column without the prefix is ignored"
+        );
+        let third = t(&rows[2]).unwrap();
+        assert_eq!(third.name, "HXb5b62575e6e4ff6129ad7c8efe1f983e");
+        assert_eq!(third.language, None);
+        assert_eq!(
+            errors(b"campsms;098344384;x;9;template::es;\n"),
+            vec![(1, Rule::BadTemplate)]
+        );
+        assert_eq!(
+            errors(b"campsms;098344384;x;9;template:t:es;;Ana;\n"),
+            vec![(1, Rule::BadTemplate)],
+            "an empty variable before another"
+        );
+    }
+
+    #[test]
     fn a_good_line_parses() {
         let rows = parse(b"campsms;098344384;Hola Mundo!;9999;\n");
         assert_eq!(
@@ -491,6 +571,7 @@ mod tests {
                 destination: "098344384".into(),
                 message: "Hola Mundo!".into(),
                 priority: 9999,
+                template: None,
             })]
         );
     }

@@ -154,6 +154,10 @@ pub fn import_messages(
             dialer: row.dialer,
             destination: row.destination,
             text: row.message,
+            template: row
+                .template
+                .as_ref()
+                .and_then(|t| serde_json::to_string(t).ok()),
             priority: i64::from(row.priority),
             client_id: None,
             import_id: None,

@@ -75,6 +75,20 @@ pub enum DialerError {
     BadClientId,
     #[error("{to:?} cannot be a phone number: {reason}")]
     InvalidNumber { to: String, reason: String },
+    #[error("the template cannot be sent: {0}")]
+    BadTemplate(String),
+    #[error(
+        "dialer {dialer:?} sends through no WhatsApp gateway, and only WhatsApp gateways (kind whatsapp-cloud, or twilio with channel = \"whatsapp\") send templates; send text instead"
+    )]
+    TemplateNeedsWhatsApp { dialer: String },
+    #[error(
+        "{number} is outside WhatsApp's 24-hour customer-service window on every gateway of dialer {dialer:?} ({since}): free text would be refused; send a template (\"template\": {{\"name\", \"language\"}}, \"variables\")"
+    )]
+    OutsideWindow {
+        number: String,
+        dialer: String,
+        since: String,
+    },
     /// The client id was used before for another message.
     #[error("{0}")]
     ClientIdReused(String),

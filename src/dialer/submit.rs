@@ -11,8 +11,9 @@ use smsgate_proto::sms::{self, MAX_SEGMENTS, phone};
 use super::DialerError;
 use super::Dialers;
 use super::importer::{self, ImportSummary};
-use super::limits::text_limit;
+use super::limits::{self, text_limit};
 use crate::config::{Config, MAX_PRIORITY, MIN_PRIORITY};
+use crate::gateways::Gateways;
 use crate::runtime::Shared;
 use crate::store::StoreError;
 use crate::store::spool::{self, Inserted, Message, NewMessage, State};
@@ -31,6 +32,9 @@ pub struct Submission {
     pub priority: Option<i64>,
     /// The caller's idempotency key.
     pub client_id: Option<String>,
+    /// A provider's template (WhatsApp), sent instead of the text; the
+    /// text, when given, is what the conversation shows.
+    pub template: Option<smsgate_proto::whatsapp_rules::MessageTemplate>,
 }
 
 /// The message as stored; `replayed` when the client id was seen before
@@ -45,10 +49,12 @@ pub struct Submitted {
 pub async fn submit(
     shared: &Shared,
     dialers: &Dialers,
+    gateways: &Gateways,
     s: Submission,
 ) -> Result<Submitted, DialerError> {
     let config = shared.config();
     let new = check(&config, s)?;
+    check_window(&config, gateways, &new)?;
     let inserted = shared.store.write(move |tx| spool::insert(tx, &new)).await;
     let submitted = match inserted {
         Ok(Inserted::New(message)) => Submitted {
@@ -98,6 +104,43 @@ pub async fn import(
     Ok(summary)
 }
 
+/// Free text to a customer whose WhatsApp window is closed on every
+/// gateway the dialer may use would only fail later: refuse it now. A
+/// gateway that is not running cannot say; the send path decides then.
+fn check_window(config: &Config, gateways: &Gateways, m: &NewMessage) -> Result<(), DialerError> {
+    if m.template.is_some() || m.state != State::ToProcess {
+        return Ok(());
+    }
+    let (Some(dialer), Some(number)) = (config.user_dialer(&m.dialer), m.number.as_deref()) else {
+        return Ok(());
+    };
+    if !limits::whatsapp(config, dialer).0 {
+        return Ok(());
+    }
+    let mut last: Option<i64> = None;
+    for g in limits::gateways(config, dialer) {
+        let Some(window) = gateways.transport(&g.name).and_then(|t| t.window(number)) else {
+            return Ok(());
+        };
+        if window.open {
+            return Ok(());
+        }
+        last = last.max(window.last_inbound_ms);
+    }
+    let since = match last {
+        Some(at) => format!(
+            "the customer last wrote {} h ago",
+            (crate::now_ms() - at).max(0) / 3_600_000
+        ),
+        None => "the customer has not written to it".into(),
+    };
+    Err(DialerError::OutsideWindow {
+        number: number.to_string(),
+        dialer: dialer.name.clone(),
+        since,
+    })
+}
+
 /// The message a submission makes, or the first rule it breaks.
 fn check(config: &Config, s: Submission) -> Result<NewMessage, DialerError> {
     let Some(dialer) = config.user_dialer(&s.dialer) else {
@@ -111,10 +154,20 @@ fn check(config: &Config, s: Submission) -> Result<NewMessage, DialerError> {
                 .collect(),
         });
     };
-    if s.text.is_empty() {
-        return Err(DialerError::EmptyText);
+    if let Some(t) = &s.template {
+        t.check().map_err(DialerError::BadTemplate)?;
+        if !limits::whatsapp(config, dialer).1 {
+            return Err(DialerError::TemplateNeedsWhatsApp {
+                dialer: dialer.name.clone(),
+            });
+        }
     }
-    let plan = sms::plan(&s.text);
+    let text = match (&s.template, s.text.is_empty()) {
+        (Some(t), true) => t.describe(),
+        (None, true) => return Err(DialerError::EmptyText),
+        (_, false) => s.text,
+    };
+    let plan = sms::plan(&text);
     if plan.segments > MAX_SEGMENTS {
         return Err(DialerError::TooManyParts {
             segments: plan.segments,
@@ -124,7 +177,7 @@ fn check(config: &Config, s: Submission) -> Result<NewMessage, DialerError> {
     // A Dinstar gateway takes at most 670 characters whatever the encoding
     // (reference §5): refuse now rather than fail the message later.
     if let Some((max, gateway)) = text_limit(config, dialer) {
-        let length = smsgate_proto::dinstar::wire::text_length(&s.text);
+        let length = smsgate_proto::dinstar::wire::text_length(&text);
         if length > max {
             return Err(DialerError::TooLong {
                 length,
@@ -153,7 +206,11 @@ fn check(config: &Config, s: Submission) -> Result<NewMessage, DialerError> {
         dialer: dialer.name.clone(),
         destination: s.to.trim().to_string(),
         number: Some(number.into_string()),
-        text: s.text,
+        text,
+        template: s
+            .template
+            .as_ref()
+            .and_then(|t| serde_json::to_string(t).ok()),
         priority,
         client_id: s.client_id,
         import_id: None,

@@ -625,7 +625,19 @@ impl Worker {
         // Every transport bounds its own calls; this outer bound only keeps
         // a transport bug from holding a channel forever.
         let give_up = started + SEND_HARD_LIMIT;
-        let result = {
+        // A template is WhatsApp's; an SMS gateway would send the text
+        // that only describes it. (A dialer over mixed gateways can route
+        // one to an SMS channel.)
+        let sms_template =
+            outbound.template.is_some() && self.ch.transport.window(&outbound.to).is_none();
+        let result = if sms_template {
+            Err(SendError::Permanent {
+                reason: format!(
+                    "a WhatsApp template cannot go through gateway {:?}, which sends SMS",
+                    self.ch.gateway
+                ),
+            })
+        } else {
             let send = self.ch.transport.send(&outbound);
             tokio::pin!(send);
             loop {

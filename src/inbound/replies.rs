@@ -189,6 +189,7 @@ fn queue(
         encoding: plan.encoding.as_str(),
         segments: plan.segments as u32,
         state: State::ToProcess,
+        template: None,
     };
     let id = spool::insert_pinned(tx, &message, &pin, a.interaction)?;
     if let Some(interaction) = a.interaction {

@@ -845,6 +845,7 @@ mod tests {
                         encoding: "gsm7",
                         segments: 1,
                         state: spool::State::ToProcess,
+                        template: None,
                     };
                     ids.push(spool::insert_fast(tx, &m, 0)?);
                 }

@@ -136,10 +136,14 @@ pub struct Message {
     pub updated_at: i64,
     pub sent_at: Option<i64>,
     pub final_at: Option<i64>,
+    /// A provider's template (WhatsApp), sent instead of the text.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<smsgate_proto::whatsapp_rules::MessageTemplate>,
 }
 
 const COLUMNS: &str = "id, dialer, destination, number, text, priority, state, client_id, import_id, \
-    encoding, segments, attempts, channel, gateway_ref, error, created_at, updated_at, sent_at, final_at";
+    encoding, segments, attempts, channel, gateway_ref, error, created_at, updated_at, sent_at, final_at, \
+    template";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
     let state: i64 = r.get(6)?;
@@ -164,6 +168,9 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Message> {
         updated_at: r.get(16)?,
         sent_at: r.get(17)?,
         final_at: r.get(18)?,
+        template: r
+            .get::<_, Option<String>>(19)?
+            .and_then(|t| serde_json::from_str(&t).ok()),
     })
 }
 
@@ -179,6 +186,8 @@ pub struct NewMessage {
     pub encoding: &'static str,
     pub segments: u32,
     pub state: State,
+    /// A provider's template, as JSON (see `MessageTemplate`).
+    pub template: Option<String>,
 }
 
 #[derive(Debug)]
@@ -199,11 +208,20 @@ pub fn insert(tx: &Transaction<'_>, m: &NewMessage) -> Result<Inserted, StoreErr
             .query_row([cid], from_row)
             .optional()?;
         if let Some(first) = existing {
-            if first.dialer == m.dialer && first.to == m.destination && first.text == m.text {
+            let same_template = first
+                .template
+                .as_ref()
+                .and_then(|t| serde_json::to_string(t).ok())
+                == m.template;
+            if first.dialer == m.dialer
+                && first.to == m.destination
+                && first.text == m.text
+                && same_template
+            {
                 return Ok(Inserted::Replayed(first));
             }
             return Err(StoreError::Conflict(format!(
-                "client_id {cid:?} was already used for message {} with a different dialer, number or text",
+                "client_id {cid:?} was already used for message {} with a different dialer, number, text or template",
                 first.id
             )));
         }
@@ -216,8 +234,8 @@ pub fn insert(tx: &Transaction<'_>, m: &NewMessage) -> Result<Inserted, StoreErr
 }
 
 const INSERT_SQL: &str = "INSERT INTO message (dialer, destination, number, text, priority, state, \
-     client_id, import_id, encoding, segments, created_at, updated_at, final_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12)";
+     client_id, import_id, encoding, segments, created_at, updated_at, final_at, template) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13)";
 
 /// Inserts without reading back.
 pub fn insert_fast(tx: &Transaction<'_>, m: &NewMessage, now: i64) -> Result<i64, StoreError> {
@@ -304,6 +322,7 @@ fn insert_with(
         m.segments,
         now,
         final_at,
+        m.template,
     ])?;
     Ok(())
 }
@@ -624,6 +643,7 @@ mod tests {
             encoding: "gsm7",
             segments: 1,
             state,
+            template: None,
         }
     }
 
