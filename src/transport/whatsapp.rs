@@ -98,7 +98,13 @@ impl WhatsAppRules {
             return Ok(());
         };
         match limit.admit(&msg.to, now) {
-            Ok(()) => Ok(()),
+            // Counted now, under the lock: channels sending at once would
+            // each be admitted before any send counted, and go past the
+            // limit. A send that then fails still counts (the safe side).
+            Ok(()) => {
+                limit.record(&msg.to, now);
+                Ok(())
+            }
             Err(wait_ms) => {
                 let (used, cap) = limit.usage(now);
                 let cap = cap.map_or_else(|| "?".into(), |c| c.to_string());
@@ -204,5 +210,19 @@ mod tests {
             "wrote in: open"
         );
         assert_eq!(rules.usage(), (1, Some(1)));
+    }
+
+    /// Channels sending at once: the second new customer is deferred even
+    /// though the first one's send has not come back yet.
+    #[test]
+    fn admitted_templates_count_before_their_send_returns() {
+        let rules = WhatsAppRules::new("wa", Some(1), &ctx(vec![], vec![]));
+        assert!(rules.check(&msg("+59899000001", true)).is_ok());
+        let e = rules.check(&msg("+59899000002", true)).unwrap_err();
+        assert!(matches!(e, SendError::Deferred { .. }), "{e}");
+        assert!(
+            rules.check(&msg("+59899000001", true)).is_ok(),
+            "the same customer again costs nothing"
+        );
     }
 }
