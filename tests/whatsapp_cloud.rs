@@ -320,6 +320,23 @@ fn free_text_needs_the_window_and_a_template_goes_outside_it() {
     );
     assert!(sends(&sim).is_empty(), "nothing reached Meta");
 
+    // A message Meta delivers two days late (its webhook retried while
+    // smsgate was unreachable) is stored, but opens no window.
+    let old = json!({"object": "whatsapp_business_account", "entry": [{"id": "WABA", "changes": [{"field": "messages", "value": {
+        "messaging_product": "whatsapp",
+        "metadata": {"display_phone_number": "59829001000", "phone_number_id": PHONE_NUMBER_ID},
+        "messages": [{"from": "59899000005", "id": "wamid.OLD1", "timestamp": "1733000000", "type": "text", "text": {"body": "hace dos días"}}]
+    }}]}]});
+    let (status, answer) = rt
+        .block_on(sim.post_webhook(old.to_string().into_bytes(), Signing::Right))
+        .unwrap();
+    assert_eq!(status, 200, "{answer}");
+    let (status, body) = send(
+        &d,
+        json!({"dialer": "dw", "to": "+59899000005", "text": "hola"}),
+    );
+    assert_eq!(status, 422, "{body}");
+
     // The customer writes in: free text goes, and is delivered.
     let (status, answer) = rt.block_on(sim.incoming("59899000002", "hola")).unwrap();
     assert_eq!(status, 200, "{answer}");

@@ -41,12 +41,19 @@ impl WhatsAppRules {
 
     /// The customer `number` (E.164) wrote in now.
     pub fn inbound(&self, number: &str) {
+        self.inbound_at(number, crate::now_ms());
+    }
+
+    /// The customer wrote at `at_ms`, as the provider dates the message
+    /// (never later than now): a webhook retried for days must not open a
+    /// window the customer's message no longer does.
+    pub fn inbound_at(&self, number: &str, at_ms: i64) {
         let now = crate::now_ms();
         if let Ok(mut w) = self.windows.lock() {
             if w.len() > 10_000 {
                 w.purge(now);
             }
-            w.inbound(number, now);
+            w.inbound(number, at_ms.min(now));
         }
     }
 
@@ -223,6 +230,20 @@ mod tests {
         assert!(
             rules.check(&msg("+59899000001", true)).is_ok(),
             "the same customer again costs nothing"
+        );
+    }
+
+    #[test]
+    fn a_message_dated_long_ago_opens_no_window() {
+        let rules = WhatsAppRules::new("wa", None, &ctx(vec![], vec![]));
+        let now = crate::now_ms();
+        rules.inbound_at("+59899000001", now - 25 * 3_600_000);
+        assert!(!rules.window("+59899000001").open);
+        rules.inbound_at("+59899000002", now + 3_600_000);
+        let w = rules.window("+59899000002");
+        assert!(
+            w.open && w.last_inbound_ms <= Some(crate::now_ms()),
+            "{w:?}"
         );
     }
 }

@@ -300,8 +300,16 @@ impl WhatsappCloudTransport {
         let mut answers = Vec::new();
         for m in &messages {
             let number = wa::from_wa_id(&m.from);
+            let written_ms = m
+                .timestamp
+                .parse::<i64>()
+                .ok()
+                .and_then(|s| s.checked_mul(1000));
             if let Some(n) = &number {
-                self.rules.inbound(n);
+                match written_ms {
+                    Some(at) => self.rules.inbound_at(n, at),
+                    None => self.rules.inbound(n),
+                }
             }
             let recipient = self
                 .s
