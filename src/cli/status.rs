@@ -9,13 +9,14 @@ pub(super) fn status(c: &Client, json: bool) -> Result<(), ClientError> {
     let dialers = c.get("/api/v1/dialers")?;
     let campaigns = c.get("/api/v1/campaigns")?;
     let webhooks = c.get("/api/v1/webhooks")?;
+    let whatsapp = c.get("/api/v1/whatsapp")?;
     if json {
         println!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
                 "status": s, "channels": channels["items"], "dialers": dialers["items"],
                 "campaigns": campaigns["items"], "unrouted": campaigns["unrouted"],
-                "webhooks": webhooks["items"],
+                "webhooks": webhooks["items"], "whatsapp": whatsapp["gateways"],
             }))
             .unwrap_or_default()
         );
@@ -106,6 +107,7 @@ pub(super) fn status(c: &Client, json: bool) -> Result<(), ClientError> {
     }
     print_table(&rows);
     inbound_tables(&campaigns, &webhooks);
+    whatsapp_table(&whatsapp);
     if let Some(m) = s["messages"].as_object() {
         println!();
         let parts: Vec<String> = m.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -174,6 +176,40 @@ fn inbound_tables(campaigns: &serde_json::Value, webhooks: &serde_json::Value) {
         }
         print_table(&rows);
     }
+}
+
+/// WhatsApp gateways: how much of the messaging limit the last 24 hours
+/// used (templates to new customers wait once it is full).
+fn whatsapp_table(whatsapp: &serde_json::Value) {
+    let gateways = whatsapp["gateways"].as_array().cloned().unwrap_or_default();
+    if gateways.is_empty() {
+        return;
+    }
+    println!();
+    let mut rows = vec![
+        ["WHATSAPP GATEWAY", "RUNNING", "MESSAGING LIMIT (24 h)"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect::<Vec<_>>(),
+    ];
+    for g in &gateways {
+        let limit = &g["messaging_limit"];
+        let used = limit["used"].as_u64().unwrap_or(0);
+        let cell = match limit["limit"].as_u64() {
+            Some(l) if used >= l => {
+                format!("{used} of {l} customers: FULL, templates to new customers wait")
+            }
+            Some(l) => format!("{used} of {l} customers"),
+            None if limit.is_null() => "-".to_string(),
+            None => format!("{used} customers (no limit set)"),
+        };
+        rows.push(vec![
+            g["gateway"].as_str().unwrap_or("?").to_string(),
+            if g["running"] == true { "yes" } else { "no" }.to_string(),
+            cell,
+        ]);
+    }
+    print_table(&rows);
 }
 
 pub(super) fn reload(c: &Client) -> Result<(), ClientError> {
