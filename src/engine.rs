@@ -103,6 +103,11 @@ impl Engine {
         self.gateways.views()
     }
 
+    /// Each WhatsApp gateway's messaging limit: used, and the limit.
+    pub fn messaging_limits(&self) -> Vec<(String, usize, Option<u32>)> {
+        self.gateways.messaging_limits()
+    }
+
     pub fn dialer_live(&self, name: &str) -> DialerLive {
         self.dialers.live(name)
     }

@@ -138,6 +138,10 @@ pub struct Metrics {
     pub breaker_open: Family<GatewayLabel, Gauge>,
     /// Messages SENDING while their gateway is asked what became of them.
     pub messages_in_doubt: Family<GatewayLabel, Gauge>,
+    /// WhatsApp: customers reached outside their window in the last 24 h,
+    /// and the gateway's messaging limit (refreshed at scrape).
+    pub whatsapp_limit_used: Family<GatewayLabel, Gauge>,
+    pub whatsapp_limit: Family<GatewayLabel, Gauge>,
     /// Received messages stored (each once), routed to a campaign or not.
     pub inbound_messages: Family<InboundLabels, Counter>,
     pub automatic_replies: Family<ReplyLabels, Counter>,
@@ -292,6 +296,18 @@ impl Metrics {
             "Messages sent without a clear answer (or found in flight at a start), SENDING while the gateway is asked about them",
             messages_in_doubt.clone(),
         );
+        let whatsapp_limit_used = Family::<GatewayLabel, Gauge>::default();
+        registry.register(
+            "whatsapp_messaging_limit_used",
+            "WhatsApp gateways: distinct customers sent a template outside their 24-hour window in the last 24 hours",
+            whatsapp_limit_used.clone(),
+        );
+        let whatsapp_limit = Family::<GatewayLabel, Gauge>::default();
+        registry.register(
+            "whatsapp_messaging_limit",
+            "WhatsApp gateways: the configured messaging limit (absent when unlimited)",
+            whatsapp_limit.clone(),
+        );
         let breaker_transitions = Family::<BreakerLabels, Counter>::default();
         registry.register(
             "breaker_transitions",
@@ -326,6 +342,8 @@ impl Metrics {
             send_latency,
             breaker_open,
             messages_in_doubt,
+            whatsapp_limit_used,
+            whatsapp_limit,
             inbound_messages,
             automatic_replies,
             consent_changes,

@@ -92,6 +92,14 @@ pub async fn metrics(State(st): State<AppState>, headers: axum::http::HeaderMap)
             })
             .set(i64::from(ch.usable));
     }
+    for (gateway, used, limit) in st.engine.messaging_limits() {
+        let label = crate::metrics::GatewayLabel { gateway };
+        let m = &st.shared.metrics;
+        m.whatsapp_limit_used.get_or_create(&label).set(used as i64);
+        if let Some(l) = limit {
+            m.whatsapp_limit.get_or_create(&label).set(i64::from(l));
+        }
+    }
     let openmetrics = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

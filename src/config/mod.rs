@@ -9,6 +9,7 @@ pub mod schedule;
 mod validate;
 mod warnings;
 mod webhooks;
+pub mod whatsapp_cloud;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -19,6 +20,7 @@ use std::time::Duration;
 pub use diag::{Diagnostics, Located, Problem, line_column};
 use validate::Validator;
 pub use webhooks::{EventsConfig, KindFilter, WebhookConfig};
+pub use whatsapp_cloud::WhatsappCloudSettings;
 
 pub const DEFAULT_PATH: &str = "/etc/smsgate/smsgate.toml";
 
@@ -228,6 +230,7 @@ pub enum GatewaySettings {
     DinstarDwg(DwgSettings),
     At(AtSettings),
     Http(Box<HttpSettings>),
+    WhatsappCloud(Box<WhatsappCloudSettings>),
 }
 
 /// Who may call a gateway's push route (`/api/v1/gateways/{name}/push`).
@@ -245,6 +248,7 @@ impl GatewaySettings {
         match self {
             Self::Dinstar(s) => PushSource::Allow(&s.push_allow),
             Self::Http(s) => PushSource::Allow(&s.push_allow),
+            Self::WhatsappCloud(_) => PushSource::Signed,
             Self::Sim(_) | Self::DinstarDwg(_) | Self::At(_) => PushSource::None,
         }
     }

@@ -154,6 +154,17 @@ pub struct RawGateway {
     pub pin_file: Option<Spanned<String>>,
     pub smsc: Option<Spanned<String>>,
     pub send_timeout_s: Option<Spanned<u64>>,
+    // whatsapp-cloud (also `url`, `timeout_ms`)
+    pub phone_number_id: Option<Spanned<String>>,
+    pub access_token: Option<Spanned<String>>,
+    pub access_token_file: Option<Spanned<String>>,
+    pub app_secret: Option<Spanned<String>>,
+    pub app_secret_file: Option<Spanned<String>>,
+    pub verify_token: Option<Spanned<String>>,
+    pub verify_token_file: Option<Spanned<String>>,
+    pub api_version: Option<Spanned<String>>,
+    pub messaging_limit: Option<Spanned<RawMessagingLimit>>,
+    pub number: Option<Spanned<String>>,
     // every kind: the circuit breaker that moves a channel group's traffic
     // to its fallback channels
     pub breaker_failures: Option<Spanned<u64>>,
@@ -212,6 +223,14 @@ pub struct RawHttpInbound {
     pub text_field: Spanned<String>,
     pub to_field: Option<Spanned<String>>,
     pub id_field: Option<Spanned<String>>,
+}
+
+/// `messaging_limit`: a tier (250, 2000, ...) or "unlimited".
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawMessagingLimit {
+    Count(i64),
+    Word(String),
 }
 
 fn default_true() -> bool {

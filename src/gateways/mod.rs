@@ -288,6 +288,22 @@ impl Gateways {
             .and_then(|g| g.get(name).cloned())
     }
 
+    /// Each running WhatsApp gateway's messaging limit: used, and the limit.
+    pub fn messaging_limits(&self) -> Vec<(String, usize, Option<u32>)> {
+        let gws: Vec<Arc<Gateway>> = self
+            .inner
+            .running
+            .lock()
+            .map(|g| g.values().cloned().collect())
+            .unwrap_or_default();
+        gws.iter()
+            .filter_map(|g| {
+                let (used, limit) = g.transport.messaging_limit()?;
+                Some((g.transport.name().to_string(), used, limit))
+            })
+            .collect()
+    }
+
     /// The running transport of a gateway.
     pub fn transport(&self, name: &str) -> Option<Arc<dyn Transport>> {
         self.gateway(name).map(|g| g.transport.clone())
@@ -375,6 +391,7 @@ fn gateway_key(gc: &GatewayConfig) -> String {
             .map(|p| p.expose())
             .collect::<Vec<_>>()
             .join("|"),
+        S::WhatsappCloud(w) => w.secrets().join("|"),
     };
     format!(
         "{:?}|{}|{}|{:?}|{secret}",

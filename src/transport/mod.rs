@@ -13,6 +13,7 @@ pub mod dwg;
 pub mod http;
 pub mod sim;
 pub mod whatsapp;
+pub mod whatsapp_cloud;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -294,6 +295,7 @@ pub fn capabilities(gw: &GatewayConfig) -> Capabilities {
         GatewaySettings::At(_) => at::capabilities(),
         GatewaySettings::Sim(s) => sim::capabilities(gw.ports, s),
         GatewaySettings::Http(s) => http::capabilities(gw.ports, s),
+        GatewaySettings::WhatsappCloud(_) => whatsapp_cloud::capabilities(gw.ports),
     }
 }
 
@@ -600,6 +602,10 @@ pub fn build(gw: &GatewayConfig, ctx: BuildContext) -> Result<Arc<dyn Transport>
         ))),
         GatewaySettings::Http(s) => {
             http::HttpTransport::start(&gw.name, gw.ports, s, ctx).map(|t| t as Arc<dyn Transport>)
+        }
+        GatewaySettings::WhatsappCloud(s) => {
+            whatsapp_cloud::WhatsappCloudTransport::start(&gw.name, gw.ports, s, ctx)
+                .map(|t| t as Arc<dyn Transport>)
         }
         GatewaySettings::Dinstar(s) => dinstar::DinstarTransport::start(&gw.name, gw.ports, s, ctx)
             .map(|t| Arc::new(t) as Arc<dyn Transport>)

@@ -41,12 +41,19 @@ impl WhatsAppRules {
 
     /// The customer `number` (E.164) wrote in now.
     pub fn inbound(&self, number: &str) {
+        self.inbound_at(number, crate::now_ms());
+    }
+
+    /// The customer wrote at `at_ms`, as the provider dates the message
+    /// (never later than now): a webhook retried for days must not open a
+    /// window the customer's message no longer does.
+    pub fn inbound_at(&self, number: &str, at_ms: i64) {
         let now = crate::now_ms();
         if let Ok(mut w) = self.windows.lock() {
             if w.len() > 10_000 {
                 w.purge(now);
             }
-            w.inbound(number, now);
+            w.inbound(number, at_ms.min(now));
         }
     }
 
@@ -98,7 +105,13 @@ impl WhatsAppRules {
             return Ok(());
         };
         match limit.admit(&msg.to, now) {
-            Ok(()) => Ok(()),
+            // Counted now, under the lock: channels sending at once would
+            // each be admitted before any send counted, and go past the
+            // limit. A send that then fails still counts (the safe side).
+            Ok(()) => {
+                limit.record(&msg.to, now);
+                Ok(())
+            }
             Err(wait_ms) => {
                 let (used, cap) = limit.usage(now);
                 let cap = cap.map_or_else(|| "?".into(), |c| c.to_string());
@@ -204,5 +217,33 @@ mod tests {
             "wrote in: open"
         );
         assert_eq!(rules.usage(), (1, Some(1)));
+    }
+
+    /// Channels sending at once: the second new customer is deferred even
+    /// though the first one's send has not come back yet.
+    #[test]
+    fn admitted_templates_count_before_their_send_returns() {
+        let rules = WhatsAppRules::new("wa", Some(1), &ctx(vec![], vec![]));
+        assert!(rules.check(&msg("+59899000001", true)).is_ok());
+        let e = rules.check(&msg("+59899000002", true)).unwrap_err();
+        assert!(matches!(e, SendError::Deferred { .. }), "{e}");
+        assert!(
+            rules.check(&msg("+59899000001", true)).is_ok(),
+            "the same customer again costs nothing"
+        );
+    }
+
+    #[test]
+    fn a_message_dated_long_ago_opens_no_window() {
+        let rules = WhatsAppRules::new("wa", None, &ctx(vec![], vec![]));
+        let now = crate::now_ms();
+        rules.inbound_at("+59899000001", now - 25 * 3_600_000);
+        assert!(!rules.window("+59899000001").open);
+        rules.inbound_at("+59899000002", now + 3_600_000);
+        let w = rules.window("+59899000002");
+        assert!(
+            w.open && w.last_inbound_ms <= Some(crate::now_ms()),
+            "{w:?}"
+        );
     }
 }

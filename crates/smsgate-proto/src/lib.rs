@@ -13,6 +13,8 @@
 //! - [`consent`]: whether a received text is an opt-out or opt-in keyword;
 //! - [`recording`]: a conversation written out as text, JSON or CSV;
 //! - [`webhook`]: the HMAC signature of a webhook delivery;
+//! - [`whatsapp_cloud`]: Meta's WhatsApp Cloud API bodies, replies, errors,
+//!   webhook handshake, signature and events;
 //! - [`whatsapp_rules`]: WhatsApp's 24-hour window, messaging limit and
 //!   templates.
 #![forbid(unsafe_code)]
@@ -25,4 +27,5 @@ pub mod http_api;
 pub mod recording;
 pub mod sms;
 pub mod webhook;
+pub mod whatsapp_cloud;
 pub mod whatsapp_rules;

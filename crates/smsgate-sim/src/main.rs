@@ -69,6 +69,21 @@ enum Sim {
     /// Content-Type, to --callback-url: a delivery report or a customer's
     /// message, e.g. curl localhost:8095/sim/callback -d 'id=sim-1&status=DELIVRD'.
     Http(HttpArgs),
+    /// Meta's WhatsApp Business Cloud API (smsgate's kind
+    /// "whatsapp-cloud"): POST /{version}/{phone_number_id}/messages with a
+    /// Bearer token; templates known by --template NAME:LANG:PARAMS; free
+    /// text only to customers who wrote in the last 24 h (else 131047);
+    /// statuses by webhook to --webhook-url, signed X-Hub-Signature-256
+    /// with --app-secret.
+    ///
+    /// GET /sim/requests lists what it received; POST /sim/incoming
+    /// {"from": "59899000001", "text": "hola"} makes a customer write in;
+    /// POST /sim/statuses {"statuses": ["sent", "read", "delivered"],
+    /// "delay_ms": 50} sets what follows a send; POST /sim/error
+    /// {"code": 190, "times": 1} (or "to": "598...", "hang": true) injects
+    /// errors; POST /sim/handshake {"verify_token": "..."} performs Meta's
+    /// verification GET against --webhook-url.
+    WhatsappCloud(WhatsappCloudArgs),
     /// Writes the manual page smsgate-sim.1 into DIR (the .deb's build).
     #[command(hide = true)]
     GenerateMan { dir: std::path::PathBuf },
@@ -128,6 +143,47 @@ struct HttpArgs {
     /// (http://127.0.0.1:8080/api/v1/gateways/NAME/push).
     #[arg(long)]
     callback_url: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct WhatsappCloudArgs {
+    #[arg(long, default_value = "127.0.0.1:8096")]
+    listen: SocketAddr,
+    #[arg(long, default_value = "v21.0")]
+    api_version: String,
+    #[arg(long, default_value = "106540352242922")]
+    phone_number_id: String,
+    /// Our number as Meta shows it in the webhooks (digits).
+    #[arg(long, default_value = "15550001111")]
+    display_number: String,
+    #[arg(
+        long,
+        env = "SMSGATE_SIM_ACCESS_TOKEN",
+        hide_env_values = true,
+        default_value = "sim-access-token"
+    )]
+    access_token: String,
+    #[arg(
+        long,
+        env = "SMSGATE_SIM_APP_SECRET",
+        hide_env_values = true,
+        default_value = "sim-app-secret"
+    )]
+    app_secret: String,
+    /// smsgate's push route of the gateway
+    /// (http://127.0.0.1:8080/api/v1/gateways/NAME/push).
+    #[arg(long)]
+    webhook_url: Option<String>,
+    /// An approved template, NAME:LANGUAGE:BODY_PARAMETERS (repeatable);
+    /// hello_world:en_US:0 is always known.
+    #[arg(long)]
+    template: Vec<String>,
+    /// The statuses that follow each send, in order (comma-separated).
+    #[arg(long, default_value = "sent,delivered,read")]
+    statuses: String,
+    /// Between two statuses.
+    #[arg(long, default_value_t = 50)]
+    status_delay_ms: u64,
 }
 
 #[derive(clap::Args)]
@@ -314,6 +370,7 @@ fn main() -> ExitCode {
         Sim::Dwg(a) => rt.block_on(run_dwg(a)),
         Sim::Modem(a) => rt.block_on(run_modem(a)),
         Sim::Http(a) => rt.block_on(run_http(a)),
+        Sim::WhatsappCloud(a) => rt.block_on(run_whatsapp_cloud(a)),
         Sim::GenerateMan { .. } => ExitCode::SUCCESS,
     }
 }
@@ -653,6 +710,58 @@ async fn run_http(a: HttpArgs) -> ExitCode {
     eprintln!(
         "smsgate-sim: HTTP provider on {}; recorded requests at {}/sim/requests",
         sim.addr(),
+        sim.base_url()
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    sim.stop();
+    ExitCode::SUCCESS
+}
+
+async fn run_whatsapp_cloud(a: WhatsappCloudArgs) -> ExitCode {
+    use smsgate_sim::whatsapp_cloud::{StatusPlan, WhatsAppCloudSim};
+    let mut b = WhatsAppCloudSim::builder()
+        .listen(a.listen)
+        .api_version(&a.api_version)
+        .phone_number_id(&a.phone_number_id)
+        .display_number(&a.display_number)
+        .access_token(&a.access_token)
+        .app_secret(&a.app_secret)
+        .webhook_url(a.webhook_url)
+        .statuses(StatusPlan {
+            statuses: a
+                .statuses
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect(),
+            delay_ms: a.status_delay_ms,
+            ..StatusPlan::default()
+        });
+    for t in &a.template {
+        let parts: Vec<&str> = t.split(':').collect();
+        let params = parts.get(2).and_then(|p| p.parse::<usize>().ok());
+        match (parts.as_slice(), params) {
+            ([name, lang, _], Some(n)) => b = b.template(name, lang, n),
+            _ => {
+                eprintln!("smsgate-sim: --template wants NAME:LANGUAGE:PARAMETERS, not {t:?}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let sim = match b.start().await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("smsgate-sim: cannot listen on {}: {e}", a.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "smsgate-sim: WhatsApp Cloud API on {}: POST {}/{}/{}/messages; recorded requests at {}/sim/requests",
+        sim.addr(),
+        sim.base_url(),
+        a.api_version,
+        a.phone_number_id,
         sim.base_url()
     );
     let _ = tokio::signal::ctrl_c().await;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::super::raw::*;
 use super::super::*;
+use super::whatsapp_cloud::whatsapp_cloud_keys;
 use super::{KindKey, Validator};
 
 impl Validator<'_> {
@@ -48,11 +49,16 @@ impl Validator<'_> {
         let kind_name = kind.as_str();
         // Keys that belong to other kinds are refused by name so a copied
         // block does not silently keep settings that do nothing.
-        let foreign: Vec<KindKey<'_>> = vec![
+        let mut foreign: Vec<KindKey<'_>> = vec![
             (
                 "url",
                 g.url.as_ref().map(|v| v.span()),
-                &[GatewayKind::Dinstar, GatewayKind::Twilio, GatewayKind::Http],
+                &[
+                    GatewayKind::Dinstar,
+                    GatewayKind::Twilio,
+                    GatewayKind::Http,
+                    GatewayKind::WhatsappCloud,
+                ],
             ),
             (
                 "user",
@@ -99,7 +105,12 @@ impl Validator<'_> {
             (
                 "timeout_ms",
                 g.timeout_ms.as_ref().map(|v| v.span()),
-                &[GatewayKind::Dinstar, GatewayKind::At, GatewayKind::Http],
+                &[
+                    GatewayKind::Dinstar,
+                    GatewayKind::At,
+                    GatewayKind::Http,
+                    GatewayKind::WhatsappCloud,
+                ],
             ),
             (
                 "result_poll_ms",
@@ -293,6 +304,7 @@ impl Validator<'_> {
                 &[GatewayKind::Http],
             ),
         ];
+        foreign.extend(whatsapp_cloud_keys(&g));
         let mut ok = true;
         for (key, span, kinds) in foreign {
             if let Some(span) = span {
@@ -359,7 +371,8 @@ impl Validator<'_> {
             GatewayKind::DinstarDwg => self.dwg(&mut g, &name_span),
             GatewayKind::At => self.at(&mut g, &name_span, &mut ok),
             GatewayKind::Http => self.http(&mut g, &name_span, &mut ok),
-            GatewayKind::Twilio | GatewayKind::WhatsappCloud => {
+            GatewayKind::WhatsappCloud => self.whatsapp_cloud(&mut g, &name_span, &mut ok),
+            GatewayKind::Twilio => {
                 self.problem(
                     g.kind.span(),
                     format!(

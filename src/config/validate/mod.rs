@@ -9,6 +9,7 @@ mod gateways;
 mod http;
 mod inbound;
 mod webhooks;
+mod whatsapp_cloud;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,0 +1,459 @@
+//! `whatsapp-cloud`: Meta's WhatsApp Business Cloud API, reached directly.
+//! Bodies, replies, error codes, the webhook handshake, signature and
+//! events are pure code in `smsgate_proto::whatsapp_cloud`; this file makes
+//! the requests and turns what Meta posts into events.
+//!
+//! Its `ports` are logical channels: how many sends may be in flight, each
+//! paced by the dialer. WhatsApp's rules (the 24-hour window, templates,
+//! the messaging limit) are checked before a send by [`WhatsAppRules`].
+//!
+//! Meta cannot be asked about a message by our id, so a send whose answer
+//! was lost (a timeout after the request left) ends UNKNOWN, or is resent
+//! with the dialer's `resend_unknown`, as on the http kind.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use smsgate_proto::whatsapp_cloud::{self as wa, Handshake, StatusOutcome, Verdict};
+
+use super::whatsapp::WhatsAppRules;
+use super::{
+    Accepted, BoxFuture, BuildContext, Capabilities, Event, Events, Outbound, PortHealth, Received,
+    Reconciled, SendError, StoredAck, Transport, TransportError, WebhookReply, WebhookRequest,
+};
+use crate::config::WhatsappCloudSettings;
+
+/// After Meta refused our token or account (190, 10, 200, 131031, 368),
+/// every channel is unusable this long; then the next send is the test. A
+/// new token takes effect at once with a reload.
+const AUTH_HOLD: Duration = Duration::from_secs(300);
+/// The most of a reply read: Meta answers with ids or an error object.
+const REPLY_MAX: usize = 256 * 1024;
+/// How long a webhook with messages waits for them to be on disk before
+/// it is answered 503 (Meta then sends it again).
+const STORE_WAIT: Duration = Duration::from_secs(5);
+
+pub fn capabilities(ports: u32) -> Capabilities {
+    Capabilities {
+        ports,
+        // Meta takes 4096 characters of text; the SMS parts limit does not
+        // apply, but one text is one message.
+        text_limit: Some(4096),
+        max_parts: smsgate_proto::sms::MAX_SEGMENTS,
+        reconcile: None,
+        receives: true,
+        resume_window: None,
+        whatsapp: true,
+    }
+}
+
+pub struct WhatsappCloudTransport {
+    name: String,
+    ports: u32,
+    s: WhatsappCloudSettings,
+    client: reqwest::Client,
+    events: Events,
+    rules: WhatsAppRules,
+    /// When and why Meta last refused our token or account.
+    auth_failed: Mutex<Option<(Instant, String)>>,
+}
+
+impl WhatsappCloudTransport {
+    pub fn start(
+        name: &str,
+        ports: u32,
+        s: &WhatsappCloudSettings,
+        ctx: BuildContext,
+    ) -> Result<std::sync::Arc<Self>, TransportError> {
+        let setup = |reason: String| TransportError::Setup {
+            gateway: name.to_string(),
+            reason,
+        };
+        let tls = crate::tls::client_config(&crate::tls::TlsVerify::System)
+            .map_err(|e| setup(format!("cannot set up TLS: {e}")))?;
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(tls)
+            .no_proxy()
+            .connect_timeout(s.timeout.min(Duration::from_secs(10)))
+            .timeout(s.timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(ports.max(1) as usize)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("smsgate/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| setup(format!("cannot build the HTTP client: {e}")))?;
+        let rules = WhatsAppRules::new(name, s.messaging_limit, &ctx);
+        Ok(std::sync::Arc::new(Self {
+            name: name.to_string(),
+            ports,
+            s: s.clone(),
+            client,
+            events: ctx.events,
+            rules,
+            auth_failed: Mutex::new(None),
+        }))
+    }
+
+    /// A reason fit for a message's record and the journal: no secret.
+    fn clean(&self, reason: &str) -> String {
+        smsgate_proto::http_api::redact(reason, &self.s.secrets())
+    }
+
+    fn auth_refused(&self) -> Option<String> {
+        let g = self.auth_failed.lock().ok()?;
+        g.as_ref()
+            .filter(|(at, _)| at.elapsed() < AUTH_HOLD)
+            .map(|(_, why)| why.clone())
+    }
+
+    async fn send_one(&self, msg: &Outbound) -> Result<Accepted, SendError> {
+        if msg.port >= self.ports {
+            return Err(SendError::PortUnusable {
+                reason: format!(
+                    "channel {} does not exist on provider {}",
+                    msg.port, self.name
+                ),
+            });
+        }
+        if let Some(why) = self.auth_refused() {
+            return Err(SendError::Auth { reason: why });
+        }
+        self.rules.check(msg)?;
+        let body = match &msg.template {
+            Some(t) => wa::template_body(&msg.to, t),
+            None => wa::text_body(&msg.to, &msg.text),
+        };
+        let sent = self
+            .client
+            .post(self.s.messages_url())
+            .bearer_auth(self.s.access_token.expose())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await;
+        let mut resp = match sent {
+            Ok(r) => r,
+            Err(e) if e.is_connect() => {
+                return Err(SendError::Temporary {
+                    reason: self.clean(&format!("cannot connect to Meta: {}", words(e))),
+                });
+            }
+            Err(e) if e.is_timeout() => {
+                return Err(SendError::Unknown {
+                    reason: format!(
+                        "no answer from Meta within {} ms (the message may have gone; Meta cannot be asked by our id)",
+                        self.s.timeout.as_millis()
+                    ),
+                });
+            }
+            Err(e) => {
+                return Err(SendError::Unknown {
+                    reason: self.clean(&format!("the request failed: {}", words(e))),
+                });
+            }
+        };
+        let status = resp.status().as_u16();
+        let mut body = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(c)) => {
+                    body.extend_from_slice(&c);
+                    if body.len() > REPLY_MAX {
+                        body.truncate(REPLY_MAX);
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(SendError::Unknown {
+                        reason: self.clean(&format!(
+                            "Meta's answer (HTTP {status}) broke off: {}",
+                            e.without_url()
+                        )),
+                    });
+                }
+            }
+        }
+        match wa::judge(status, &body) {
+            Verdict::Accepted { id } => {
+                if let Ok(mut g) = self.auth_failed.lock() {
+                    *g = None;
+                }
+                self.rules.sent(msg);
+                Ok(Accepted { gateway_ref: id })
+            }
+            Verdict::Permanent { reason } => Err(SendError::Permanent {
+                reason: self.clean(&reason),
+            }),
+            Verdict::Temporary { reason } => Err(SendError::Temporary {
+                reason: self.clean(&reason),
+            }),
+            Verdict::Unknown { reason } => Err(SendError::Unknown {
+                reason: self.clean(&reason),
+            }),
+            Verdict::Auth { reason } => {
+                let reason = format!(
+                    "Meta refused the access token or the account ({}); renew access_token_file and reload",
+                    self.clean(&reason)
+                );
+                tracing::error!(gateway = %self.name, reason = %reason, "WhatsApp Cloud API refused our credentials: every channel of the gateway stops until they are accepted again");
+                if let Ok(mut g) = self.auth_failed.lock() {
+                    *g = Some((Instant::now(), reason.clone()));
+                }
+                Err(SendError::Auth { reason })
+            }
+        }
+    }
+
+    fn handshake(&self, request: &WebhookRequest) -> Result<WebhookReply, TransportError> {
+        let query = request.uri.query().unwrap_or_default();
+        match wa::handshake(query, self.s.verify_token.expose()) {
+            Handshake::Challenge(c) => {
+                tracing::info!(gateway = %self.name, "Meta's webhook verification answered");
+                Ok(WebhookReply {
+                    status: http::StatusCode::OK,
+                    body: serde_json::Value::Null,
+                    raw: Some(("text/plain; charset=utf-8", c)),
+                    events: 0,
+                })
+            }
+            Handshake::Refused => {
+                tracing::warn!(gateway = %self.name, peer = ?request.peer, "webhook verification refused: hub.verify_token is not our verify_token (or hub.mode is not subscribe)");
+                Ok(WebhookReply {
+                    status: http::StatusCode::FORBIDDEN,
+                    body: serde_json::Value::Null,
+                    raw: Some((
+                        "text/plain; charset=utf-8",
+                        "verify token mismatch".into(),
+                    )),
+                    events: 0,
+                })
+            }
+            Handshake::NotOne => Err(TransportError::NotUnderstood(
+                "a GET here is Meta's webhook verification: it needs hub.mode, hub.verify_token and hub.challenge".into(),
+            )),
+        }
+    }
+
+    fn refused(why: &str) -> WebhookReply {
+        WebhookReply {
+            status: http::StatusCode::FORBIDDEN,
+            body: serde_json::json!({"error": "bad_signature", "detail": why}),
+            raw: None,
+            events: 0,
+        }
+    }
+
+    fn notification(&self, request: &WebhookRequest) -> Result<WebhookReply, TransportError> {
+        let header = request
+            .headers
+            .get(wa::SIGNATURE_HEADER)
+            .and_then(|v| v.to_str().ok());
+        if let Err(e) = wa::verify(self.s.app_secret.expose().as_bytes(), header, &request.body) {
+            tracing::warn!(gateway = %self.name, peer = ?request.peer, error = %e, "webhook refused: its X-Hub-Signature-256 does not verify with app_secret (wrong app secret, or not from Meta)");
+            return Ok(Self::refused(&e.to_string()));
+        }
+        let n = wa::parse_webhook(&request.body).map_err(|e| {
+            tracing::warn!(gateway = %self.name, error = %e, "webhook not understood");
+            TransportError::NotUnderstood(e.to_string())
+        })?;
+        let ours = |id: &str| id.is_empty() || id == self.s.phone_number_id;
+        let statuses: Vec<_> = n
+            .statuses
+            .iter()
+            .filter(|s| ours(&s.phone_number_id))
+            .collect();
+        let messages: Vec<_> = n
+            .messages
+            .iter()
+            .filter(|m| ours(&m.phone_number_id))
+            .collect();
+        let other = n.statuses.len() + n.messages.len() - statuses.len() - messages.len();
+        if other > 0 {
+            tracing::warn!(gateway = %self.name, skipped = other, "webhook events for another phone_number_id skipped: give each number's app its own webhook URL");
+        }
+        let total = statuses.len() + messages.len();
+        // Taken whole or not at all, so that an answered 200 never drops
+        // what the queue had no room for.
+        let Some(mut room) = self.events.reserve(total) else {
+            return Err(TransportError::Busy(format!(
+                "gateway {}: smsgate's event queue is full; Meta will send it again",
+                self.name
+            )));
+        };
+        for s in &statuses {
+            let ev = match s.outcome() {
+                StatusOutcome::Final { delivered, detail } => Event::Delivered {
+                    gateway: self.name.clone(),
+                    gateway_ref: s.id.clone(),
+                    delivered,
+                    detail,
+                },
+                StatusOutcome::Noted { detail } => Event::Noted {
+                    gateway: self.name.clone(),
+                    gateway_ref: s.id.clone(),
+                    detail,
+                },
+            };
+            let _ = room.send(ev);
+        }
+        let mut answers = Vec::new();
+        for m in &messages {
+            let number = wa::from_wa_id(&m.from);
+            let written_ms = m
+                .timestamp
+                .parse::<i64>()
+                .ok()
+                .and_then(|s| s.checked_mul(1000));
+            if let Some(n) = &number {
+                match written_ms {
+                    Some(at) => self.rules.inbound_at(n, at),
+                    None => self.rules.inbound(n),
+                }
+            }
+            let recipient = self
+                .s
+                .number
+                .clone()
+                .or_else(|| wa::from_wa_id(&m.display_phone_number.replace([' ', '-'], "")));
+            let sent_at = m
+                .timestamp
+                .parse::<i64>()
+                .ok()
+                .and_then(|t| jiff::Timestamp::from_second(t).ok())
+                .map(|t| t.to_string());
+            let (ev, answer) = StoredAck::ask(Received {
+                gateway: self.name.clone(),
+                port: None,
+                source_key: format!("wa:{}", m.id),
+                sender: number.clone().unwrap_or_else(|| m.from.clone()),
+                number,
+                recipient,
+                text: m.text.clone(),
+                sent_at,
+            });
+            let _ = room.send(ev);
+            answers.push(answer);
+        }
+        drop(room);
+        if !answers.is_empty() && !self.wait_stored(answers) {
+            return Err(TransportError::Busy(format!(
+                "gateway {}: the received messages were not stored in time; Meta will send them again",
+                self.name
+            )));
+        }
+        Ok(WebhookReply {
+            status: http::StatusCode::OK,
+            body: serde_json::json!({"ok": true, "events": total}),
+            raw: None,
+            events: total,
+        })
+    }
+
+    /// Whether every message is on disk within [`STORE_WAIT`]. The push
+    /// route calls transports synchronously, so this waits with
+    /// `block_in_place` (the daemon's runtime has several threads); on a
+    /// runtime that cannot, it does not wait and the queue's reservation
+    /// is the guarantee.
+    fn wait_stored(&self, answers: Vec<super::StoredAnswer>) -> bool {
+        let Ok(handle) = tokio::runtime::Handle::try_current() else {
+            return true;
+        };
+        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return true;
+        }
+        let deadline = tokio::time::Instant::now() + STORE_WAIT;
+        tokio::task::block_in_place(|| {
+            handle.block_on(async move {
+                for a in answers {
+                    if !a.stored_by(deadline).await {
+                        return false;
+                    }
+                }
+                true
+            })
+        })
+    }
+}
+
+/// A request's error in words, with its causes, never its URL.
+fn words(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut out = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+impl Transport for WhatsappCloudTransport {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn ports(&self) -> u32 {
+        self.ports
+    }
+
+    fn send<'a>(&'a self, msg: &'a Outbound) -> BoxFuture<'a, Result<Accepted, SendError>> {
+        Box::pin(self.send_one(msg))
+    }
+
+    fn reconcile<'a>(&'a self, _asked: &'a super::Asked) -> BoxFuture<'a, Reconciled> {
+        // Not asked (capabilities say so): Meta has no lookup by our id.
+        Box::pin(async { Reconciled::Unknown })
+    }
+
+    fn health(&self, port: u32) -> PortHealth {
+        if port >= self.ports {
+            return PortHealth {
+                usable: false,
+                reason: "no such channel".into(),
+                ..Default::default()
+            };
+        }
+        match self.auth_refused() {
+            Some(why) => PortHealth {
+                usable: false,
+                reason: why,
+                number: self.s.number.clone(),
+                ..Default::default()
+            },
+            None => PortHealth {
+                usable: true,
+                number: self.s.number.clone(),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn window(&self, number: &str) -> Option<smsgate_proto::whatsapp_rules::WindowState> {
+        Some(self.rules.window(number))
+    }
+
+    fn messaging_limit(&self) -> Option<(usize, Option<u32>)> {
+        Some(self.rules.usage())
+    }
+
+    /// Meta cannot be asked without sending: after a refused token the
+    /// breaker waits [`AUTH_HOLD`], then the next send is the test.
+    fn probe<'a>(&'a self) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            match self.auth_refused() {
+                Some(why) => Err(why),
+                None => Ok(()),
+            }
+        })
+    }
+
+    fn accept_webhook(&self, request: WebhookRequest) -> Result<WebhookReply, TransportError> {
+        if request.method == http::Method::GET {
+            self.handshake(&request)
+        } else {
+            self.notification(&request)
+        }
+    }
+}
