@@ -12,6 +12,7 @@
 //! - [`http_api`]: the `http` provider kind's templates, replies and callbacks;
 //! - [`consent`]: whether a received text is an opt-out or opt-in keyword;
 //! - [`recording`]: a conversation written out as text, JSON or CSV;
+//! - [`twilio`]: Twilio's Messages API, statuses, errors and signatures;
 //! - [`webhook`]: the HMAC signature of a webhook delivery;
 //! - [`whatsapp_rules`]: WhatsApp's 24-hour window, messaging limit and
 //!   templates.
@@ -24,5 +25,6 @@ pub mod dwg;
 pub mod http_api;
 pub mod recording;
 pub mod sms;
+pub mod twilio;
 pub mod webhook;
 pub mod whatsapp_rules;
