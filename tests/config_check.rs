@@ -194,7 +194,13 @@ fn the_documented_examples_are_valid_when_uncommented() {
     std::fs::write(tls_dir.join("api.crt"), "x").unwrap();
     std::fs::write(tls_dir.join("api.key"), "x").unwrap();
     // And the http providers' secret files.
-    for secret in ["quality.password", "aggregator.token", "yeastar.password"] {
+    for secret in [
+        "quality.password",
+        "aggregator.token",
+        "yeastar.password",
+        "twilio.token",
+        "twilio-key.secret",
+    ] {
         let file = tls_dir.join(secret);
         std::fs::write(&file, "example-secret\n").unwrap();
         out = out.replace(
@@ -216,7 +222,7 @@ fn the_documented_examples_are_valid_when_uncommented() {
     let (code, stdout, err) = check(&path);
     assert_eq!(code, 0, "{err}\n---\n{out}");
     assert!(
-        stdout.contains("7 gateways, 1 dialers, 1 campaigns, 1 API tokens"),
+        stdout.contains("9 gateways, 1 dialers, 1 campaigns, 1 API tokens"),
         "{stdout}"
     );
 }

@@ -12,6 +12,7 @@ pub mod dinstar;
 pub mod dwg;
 pub mod http;
 pub mod sim;
+pub mod twilio;
 pub mod whatsapp;
 
 use std::future::Future;
@@ -294,6 +295,7 @@ pub fn capabilities(gw: &GatewayConfig) -> Capabilities {
         GatewaySettings::At(_) => at::capabilities(),
         GatewaySettings::Sim(s) => sim::capabilities(gw.ports, s),
         GatewaySettings::Http(s) => http::capabilities(gw.ports, s),
+        GatewaySettings::Twilio(s) => twilio::capabilities(gw.ports, s),
     }
 }
 
@@ -601,6 +603,8 @@ pub fn build(gw: &GatewayConfig, ctx: BuildContext) -> Result<Arc<dyn Transport>
         GatewaySettings::Http(s) => {
             http::HttpTransport::start(&gw.name, gw.ports, s, ctx).map(|t| t as Arc<dyn Transport>)
         }
+        GatewaySettings::Twilio(s) => twilio::TwilioTransport::start(&gw.name, gw.ports, s, ctx)
+            .map(|t| t as Arc<dyn Transport>),
         GatewaySettings::Dinstar(s) => dinstar::DinstarTransport::start(&gw.name, gw.ports, s, ctx)
             .map(|t| Arc::new(t) as Arc<dyn Transport>)
             .map_err(|e| TransportError::Setup {

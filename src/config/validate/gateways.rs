@@ -99,7 +99,12 @@ impl Validator<'_> {
             (
                 "timeout_ms",
                 g.timeout_ms.as_ref().map(|v| v.span()),
-                &[GatewayKind::Dinstar, GatewayKind::At, GatewayKind::Http],
+                &[
+                    GatewayKind::Dinstar,
+                    GatewayKind::At,
+                    GatewayKind::Http,
+                    GatewayKind::Twilio,
+                ],
             ),
             (
                 "result_poll_ms",
@@ -293,6 +298,8 @@ impl Validator<'_> {
                 &[GatewayKind::Http],
             ),
         ];
+        let mut foreign = foreign;
+        foreign.extend(super::twilio::keys(&g));
         let mut ok = true;
         for (key, span, kinds) in foreign {
             if let Some(span) = span {
@@ -359,7 +366,8 @@ impl Validator<'_> {
             GatewayKind::DinstarDwg => self.dwg(&mut g, &name_span),
             GatewayKind::At => self.at(&mut g, &name_span, &mut ok),
             GatewayKind::Http => self.http(&mut g, &name_span, &mut ok),
-            GatewayKind::Twilio | GatewayKind::WhatsappCloud => {
+            GatewayKind::Twilio => self.twilio(&mut g, &name_span, &mut ok),
+            GatewayKind::WhatsappCloud => {
                 self.problem(
                     g.kind.span(),
                     format!(
