@@ -9,3 +9,4 @@ pub mod dwg;
 pub mod http_provider;
 pub mod modem;
 mod tls;
+pub mod twilio;
