@@ -42,6 +42,8 @@ const PAGE_SIZE: u32 = 50;
 /// Clock difference tolerated between us and Twilio when comparing a
 /// message's creation with our attempt's start.
 const CLOCK_SLACK_MS: i64 = 120_000;
+/// A first start lists received messages from this long before it.
+const FIRST_MARK_BACK_MS: i64 = 60_000;
 /// Twilio's longest body, in characters.
 const BODY_LIMIT: usize = 1600;
 
@@ -136,9 +138,10 @@ impl TwilioTransport {
             tokio::spawn(t.clone().poll_statuses(every, ctx.stop.clone()));
         }
         if let Some(every) = s.inbound_poll {
-            // Without a mark, from now: a first start does not import the
-            // number's whole history.
-            let mark = ctx.inbound_mark.unwrap_or(now_ms);
+            // Without a mark, from a minute before now: a first start does
+            // not import the number's whole history, and Twilio's dates
+            // have whole seconds.
+            let mark = ctx.inbound_mark.unwrap_or(now_ms - FIRST_MARK_BACK_MS);
             tokio::spawn(t.clone().poll_inbound(every, mark, ctx.stop.clone()));
         }
         Ok(t)
@@ -372,6 +375,17 @@ impl TwilioTransport {
                 }
             };
             if let Some(m) = tw::find_sent(&page.messages, &asked.to, text, since) {
+                // Followed from here like any message sent.
+                if self.s.status_poll.is_some() {
+                    if let Ok(mut p) = self.pending.lock() {
+                        p.insert(
+                            m.sid.clone(),
+                            Pending {
+                                since: Instant::now(),
+                            },
+                        );
+                    }
+                }
                 return Reconciled::Sent {
                     gateway_ref: m.sid.clone(),
                 };
@@ -521,6 +535,9 @@ impl TwilioTransport {
         };
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Stored messages of the mark's second: listed again (dates have
+        // whole seconds) but not handed over again.
+        let mut at_mark: std::collections::HashSet<String> = Default::default();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
@@ -564,6 +581,9 @@ impl TwilioTransport {
             found.sort_by_key(|m| m.sent_ms());
             for m in found {
                 let at = m.sent_ms().unwrap_or(mark);
+                if at_mark.contains(&m.sid) {
+                    continue;
+                }
                 let (from, _) = tw::strip_address(m.from.as_deref().unwrap_or(""));
                 let (to, _) = tw::strip_address(m.to.as_deref().unwrap_or(""));
                 let r = self.received(
@@ -581,8 +601,10 @@ impl TwilioTransport {
                 if !answer.stored_by(deadline).await {
                     break;
                 }
-                // Messages of the same second as the mark are listed again
-                // next round and stored once by their sid.
+                if at > mark {
+                    at_mark.clear();
+                }
+                at_mark.insert(m.sid.clone());
                 if at > mark {
                     mark = at;
                     let _ = self.events.send(Event::InboundMark {
