@@ -619,7 +619,13 @@ impl TwilioTransport {
     fn refuse(&self, why: &str) -> WebhookReply {
         WebhookReply {
             status: http::StatusCode::FORBIDDEN,
-            body: serde_json::json!({"error": "bad_signature", "message": why}),
+            body: serde_json::json!({
+                "type": "urn:smsgate:problem:forbidden",
+                "title": "Bad signature",
+                "status": 403,
+                "code": "forbidden",
+                "detail": why,
+            }),
             raw: None,
             events: 0,
         }
