@@ -199,12 +199,68 @@ fn sms_and_whatsapp_by_signed_callbacks_window_inbound_and_forgeries() {
         sms.callbacks()
     );
 
-    // WhatsApp free text to a customer who never wrote: FAILED, and no
-    // request reached Twilio.
-    let refused = send(&d, "dwa", "+59899000001", "hola");
-    let m = wait_state(&d, refused, &["FAILED"]);
+    // WhatsApp free text to a customer who never wrote: refused at the
+    // API (422, the window this transport reports), and, when it comes by
+    // an import, FAILED by the transport before any request: Twilio saw
+    // nothing.
+    let r = d
+        .http()
+        .post(d.url("/api/v1/messages"))
+        .bearer_auth(OPERATOR)
+        .json(&serde_json::json!({"dialer": "dwa", "to": "+59899000001", "text": "hola"}))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 422, "{:?}", r.text());
+    let r = d
+        .http()
+        .post(d.url("/api/v1/imports?filename=WA.csv"))
+        .bearer_auth(OPERATOR)
+        .header("content-type", "text/csv")
+        .body("dwa;+59899000001;hola desde la carga;9999;\r\n")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 201, "{:?}", r.text());
+    let mut failed = serde_json::Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(15), || {
+            failed = common::get(&d, "/api/v1/messages?dialer=dwa&state=FAILED");
+            failed["items"].as_array().is_some_and(|a| !a.is_empty())
+        }),
+        "{failed}"
+    );
+    let m = &failed["items"][0];
     assert!(m["error"].as_str().unwrap_or("").contains("24-hour"), "{m}");
     assert!(wa.creates().is_empty(), "{:?}", wa.creates());
+
+    // A template goes outside the window: ContentSid and ContentVariables.
+    let r = d
+        .http()
+        .post(d.url("/api/v1/messages"))
+        .bearer_auth(OPERATOR)
+        .json(&serde_json::json!({
+            "dialer": "dwa",
+            "to": "+59899000009",
+            "template": {"name": "HX0123456789abcdef0123456789abcdef"},
+            "variables": ["Ana", "mañana 10:30"],
+        }))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{:?}", r.text());
+    let tid = r.json::<serde_json::Value>().unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    wait_state(&d, tid, &["DELIVERED"]);
+    let c = &wa.creates()[0];
+    assert_eq!(c.field("To"), Some("whatsapp:+59899000009"));
+    assert_eq!(
+        c.field("ContentSid"),
+        Some("HX0123456789abcdef0123456789abcdef")
+    );
+    assert_eq!(
+        c.field("ContentVariables"),
+        Some(r#"{"1":"Ana","2":"mañana 10:30"}"#)
+    );
+    assert_eq!(c.field("Body"), None);
 
     // The customer writes in on WhatsApp: the webhook is answered with
     // empty TwiML, the message reaches the campaign's conversation.
@@ -227,7 +283,7 @@ fn sms_and_whatsapp_by_signed_callbacks_window_inbound_and_forgeries() {
     // Inside the window now: free text goes, with whatsapp: on both sides.
     let inside = send(&d, "dwa", "+59899000001", "gracias por escribir");
     wait_state(&d, inside, &["DELIVERED"]);
-    let c = &wa.creates()[0];
+    let c = &wa.creates()[1];
     assert_eq!(c.field("To"), Some("whatsapp:+59899000001"));
     assert_eq!(c.field("From"), Some(&*format!("whatsapp:{WA_NUMBER}")));
     assert_eq!(c.field("Body"), Some("gracias por escribir"));
