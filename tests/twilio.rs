@@ -714,3 +714,57 @@ mod transport {
         );
     }
 }
+
+/// SIGKILL with a message SENT awaiting its status and another whose create
+/// Twilio took but had not answered: the next start polls the first from
+/// the store (resume window) and asks Twilio's list about the second; each
+/// was created once and both reach DELIVERED.
+#[test]
+fn a_crash_loses_no_status_and_sends_nothing_twice() {
+    let rt = runtime();
+    let port = common::free_port();
+    let sms = rt
+        .block_on(smsgate_sim::twilio::start(TwilioSimConfig {
+            account_sid: ACCOUNT.into(),
+            auth_token: TOKEN.into(),
+            number: SMS_NUMBER.into(),
+            sent_after: Duration::from_millis(100),
+            delivered_after: Duration::from_secs(4),
+            ..Default::default()
+        }))
+        .unwrap();
+    let secrets = tempfile::tempdir().unwrap();
+    let mut extra = gateway(
+        &Gw {
+            name: "tw-sms",
+            sim: &sms,
+            number: SMS_NUMBER,
+            whatsapp: false,
+            callbacks: None,
+            extra: "status_poll_s = 1\ninbound_poll_s = 0\n",
+        },
+        secrets.path(),
+    );
+    extra.push_str(&dialer("dsms", "tw-sms"));
+    let d = daemon(port, &extra);
+    let first = send(&d, "dsms", "+59899000070", "antes del corte");
+    wait_state(&d, first, &["SENT"]);
+    sms.fault(Fault {
+        hang_ms: Some(30_000),
+        times: Some(1),
+        ..Default::default()
+    });
+    let second = send(&d, "dsms", "+59899000071", "durante el corte");
+    assert!(wait_until(Duration::from_secs(10), || sms.creates().len() == 2));
+    let mut d = d;
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+    let dir = std::mem::replace(&mut d.dir, tempfile::tempdir().unwrap());
+    let config = d.config.clone();
+    drop(d);
+    let d = Daemon::start_with(dir, config, port, &[]);
+    d.wait_ready();
+    wait_state(&d, first, &["DELIVERED"]);
+    wait_state(&d, second, &["DELIVERED"]);
+    assert_eq!(sms.creates().len(), 2, "{:?}", sms.creates());
+}
