@@ -422,7 +422,7 @@ fn with_callbacks_off_statuses_and_customers_are_polled() {
 }
 
 #[test]
-fn a_timeout_after_twilio_took_the_message_does_not_send_it_twice() {
+fn a_timeout_after_twilio_took_the_message_does_not_send_it_twice_and_429s_are_retried() {
     let rt = runtime();
     let port = common::free_port();
     let sms = sim(&rt, SMS_NUMBER, None);
@@ -434,7 +434,9 @@ fn a_timeout_after_twilio_took_the_message_does_not_send_it_twice() {
             number: SMS_NUMBER,
             whatsapp: false,
             callbacks: None,
-            extra: "status_poll_s = 1\n",
+            // The timeout and two 429s would open the breaker (3 failures) for
+            // breaker_probe_s: this test is about the retries, not the breaker.
+            extra: "status_poll_s = 1\nbreaker_failures = 10\n",
         },
         secrets.path(),
     );
@@ -461,6 +463,21 @@ fn a_timeout_after_twilio_took_the_message_does_not_send_it_twice() {
         "asked by listing: {:?}",
         sms.requests()
     );
+
+    // Too many requests, twice (Retry-After 1): the gateway waits, the
+    // message is retried and sent by the third create.
+    sms.fault(Fault {
+        status: Some(429),
+        code: Some(20429),
+        message: Some("Too Many Requests".into()),
+        retry_after: Some(1),
+        times: Some(2),
+        ..Default::default()
+    });
+    let slowed = send(&d, "dsms", "+59899000031", "despacio");
+    let m = wait_state(&d, slowed, &["SENT", "DELIVERED"]);
+    assert_eq!(m["attempts"], 3, "{m}");
+    assert_eq!(sms.creates().len(), 4, "{:?}", sms.creates());
 }
 
 #[test]
