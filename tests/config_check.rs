@@ -201,6 +201,8 @@ fn the_documented_examples_are_valid_when_uncommented() {
         "whatsapp.token",
         "whatsapp.app_secret",
         "whatsapp.verify_token",
+        "twilio.token",
+        "twilio-key.secret",
     ] {
         let file = tls_dir.join(secret);
         std::fs::write(&file, "example-secret\n").unwrap();
@@ -223,7 +225,7 @@ fn the_documented_examples_are_valid_when_uncommented() {
     let (code, stdout, err) = check(&path);
     assert_eq!(code, 0, "{err}\n---\n{out}");
     assert!(
-        stdout.contains("8 gateways, 1 dialers, 1 campaigns, 1 API tokens"),
+        stdout.contains("10 gateways, 1 dialers, 1 campaigns, 1 API tokens"),
         "{stdout}"
     );
 }

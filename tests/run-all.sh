@@ -22,6 +22,23 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# Stoplight Prism (npm registry), the mock server generated from Twilio's
+# OpenAPI description that tests/twilio_openapi.rs checks requests against;
+# kept under target/, never in the repository.
+prism=target/tools/prism/node_modules/.bin/prism
+if [ ! -x "$prism" ]; then
+  command -v npm >/dev/null 2>&1 || {
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing: npm"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends npm
+  }
+  echo "installing: @stoplight/prism-cli@5 under target/tools/prism"
+  npm install --prefix target/tools/prism --no-audit --no-fund @stoplight/prism-cli@5
+fi
+export SMSGATE_PRISM="$PWD/$prism"
+
 # Every crate of the workspace: the daemon, smsgate-proto, smsgate-sim.
 cargo test --workspace --locked
 

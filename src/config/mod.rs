@@ -231,6 +231,7 @@ pub enum GatewaySettings {
     At(AtSettings),
     Http(Box<HttpSettings>),
     WhatsappCloud(Box<WhatsappCloudSettings>),
+    Twilio(Box<TwilioSettings>),
 }
 
 /// Who may call a gateway's push route (`/api/v1/gateways/{name}/push`).
@@ -249,9 +250,39 @@ impl GatewaySettings {
             Self::Dinstar(s) => PushSource::Allow(&s.push_allow),
             Self::Http(s) => PushSource::Allow(&s.push_allow),
             Self::WhatsappCloud(_) => PushSource::Signed,
+            Self::Twilio(_) => PushSource::Signed,
             Self::Sim(_) | Self::DinstarDwg(_) | Self::At(_) => PushSource::None,
         }
     }
+}
+
+/// `kind = "twilio"`: Twilio's Messages API, SMS or WhatsApp.
+#[derive(Debug, Clone)]
+pub struct TwilioSettings {
+    /// The API's base, `https://api.twilio.com` unless tests say otherwise.
+    pub url: String,
+    pub account_sid: String,
+    /// The account's auth token: basic auth without an API key, and the key
+    /// of every webhook signature (Twilio signs with it even when we
+    /// authenticate with an API key).
+    pub auth_token: Option<Secret>,
+    /// An API key (`SK...`) and its secret, for basic auth instead of the
+    /// auth token.
+    pub api_key: Option<(String, Secret)>,
+    pub sender: smsgate_proto::twilio::Sender,
+    pub channel: smsgate_proto::twilio::Channel,
+    /// The public URL of our push route for this gateway, as Twilio calls
+    /// it; None: no callbacks are asked for.
+    pub status_callback_url: Option<String>,
+    pub timeout: Duration,
+    /// How often each message in flight is fetched; None: callbacks only.
+    pub status_poll: Option<Duration>,
+    /// How long a sent message is polled for before it is given up on.
+    pub status_poll_for: Duration,
+    /// How often received messages are listed; None: webhook only.
+    pub inbound_poll: Option<Duration>,
+    /// WhatsApp: customers reached outside their window per rolling 24 h.
+    pub messaging_limit: Option<u32>,
 }
 
 /// `kind = "http"`: a templated HTTP request per message.

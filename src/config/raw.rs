@@ -197,6 +197,19 @@ pub struct RawGateway {
     pub temporary_pattern: Option<Spanned<String>>,
     pub reports: Option<Spanned<RawHttpReports>>,
     pub inbound: Option<Spanned<RawHttpInbound>>,
+    // twilio (also `url`, `ports`, `timeout_ms`)
+    pub account_sid: Option<Spanned<String>>,
+    pub auth_token: Option<Spanned<String>>,
+    pub auth_token_file: Option<Spanned<String>>,
+    pub api_key_sid: Option<Spanned<String>>,
+    pub api_key_secret_file: Option<Spanned<String>>,
+    pub from: Option<Spanned<String>>,
+    pub messaging_service_sid: Option<Spanned<String>>,
+    pub channel: Option<Spanned<String>>,
+    pub status_callback_url: Option<Spanned<String>>,
+    pub status_poll_s: Option<Spanned<u64>>,
+    pub status_poll_for_s: Option<Spanned<u64>>,
+    pub inbound_poll_s: Option<Spanned<u64>>,
 }
 
 /// `[gateway.reports]` of an http provider: the fields of its delivery

@@ -392,6 +392,12 @@ fn gateway_key(gc: &GatewayConfig) -> String {
             .collect::<Vec<_>>()
             .join("|"),
         S::WhatsappCloud(w) => w.secrets().join("|"),
+        S::Twilio(t) => [t.auth_token.as_ref(), t.api_key.as_ref().map(|k| &k.1)]
+            .into_iter()
+            .flatten()
+            .map(|p| p.expose())
+            .collect::<Vec<_>>()
+            .join("|"),
     };
     format!(
         "{:?}|{}|{}|{:?}|{secret}",

@@ -12,6 +12,7 @@ pub mod dinstar;
 pub mod dwg;
 pub mod http;
 pub mod sim;
+pub mod twilio;
 pub mod whatsapp;
 pub mod whatsapp_cloud;
 
@@ -296,6 +297,7 @@ pub fn capabilities(gw: &GatewayConfig) -> Capabilities {
         GatewaySettings::Sim(s) => sim::capabilities(gw.ports, s),
         GatewaySettings::Http(s) => http::capabilities(gw.ports, s),
         GatewaySettings::WhatsappCloud(_) => whatsapp_cloud::capabilities(gw.ports),
+        GatewaySettings::Twilio(s) => twilio::capabilities(gw.ports, s),
     }
 }
 
@@ -607,6 +609,8 @@ pub fn build(gw: &GatewayConfig, ctx: BuildContext) -> Result<Arc<dyn Transport>
             whatsapp_cloud::WhatsappCloudTransport::start(&gw.name, gw.ports, s, ctx)
                 .map(|t| t as Arc<dyn Transport>)
         }
+        GatewaySettings::Twilio(s) => twilio::TwilioTransport::start(&gw.name, gw.ports, s, ctx)
+            .map(|t| t as Arc<dyn Transport>),
         GatewaySettings::Dinstar(s) => dinstar::DinstarTransport::start(&gw.name, gw.ports, s, ctx)
             .map(|t| Arc::new(t) as Arc<dyn Transport>)
             .map_err(|e| TransportError::Setup {

@@ -12,6 +12,7 @@
 //! - [`http_api`]: the `http` provider kind's templates, replies and callbacks;
 //! - [`consent`]: whether a received text is an opt-out or opt-in keyword;
 //! - [`recording`]: a conversation written out as text, JSON or CSV;
+//! - [`twilio`]: Twilio's Messages API, statuses, errors and signatures;
 //! - [`webhook`]: the HMAC signature of a webhook delivery;
 //! - [`whatsapp_cloud`]: Meta's WhatsApp Cloud API bodies, replies, errors,
 //!   webhook handshake, signature and events;
@@ -26,6 +27,7 @@ pub mod dwg;
 pub mod http_api;
 pub mod recording;
 pub mod sms;
+pub mod twilio;
 pub mod webhook;
 pub mod whatsapp_cloud;
 pub mod whatsapp_rules;

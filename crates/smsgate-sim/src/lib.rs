@@ -9,4 +9,5 @@ pub mod dwg;
 pub mod http_provider;
 pub mod modem;
 mod tls;
+pub mod twilio;
 pub mod whatsapp_cloud;

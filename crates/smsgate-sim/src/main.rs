@@ -13,6 +13,9 @@
 //! smsgate-sim http --listen 127.0.0.1:8095 --body '{"status":"ok","id":"{id}"}' \
 //!     --callback-url http://127.0.0.1:8080/api/v1/gateways/prov/push
 //!
+//! smsgate-sim twilio --listen 127.0.0.1:8096 --auth-token sim-auth-token \\
+//!     --incoming-url http://127.0.0.1:8080/api/v1/gateways/twilio/push
+//!
 //! smsgate-sim modem --link /tmp/ttyGSM0 --incoming '+59899123456:¿Mañana? 👍'
 //!
 //! # customers writing in every 10 s to our number +59829001000 (port 2)
@@ -84,6 +87,20 @@ enum Sim {
     /// errors; POST /sim/handshake {"verify_token": "..."} performs Meta's
     /// verification GET against --webhook-url.
     WhatsappCloud(WhatsappCloudArgs),
+    /// Twilio's Messages API (smsgate's kind "twilio", SMS and WhatsApp):
+    /// create, fetch and list under /2010-04-01/Accounts/SID/Messages,
+    /// basic auth checked, statuses queued → sent → delivered called back
+    /// signed (X-Twilio-Signature) to each message's StatusCallback.
+    ///
+    /// POST /sim/incoming {"from": "+59899123456", "body": "hola",
+    /// "whatsapp": false} is a customer's message to --number, posted
+    /// signed to --incoming-url; POST /sim/fault {"to": "+598...", "code":
+    /// 21610, "status": 400} (or without "to": the next "times" creates;
+    /// "retry_after" with status 429; "hang_ms" to accept and then not
+    /// answer) injects errors; POST /sim/status {"sid": "SM...", "status":
+    /// "sent"} calls a status back now; GET /sim/requests and
+    /// /sim/messages show what it saw and holds.
+    Twilio(TwilioArgs),
     /// Writes the manual page smsgate-sim.1 into DIR (the .deb's build).
     #[command(hide = true)]
     GenerateMan { dir: std::path::PathBuf },
@@ -120,6 +137,32 @@ impl ScheduleArgs {
             },
         }
     }
+}
+
+#[derive(clap::Args)]
+struct TwilioArgs {
+    #[arg(long, default_value = "127.0.0.1:8096")]
+    listen: SocketAddr,
+    #[arg(long, default_value = "AC00000000000000000000000000000001")]
+    account_sid: String,
+    /// The auth token it checks and signs with (a test value: this is a
+    /// simulator).
+    #[arg(long, default_value = "sim-auth-token")]
+    auth_token: String,
+    /// Our number: the To of customers' messages.
+    #[arg(long, default_value = "+15005550006")]
+    number: String,
+    /// smsgate's push route (its status_callback_url), for customers'
+    /// messages.
+    #[arg(long)]
+    incoming_url: Option<String>,
+    #[arg(long, default_value_t = 500)]
+    sent_after_ms: u64,
+    #[arg(long, default_value_t = 2000)]
+    delivered_after_ms: u64,
+    /// delivered, read, undelivered or failed.
+    #[arg(long, default_value = "delivered")]
+    final_status: String,
 }
 
 #[derive(clap::Args)]
@@ -371,6 +414,7 @@ fn main() -> ExitCode {
         Sim::Modem(a) => rt.block_on(run_modem(a)),
         Sim::Http(a) => rt.block_on(run_http(a)),
         Sim::WhatsappCloud(a) => rt.block_on(run_whatsapp_cloud(a)),
+        Sim::Twilio(a) => rt.block_on(run_twilio(a)),
         Sim::GenerateMan { .. } => ExitCode::SUCCESS,
     }
 }
@@ -762,6 +806,37 @@ async fn run_whatsapp_cloud(a: WhatsappCloudArgs) -> ExitCode {
         sim.base_url(),
         a.api_version,
         a.phone_number_id,
+        sim.base_url()
+    );
+    let _ = tokio::signal::ctrl_c().await;
+    sim.stop();
+    ExitCode::SUCCESS
+}
+
+async fn run_twilio(a: TwilioArgs) -> ExitCode {
+    use smsgate_sim::twilio::{TwilioSimConfig, start};
+    let cfg = TwilioSimConfig {
+        listen: a.listen,
+        account_sid: a.account_sid,
+        auth_token: a.auth_token,
+        api_key: None,
+        number: a.number,
+        incoming_url: a.incoming_url,
+        sent_after: Duration::from_millis(a.sent_after_ms),
+        delivered_after: Duration::from_millis(a.delivered_after_ms),
+        final_status: a.final_status,
+    };
+    let sim = match start(cfg).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("smsgate-sim: cannot listen on {}: {e}", a.listen);
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!(
+        "smsgate-sim: Twilio Messages API on {}; give smsgate url = \"{}\"; requests at {}/sim/requests",
+        sim.addr(),
+        sim.base_url(),
         sim.base_url()
     );
     let _ = tokio::signal::ctrl_c().await;

@@ -110,6 +110,7 @@ impl Validator<'_> {
                     GatewayKind::At,
                     GatewayKind::Http,
                     GatewayKind::WhatsappCloud,
+                    GatewayKind::Twilio,
                 ],
             ),
             (
@@ -305,6 +306,7 @@ impl Validator<'_> {
             ),
         ];
         foreign.extend(whatsapp_cloud_keys(&g));
+        foreign.extend(super::twilio::keys(&g));
         let mut ok = true;
         for (key, span, kinds) in foreign {
             if let Some(span) = span {
@@ -372,15 +374,7 @@ impl Validator<'_> {
             GatewayKind::At => self.at(&mut g, &name_span, &mut ok),
             GatewayKind::Http => self.http(&mut g, &name_span, &mut ok),
             GatewayKind::WhatsappCloud => self.whatsapp_cloud(&mut g, &name_span, &mut ok),
-            GatewayKind::Twilio => {
-                self.problem(
-                    g.kind.span(),
-                    format!(
-                        "gateway kind {kind_name:?} is not available in this version of smsgate"
-                    ),
-                );
-                return None;
-            }
+            GatewayKind::Twilio => self.twilio(&mut g, &name_span, &mut ok),
         }?;
         let breaker_failures = g.breaker_failures.as_ref().map_or(3, |v| *v.get_ref());
         if let Some(v) = &g.breaker_failures {

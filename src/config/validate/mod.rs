@@ -8,6 +8,7 @@ mod dialers;
 mod gateways;
 mod http;
 mod inbound;
+mod twilio;
 mod webhooks;
 mod whatsapp_cloud;
 

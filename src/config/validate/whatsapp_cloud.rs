@@ -24,10 +24,11 @@ pub(super) fn whatsapp_cloud_keys(g: &RawGateway) -> Vec<KindKey<'static>> {
         ("verify_token", span(&g.verify_token), ONLY),
         ("verify_token_file", span(&g.verify_token_file), ONLY),
         ("api_version", span(&g.api_version), ONLY),
+        // Meta's limit, also on Twilio's WhatsApp channel.
         (
             "messaging_limit",
             g.messaging_limit.as_ref().map(|v| v.span()),
-            ONLY,
+            &[GatewayKind::WhatsappCloud, GatewayKind::Twilio],
         ),
         ("number", span(&g.number), ONLY),
     ]
