@@ -137,12 +137,12 @@ impl Engine {
     }
 
     /// Hands a request a gateway made to our API (a push) to its transport.
-    pub fn gateway_webhook(
+    pub async fn gateway_webhook(
         &self,
         gateway: &str,
         request: WebhookRequest,
     ) -> Result<WebhookReply, TransportError> {
-        self.gateways.webhook(gateway, request)
+        self.gateways.webhook(gateway, request).await
     }
 
     /// Each running WhatsApp gateway: its messaging limit's use and, for

@@ -41,6 +41,7 @@ pub async fn push(
     let reply = st
         .engine
         .gateway_webhook(&name, request)
+        .await
         .map_err(|e| match e {
             TransportError::NotRunning(_) => ApiError::unavailable("not_ready", e.to_string()),
             TransportError::Busy(m) => ApiError::unavailable("busy", m).with_retry_after(5),

@@ -360,7 +360,7 @@ impl Gateways {
     }
 
     /// Hands a request a gateway made to our API to its transport.
-    pub fn webhook(
+    pub async fn webhook(
         &self,
         gateway: &str,
         request: WebhookRequest,
@@ -368,7 +368,7 @@ impl Gateways {
         let gw = self
             .gateway(gateway)
             .ok_or_else(|| TransportError::NotRunning(gateway.to_string()))?;
-        gw.transport.accept_webhook(request)
+        gw.transport.accept_webhook(request).await
     }
 }
 

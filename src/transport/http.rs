@@ -569,7 +569,16 @@ impl Transport for HttpTransport {
         })
     }
 
-    fn accept_webhook(&self, request: WebhookRequest) -> Result<WebhookReply, TransportError> {
+    fn accept_webhook<'a>(
+        &'a self,
+        request: WebhookRequest,
+    ) -> BoxFuture<'a, Result<WebhookReply, TransportError>> {
+        Box::pin(std::future::ready(self.take_push(request)))
+    }
+}
+
+impl HttpTransport {
+    fn take_push(&self, request: WebhookRequest) -> Result<WebhookReply, TransportError> {
         let content_type = request
             .headers
             .get(http::header::CONTENT_TYPE)

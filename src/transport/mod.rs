@@ -403,12 +403,18 @@ pub trait Transport: Send + Sync {
     }
     /// A request the gateway made to our API (Dinstar's push URL). Only
     /// transports whose gateway calls us take them; the others refuse.
-    fn accept_webhook(&self, request: WebhookRequest) -> Result<WebhookReply, TransportError> {
+    /// Async, so a transport can answer only once what the request
+    /// carried is on disk (a provider that does not send again after a
+    /// 200 must not get one for a message a crash would lose).
+    fn accept_webhook<'a>(
+        &'a self,
+        request: WebhookRequest,
+    ) -> BoxFuture<'a, Result<WebhookReply, TransportError>> {
         let _ = request;
-        Err(TransportError::NotTaken(format!(
+        Box::pin(std::future::ready(Err(TransportError::NotTaken(format!(
             "gateway {} does not take pushes",
             self.name()
-        )))
+        )))))
     }
 }
 

@@ -26,6 +26,10 @@ use super::{
 };
 use crate::config::TwilioSettings;
 
+/// How long an incoming-message webhook waits for its message to be on
+/// disk before it is answered 503 (the store stalled).
+const WEBHOOK_STORE_WAIT: Duration = Duration::from_secs(5);
+
 /// After refused credentials or a suspended account, the channels stay out
 /// of use this long; then the next send (or the breaker's probe) tries.
 const AUTH_HOLD: Duration = Duration::from_secs(60);
@@ -631,7 +635,7 @@ impl TwilioTransport {
         }
     }
 
-    fn webhook(&self, request: WebhookRequest) -> Result<WebhookReply, TransportError> {
+    async fn webhook(&self, request: WebhookRequest) -> Result<WebhookReply, TransportError> {
         let query = request.uri.query();
         let params = if request.method == http::Method::POST {
             tw::parse_form(&request.body)
@@ -702,7 +706,18 @@ impl TwilioTransport {
                 if i.num_media > 0 {
                     tracing::info!(gateway = %self.name, sid = %i.message_sid, media = i.num_media, "received message has media; only its text is kept");
                 }
-                let _ = room.send(Event::Inbound(r));
+                // Twilio does not send an incoming message again after a
+                // 200: answer only once it is on disk.
+                let (ev, answer) = StoredAck::ask(r);
+                let _ = room.send(ev);
+                drop(room);
+                let deadline = tokio::time::Instant::now() + WEBHOOK_STORE_WAIT;
+                if !answer.stored_by(deadline).await {
+                    return Err(TransportError::Busy(format!(
+                        "gateway {}: the received message was not stored in time",
+                        self.name
+                    )));
+                }
                 Ok(WebhookReply {
                     status: http::StatusCode::OK,
                     body: serde_json::Value::Null,
@@ -803,7 +818,10 @@ impl Transport for TwilioTransport {
         })
     }
 
-    fn accept_webhook(&self, request: WebhookRequest) -> Result<WebhookReply, TransportError> {
-        self.webhook(request)
+    fn accept_webhook<'a>(
+        &'a self,
+        request: WebhookRequest,
+    ) -> BoxFuture<'a, Result<WebhookReply, TransportError>> {
+        Box::pin(self.webhook(request))
     }
 }

@@ -244,7 +244,7 @@ impl WhatsappCloudTransport {
         }
     }
 
-    fn notification(&self, request: &WebhookRequest) -> Result<WebhookReply, TransportError> {
+    async fn notification(&self, request: &WebhookRequest) -> Result<WebhookReply, TransportError> {
         let header = request
             .headers
             .get(wa::SIGNATURE_HEADER)
@@ -336,7 +336,7 @@ impl WhatsappCloudTransport {
             answers.push(answer);
         }
         drop(room);
-        if !answers.is_empty() && !self.wait_stored(answers) {
+        if !answers.is_empty() && !wait_stored(answers).await {
             return Err(TransportError::Busy(format!(
                 "gateway {}: the received messages were not stored in time; Meta will send them again",
                 self.name
@@ -347,31 +347,6 @@ impl WhatsappCloudTransport {
             body: serde_json::json!({"ok": true, "events": total}),
             raw: None,
             events: total,
-        })
-    }
-
-    /// Whether every message is on disk within [`STORE_WAIT`]. The push
-    /// route calls transports synchronously, so this waits with
-    /// `block_in_place` (the daemon's runtime has several threads); on a
-    /// runtime that cannot, it does not wait and the queue's reservation
-    /// is the guarantee.
-    fn wait_stored(&self, answers: Vec<super::StoredAnswer>) -> bool {
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return true;
-        };
-        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
-            return true;
-        }
-        let deadline = tokio::time::Instant::now() + STORE_WAIT;
-        tokio::task::block_in_place(|| {
-            handle.block_on(async move {
-                for a in answers {
-                    if !a.stored_by(deadline).await {
-                        return false;
-                    }
-                }
-                true
-            })
         })
     }
 }
@@ -449,11 +424,27 @@ impl Transport for WhatsappCloudTransport {
         })
     }
 
-    fn accept_webhook(&self, request: WebhookRequest) -> Result<WebhookReply, TransportError> {
-        if request.method == http::Method::GET {
-            self.handshake(&request)
-        } else {
-            self.notification(&request)
+    fn accept_webhook<'a>(
+        &'a self,
+        request: WebhookRequest,
+    ) -> BoxFuture<'a, Result<WebhookReply, TransportError>> {
+        Box::pin(async move {
+            if request.method == http::Method::GET {
+                self.handshake(&request)
+            } else {
+                self.notification(&request).await
+            }
+        })
+    }
+}
+
+/// Whether every message is on disk within [`STORE_WAIT`].
+async fn wait_stored(answers: Vec<super::StoredAnswer>) -> bool {
+    let deadline = tokio::time::Instant::now() + STORE_WAIT;
+    for a in answers {
+        if !a.stored_by(deadline).await {
+            return false;
         }
     }
+    true
 }

@@ -360,9 +360,33 @@ impl Transport for DinstarTransport {
         self.inner.health(port)
     }
 
+    /// Asks the gateway itself, not the last polled state: a breaker must
+    /// not close on health read before the gateway went away.
+    fn probe<'a>(&'a self) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let ports: Vec<u8> = (0..self.inner.ports.min(256))
+                .filter_map(|p| u8::try_from(p).ok())
+                .collect();
+            match self.inner.client.get_port_info(&ports, &[]).await {
+                Ok(infos) if infos.iter().any(|i| i.looks_usable()) => Ok(()),
+                Ok(_) => Err("the gateway answers but no port can send".into()),
+                Err(e) => Err(e.to_string()),
+            }
+        })
+    }
+
     /// A push (`{"sn": ..., "<event>": ...}`). Answers at once: it only
     /// updates the tables and queues events for the engine.
-    fn accept_webhook(&self, request: WebhookRequest) -> Result<WebhookReply, TransportError> {
+    fn accept_webhook<'a>(
+        &'a self,
+        request: WebhookRequest,
+    ) -> BoxFuture<'a, Result<WebhookReply, TransportError>> {
+        Box::pin(std::future::ready(self.take_push(request)))
+    }
+}
+
+impl DinstarTransport {
+    fn take_push(&self, request: WebhookRequest) -> Result<WebhookReply, TransportError> {
         let events = wire::parse_push(&request.body).map_err(|e| {
             tracing::warn!(gateway = %self.inner.name, error = %e, "push not understood");
             TransportError::NotUnderstood(e.to_string())
@@ -401,21 +425,6 @@ impl Transport for DinstarTransport {
             body: serde_json::json!({"error_code": 200, "events": n}),
             raw: None,
             events: n,
-        })
-    }
-
-    /// Asks the gateway itself, not the last polled state: a breaker must
-    /// not close on health read before the gateway went away.
-    fn probe<'a>(&'a self) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            let ports: Vec<u8> = (0..self.inner.ports.min(256))
-                .filter_map(|p| u8::try_from(p).ok())
-                .collect();
-            match self.inner.client.get_port_info(&ports, &[]).await {
-                Ok(infos) if infos.iter().any(|i| i.looks_usable()) => Ok(()),
-                Ok(_) => Err("the gateway answers but no port can send".into()),
-                Err(e) => Err(e.to_string()),
-            }
         })
     }
 }
