@@ -141,6 +141,8 @@ pub struct Metrics {
     /// Received messages stored (each once), routed to a campaign or not.
     pub inbound_messages: Family<InboundLabels, Counter>,
     pub automatic_replies: Family<ReplyLabels, Counter>,
+    /// Interactions the ACD's assigner gave to an agent.
+    pub acd_assignments: Counter,
     pub consent_changes: Family<ConsentLabels, Counter>,
     pub breaker_transitions: Family<BreakerLabels, Counter>,
     pub failovers: Family<FailoverLabels, Counter>,
@@ -280,6 +282,12 @@ impl Metrics {
             "Replies the system queued on its own (out of hours, opt-out and opt-in confirmations), by kind",
             automatic_replies.clone(),
         );
+        let acd_assignments = Counter::default();
+        registry.register(
+            "acd_assignments",
+            "Waiting interactions the ACD gave to an agent",
+            acd_assignments.clone(),
+        );
         let consent_changes = Family::<ConsentLabels, Counter>::default();
         registry.register(
             "consent_changes",
@@ -328,6 +336,7 @@ impl Metrics {
             messages_in_doubt,
             inbound_messages,
             automatic_replies,
+            acd_assignments,
             consent_changes,
             breaker_transitions,
             failovers,

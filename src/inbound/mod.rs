@@ -282,6 +282,20 @@ fn write_received(
         },
         now,
     )?;
+    let responded = replies::enqueue(
+        tx,
+        &replies::Arrived {
+            campaign: row.campaign.as_deref().and_then(|c| config.campaign(c)),
+            interaction: joined.map(|j| j.interaction),
+            number: row.number.as_deref(),
+            sender: &row.sender,
+            gateway: &row.gateway,
+            port: row.port,
+            text: &row.text,
+        },
+        joined.is_some_and(|j| j.opened),
+        responded,
+    )?;
     Ok(Some((id, responded)))
 }
 
@@ -323,6 +337,12 @@ fn stored_one(
                     lists.join(", ")
                 };
                 tracing::info!(gateway = %gateway, inbound = id, action = action.as_str(), lists = %lists, "consent changed by keyword; the ledger has it");
+            }
+            if responded.queued_for_agent {
+                shared.acd.notify_one();
+            }
+            if responded.busy {
+                tracing::info!(gateway = %gateway, inbound = id, campaign = row.campaign.as_deref().unwrap_or(""), "acd_max_waiting customers are waiting already: refused, the campaign's busy message (if any) is sent back");
             }
             if responded.out_of_hours {
                 tracing::info!(gateway = %gateway, inbound = id, campaign = row.campaign.as_deref().unwrap_or(""), "out of hours: the campaign's message is sent back on the port the customer wrote to");
