@@ -923,6 +923,10 @@ fn spy_sees_both_ways_chat_reaches_the_agent_and_a_canned_emoji_reply_goes_ucs2(
         spied.iter().all(|e| e["interaction"] == id),
         "only this interaction"
     );
+    // The agent's own stream has the customer's message too.
+    until(&own, &mut mine, |s| {
+        kind(s, "message.received").any(|e| e["data"]["text"] == "¿hay alguien? 🙋")
+    });
     assert!(wait_until(Duration::from_secs(10), || sim
         .sends()
         .iter()

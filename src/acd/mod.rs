@@ -104,7 +104,7 @@ pub fn assign_pass(
 }
 
 /// The enabled campaigns as the assigner needs them.
-fn queues_of(config: &Config) -> Vec<(String, crate::config::Strategy, u32)> {
+pub fn queues_of(config: &Config) -> Vec<(String, crate::config::Strategy, u32)> {
     config
         .campaigns
         .iter()
@@ -174,10 +174,11 @@ pub fn campaign_figures(
     Ok(v)
 }
 
-/// The assigner, until `stop`.
+/// The assigner, until `stop`; the sweep (abandons, figures' events) runs
+/// beside it as a task of its own, so an assignment never waits behind a
+/// campaign's figures.
 pub async fn run(shared: Shared, stop: CancellationToken) {
-    let mut last_tick = tokio::time::Instant::now();
-    let mut shown: HashMap<String, serde_json::Value> = HashMap::new();
+    tokio::spawn(sweeper(shared.clone(), stop.clone()));
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -201,11 +202,17 @@ pub async fn run(shared: Shared, stop: CancellationToken) {
                 tracing::error!(error = %e, "the assigner cannot write; waiting interactions stay queued and it tries again in a second");
             }
         }
-        if last_tick.elapsed() < TICK {
-            continue;
+    }
+}
+
+async fn sweeper(shared: Shared, stop: CancellationToken) {
+    let mut shown: HashMap<String, serde_json::Value> = HashMap::new();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(TICK) => {}
         }
-        last_tick = tokio::time::Instant::now();
-        sweep(&shared, &config, &mut shown).await;
+        sweep(&shared, &shared.config(), &mut shown).await;
     }
 }
 

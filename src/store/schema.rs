@@ -372,5 +372,6 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX interaction_waiting ON interaction(campaign, id) WHERE waiting = 1;
     CREATE INDEX interaction_active ON interaction(agent, campaign) WHERE closed_at IS NULL AND agent IS NOT NULL;
     CREATE INDEX interaction_campaign_started ON interaction(campaign, started_at);
+    CREATE INDEX interaction_closed ON interaction(campaign, closed_at) WHERE closed_at IS NOT NULL;
     "#,
 ];
