@@ -185,6 +185,14 @@ pub async fn run(shared: Shared, stop: CancellationToken) {
             _ = shared.acd.notified() => {}
             _ = tokio::time::sleep(TICK) => {}
         }
+        match shared.store.read(db::may_assign).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "the assigner cannot read the store; it tries again in a second");
+                continue;
+            }
+        }
         let config = shared.config();
         let queues = queues_of(&config);
         let pass = shared
@@ -226,10 +234,17 @@ async fn sweep(
     let now = crate::now_ms();
     for c in config.campaigns.iter().filter(|c| c.enabled) {
         let (name, silent_before) = (c.name.clone(), now - (c.abandon_s as i64) * 1000);
-        if let Err(e) = shared
+        let due = shared
             .store
-            .write(move |tx| db::close_abandoned(tx, &name, silent_before, ABANDON_BATCH))
+            .read(move |conn| db::has_abandoned(conn, &name, silent_before))
             .await
+            .unwrap_or(false);
+        let name = c.name.clone();
+        if due
+            && let Err(e) = shared
+                .store
+                .write(move |tx| db::close_abandoned(tx, &name, silent_before, ABANDON_BATCH))
+                .await
         {
             tracing::warn!(campaign = %c.name, error = %e, "cannot close abandoned interactions; tried again in a second");
         }

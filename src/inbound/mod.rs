@@ -325,7 +325,14 @@ fn assign_queued(
     stored: &[Option<(i64, replies::Responded)>],
 ) -> Result<(), crate::store::StoreError> {
     if stored.iter().flatten().any(|(_, r)| r.queued_for_agent) {
-        crate::acd::assign_pass(tx, &crate::acd::queues_of(config), crate::store::now_ms())?;
+        // Each assignment the pass wrote stands on its own; should the
+        // pass fail half-way, the messages are still stored and what is
+        // left waits for the assigner task (woken after the commit).
+        if let Err(e) =
+            crate::acd::assign_pass(tx, &crate::acd::queues_of(config), crate::store::now_ms())
+        {
+            tracing::warn!(error = %e, "the assignment pass after storing received messages failed; the assigner tries again");
+        }
     }
     Ok(())
 }

@@ -539,9 +539,40 @@ pub fn assign(
     Ok(true)
 }
 
+/// Whether an assignment pass could give anything out: someone waits
+/// and some member is ready. Read first, so an idle daemon never queues
+/// a write for nothing (a full disk's episodes stay as the writes make
+/// them).
+pub fn may_assign(conn: &Connection) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM interaction WHERE waiting = 1) \
+                AND EXISTS (SELECT 1 FROM agent a JOIN member m ON m.agent = a.id \
+                            WHERE a.state = 'ready' AND a.paused = 0)",
+        )?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// Whether a campaign has waiting interactions silent since before
+/// `silent_before` to close as abandoned (see [`close_abandoned`]).
+pub fn has_abandoned(
+    conn: &Connection,
+    campaign: &str,
+    silent_before: i64,
+) -> Result<bool, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM interaction WHERE campaign = ?1 AND waiting = 1 \
+             AND coalesce(last_in_at, started_at) < ?2) \
+             AND EXISTS (SELECT 1 FROM member WHERE campaign = ?1)",
+        )?
+        .query_row(params![campaign, silent_before], |r| r.get(0))?)
+}
+
 /// Closes waiting interactions of a campaign whose customer has been
 /// silent since before `silent_before` (abandoned: nobody answered);
-/// their ids.
+/// their ids. A campaign without members is left alone: it does not use
+/// agents, and its conversations stay open until idle as before the ACD.
 pub fn close_abandoned(
     tx: &Transaction<'_>,
     campaign: &str,
@@ -551,7 +582,8 @@ pub fn close_abandoned(
     let ids: Vec<i64> = tx
         .prepare_cached(
             "SELECT id FROM interaction WHERE campaign = ?1 AND waiting = 1 \
-             AND coalesce(last_in_at, started_at) < ?2 ORDER BY id LIMIT ?3",
+             AND coalesce(last_in_at, started_at) < ?2 \
+             AND EXISTS (SELECT 1 FROM member WHERE campaign = ?1) ORDER BY id LIMIT ?3",
         )?
         .query_map(params![campaign, silent_before, limit as i64], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
