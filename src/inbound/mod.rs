@@ -376,9 +376,6 @@ fn stored_one(
                 };
                 tracing::info!(gateway = %gateway, inbound = id, action = action.as_str(), lists = %lists, "consent changed by keyword; the ledger has it");
             }
-            if responded.queued_for_agent {
-                shared.acd.notify_one();
-            }
             if responded.busy {
                 tracing::info!(gateway = %gateway, inbound = id, campaign = row.campaign.as_deref().unwrap_or(""), "acd_max_waiting customers are waiting already: refused, the campaign's busy message (if any) is sent back");
             }
