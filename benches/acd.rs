@@ -198,19 +198,21 @@ fn main() {
     println!("a bare commit: {}", percentiles(commits));
 
     let mut latencies = Vec::with_capacity(arrivals);
+    let passes = std::sync::Arc::new(std::sync::Mutex::new(Vec::with_capacity(arrivals)));
     for n in 0..arrivals {
         let start = Instant::now();
         // As the inbound path does: store, queue, and the assignment pass
         // at the end of the same transaction.
-        let q = queues.clone();
+        let (q, p) = (queues.clone(), passes.clone());
         let id = store
             .write_blocking(move |tx| {
                 let id = arrive(tx, "live", 1, 5_000_000 + n)?;
+                let pass = Instant::now();
                 smsgate::acd::assign_pass(tx, &q, smsgate::now_ms())?;
+                p.lock().unwrap().push(pass.elapsed());
                 Ok(id)
             })
             .unwrap();
-        shared.acd.notify_one();
         loop {
             let held = store.read_blocking(move |c| acd::held(c, id)).unwrap();
             if held.is_some_and(|h| h.agent.is_some()) {
@@ -223,6 +225,11 @@ fn main() {
     println!(
         "assignment, arrival to the agent's event committed ({AGENTS} agents, {WAITING} waiting): {}",
         percentiles(latencies)
+    );
+    let passes = std::mem::take(&mut *passes.lock().unwrap());
+    println!(
+        "of which the assignment pass alone (snapshot, decision, writes; no commit): {}",
+        percentiles(passes)
     );
 
     let mut times = Vec::new();
