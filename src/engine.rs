@@ -70,6 +70,9 @@ impl Engine {
             engine.tracker.clone(),
             engine.stop.clone(),
         ));
+        engine
+            .tracker
+            .spawn(crate::acd::run(shared.clone(), engine.stop.clone()));
         engine.tracker.spawn(engine.clone().config_loop());
         engine
     }

@@ -8,6 +8,7 @@
 //! `smsgate_proto`, the simulators `smsgate_sim`.
 #![forbid(unsafe_code)]
 
+pub mod acd;
 pub mod api;
 pub mod cli;
 

@@ -145,6 +145,8 @@ pub struct Metrics {
     /// Received messages stored (each once), routed to a campaign or not.
     pub inbound_messages: Family<InboundLabels, Counter>,
     pub automatic_replies: Family<ReplyLabels, Counter>,
+    /// Interactions the ACD's assigner gave to an agent.
+    pub acd_assignments: Counter,
     pub consent_changes: Family<ConsentLabels, Counter>,
     pub breaker_transitions: Family<BreakerLabels, Counter>,
     pub failovers: Family<FailoverLabels, Counter>,
@@ -284,6 +286,12 @@ impl Metrics {
             "Replies the system queued on its own (out of hours, opt-out and opt-in confirmations), by kind",
             automatic_replies.clone(),
         );
+        let acd_assignments = Counter::default();
+        registry.register(
+            "acd_assignments",
+            "Waiting interactions the ACD gave to an agent",
+            acd_assignments.clone(),
+        );
         let consent_changes = Family::<ConsentLabels, Counter>::default();
         registry.register(
             "consent_changes",
@@ -346,6 +354,7 @@ impl Metrics {
             whatsapp_limit,
             inbound_messages,
             automatic_replies,
+            acd_assignments,
             consent_changes,
             breaker_transitions,
             failovers,

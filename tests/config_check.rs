@@ -145,12 +145,45 @@ fn secrets_come_from_files_and_never_show_in_errors() {
     let (code, _, err) = check(&path);
     assert_eq!(code, 1);
     assert!(
-        err.contains("role must be admin, operator or viewer, found \"root\""),
+        err.contains("role must be admin, supervisor, operator, viewer or agent, found \"root\""),
         "{err}"
     );
     assert!(err.contains("shorter than 16 characters"), "{err}");
     assert!(!err.contains("a-very-secret"), "{err}");
     assert!(!err.contains("\"short\""), "a secret was echoed: {err}");
+}
+
+/// An agent's token names its agent, and only an agent's token does;
+/// the id is one an agent can have. Campaign keys of the ACD are
+/// checked in range.
+#[test]
+fn agent_tokens_and_acd_keys_are_checked() {
+    let t = |name: &str, role: &str, agent: &str| {
+        format!(
+            "[[api.tokens]]\nname = \"{name}\"\ntoken = \"{name}-0123456789abcdef\"\nrole = \"{role}\"\n{agent}"
+        )
+    };
+    let text = format!(
+        "{BASE}\n{}{}{}{}{}[[campaign]]\nname = \"c\"\nprovider = \"gw1\"\nshort_abandon_s = 90000\nbusy_message = \"\"\n",
+        t("ok", "agent", "agent = \"ana\"\n"),
+        t("sup", "supervisor", ""),
+        t("noagent", "agent", ""),
+        t("notagent", "viewer", "agent = \"ana\"\n"),
+        t("badid", "agent", "agent = \"ana maría\"\n"),
+    );
+    let (code, err, _p, _d) = check_text(&text);
+    assert_eq!(code, 1);
+    for needle in [
+        "token \"noagent\" has the agent role: give the agent it is with `agent = \"<id>\"`",
+        "`agent` belongs only to a token with role = \"agent\"",
+        "agent must be an agent id",
+        "short_abandon_s must be between 0 and 86400",
+        "busy_message must be 1 to 1530 characters",
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+    assert!(!err.contains("\"ok\""), "{err}");
+    assert!(!err.contains("\"sup\""), "{err}");
 }
 
 #[test]

@@ -63,7 +63,13 @@ pub async fn stream(
         after: last_event_id.or(q.after),
         kinds,
         campaign: q.campaign.filter(|c| !c.is_empty()),
+        ..Default::default()
     };
+    sse(&st, req).await
+}
+
+/// An event stream as the response: `retry:` first, then its frames.
+pub(super) async fn sse(st: &AppState, req: StreamRequest) -> Result<Response, ApiError> {
     let events = st.engine.notify().stream(req).await?;
     let first = futures_util::stream::once(async {
         Ok::<_, Infallible>(Bytes::from(format!("retry: {RETRY_MS}\n\n")))

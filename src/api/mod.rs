@@ -2,6 +2,7 @@
 //! with the role it needs and its body limit; the router and the test that
 //! keeps the OpenAPI document true are both built from that one table.
 
+mod agents;
 mod campaigns;
 mod consent;
 mod dialers;
@@ -65,8 +66,11 @@ impl AppState {
 pub enum Access {
     /// No token: health probes, metrics, the OpenAPI document.
     Public,
-    /// A bearer token whose role is at least this one.
+    /// A bearer token whose role grants this one ([`Role::grants`]).
     Role(Role),
+    /// As `Role`, and an agent's token too: the handler then keeps it to
+    /// that agent's own (its interactions, its state).
+    AgentOr(Role),
     /// A gateway's push (Dinstar sends no credentials): the peer address
     /// must be in the `push_allow` list of the gateway named in the path.
     /// Loopback is not implicitly allowed, so a reverse proxy on the box
@@ -204,26 +208,141 @@ pub fn routes() -> Vec<RouteSpec> {
         route(
             Method::GET,
             "/api/v1/interactions",
-            Role(crate::config::Role::Viewer),
+            AgentOr(crate::config::Role::Viewer),
             get(interactions::list),
         ),
         route(
             Method::GET,
             "/api/v1/interactions/{id}",
-            Role(crate::config::Role::Viewer),
+            AgentOr(crate::config::Role::Viewer),
             get(interactions::get),
         ),
         route(
             Method::GET,
             "/api/v1/interactions/{id}/download",
-            Role(crate::config::Role::Viewer),
+            AgentOr(crate::config::Role::Viewer),
             get(interactions::download),
         ),
         route(
             Method::POST,
             "/api/v1/interactions/{id}/close",
-            Role(crate::config::Role::Operator),
+            AgentOr(crate::config::Role::Operator),
             post(interactions::close),
+        ),
+        // The ACD (src/acd, docs/acd.md): replies, transfers, spying.
+        route(
+            Method::POST,
+            "/api/v1/interactions/{id}/messages",
+            AgentOr(crate::config::Role::Supervisor),
+            post(interactions::reply),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/interactions/{id}/transfer",
+            AgentOr(crate::config::Role::Supervisor),
+            post(interactions::transfer),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/interactions/{id}/spy",
+            Role(crate::config::Role::Supervisor),
+            get(interactions::spy),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/agents",
+            Role(crate::config::Role::Viewer),
+            get(agents::list),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/agents/{id}",
+            AgentOr(crate::config::Role::Viewer),
+            get(agents::get),
+        ),
+        route(
+            Method::PUT,
+            "/api/v1/agents/{id}",
+            Role(crate::config::Role::Supervisor),
+            axum::routing::put(agents::put),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/agents/{id}/login",
+            AgentOr(crate::config::Role::Supervisor),
+            post(agents::login),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/agents/{id}/logout",
+            AgentOr(crate::config::Role::Supervisor),
+            post(agents::logout),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/agents/{id}/break",
+            AgentOr(crate::config::Role::Supervisor),
+            post(agents::take_break),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/agents/{id}/ready",
+            AgentOr(crate::config::Role::Supervisor),
+            post(agents::ready),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/agents/{id}/pause",
+            Role(crate::config::Role::Supervisor),
+            post(agents::pause),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/agents/{id}/resume",
+            Role(crate::config::Role::Supervisor),
+            post(agents::resume),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/agents/{id}/chat",
+            Role(crate::config::Role::Supervisor),
+            post(agents::chat),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/agents/{id}/interactions",
+            AgentOr(crate::config::Role::Viewer),
+            get(agents::inbox),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/agents/{id}/events",
+            AgentOr(crate::config::Role::Supervisor),
+            get(agents::events),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/members",
+            Role(crate::config::Role::Viewer),
+            get(agents::list_members),
+        ),
+        route(
+            Method::POST,
+            "/api/v1/members",
+            Role(crate::config::Role::Supervisor),
+            post(agents::add_members),
+        ),
+        route(
+            Method::DELETE,
+            "/api/v1/members",
+            Role(crate::config::Role::Supervisor),
+            axum::routing::delete(agents::remove_members),
+        ),
+        route(
+            Method::GET,
+            "/api/v1/campaigns/{name}/monitor",
+            Role(crate::config::Role::Viewer),
+            get(agents::monitor),
         ),
         route(
             Method::GET,
@@ -460,12 +579,26 @@ async fn drain(req: Request) {
 pub struct Caller {
     pub name: String,
     pub role: Role,
+    /// The agent an agent's token is.
+    pub agent: Option<String>,
 }
 
 impl Caller {
     /// As the records say who acted: `api:<token name>`.
     pub fn label(&self) -> String {
         format!("api:{}", self.name)
+    }
+
+    /// Refuses an agent's token acting on another agent's things (403);
+    /// every other role that reached the handler may.
+    pub fn may_act_as(&self, agent: &str) -> Result<(), ApiError> {
+        match (&self.agent, self.role) {
+            (Some(own), Role::Agent) if own == agent => Ok(()),
+            (_, Role::Agent) => Err(ApiError::forbidden(format!(
+                "an agent's token acts only for its own agent, not {agent:?}"
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -494,7 +627,7 @@ fn check(
         check_push_source(config, req)?;
     }
     let mut caller = None;
-    if let Access::Role(need) = access {
+    if let Access::Role(need) | Access::AgentOr(need) = access {
         let presented = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -519,8 +652,10 @@ fn check(
         caller = Some(Caller {
             name: token.name.clone(),
             role,
+            agent: token.agent.clone(),
         });
-        if role < need {
+        let agent_route = matches!(access, Access::AgentOr(_)) && role == Role::Agent;
+        if !role.grants(need) && !agent_route {
             return Err(ApiError::forbidden(format!(
                 "this route needs the {} role; the token has the {} role",
                 need.as_str(),

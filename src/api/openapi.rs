@@ -91,7 +91,14 @@ mod tests {
                         r.path
                     );
                 }
-                Access::Role(need) => {
+                Access::Role(need) | Access::AgentOr(need) => {
+                    assert_eq!(
+                        op.get("x-smsgate-agent").and_then(|s| s.as_bool()),
+                        matches!(r.access, Access::AgentOr(_)).then_some(true),
+                        "{} {}: x-smsgate-agent (an agent's token may call it, for its own)",
+                        r.method,
+                        r.path
+                    );
                     assert!(
                         security.is_none(),
                         "{} {} uses the default bearer security",

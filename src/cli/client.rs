@@ -146,8 +146,12 @@ pub fn client(
         (None, Some(c)) => {
             // The weakest token that suffices, so a viewer command never
             // travels with the admin token when a viewer one exists.
-            let mut ok: Vec<&config::ApiToken> =
-                c.api.tokens.iter().filter(|t| t.role >= need).collect();
+            let mut ok: Vec<&config::ApiToken> = c
+                .api
+                .tokens
+                .iter()
+                .filter(|t| t.role.grants(need))
+                .collect();
             ok.sort_by_key(|t| t.role);
             ok.first()
                 .map(|t| t.secret.expose().to_string())

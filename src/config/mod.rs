@@ -55,30 +55,65 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// A token's role. Declared weakest first: the CLI picks the weakest
+/// token that suffices. What a role may do is [`Role::grants`]: an agent
+/// is the weakest but no viewer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// One agent (the token's `agent`): its own state, inbox and replies.
+    Agent,
     Viewer,
     Operator,
+    /// Operator, and the ACD: sets agents and members, acts on any agent
+    /// (pause, chat, log out), spies on interactions.
+    Supervisor,
     Admin,
 }
 
 impl Role {
-    fn parse(s: &str) -> Option<Self> {
+    pub(crate) fn parse(s: &str) -> Option<Self> {
         match s {
             "admin" => Some(Self::Admin),
+            "supervisor" => Some(Self::Supervisor),
             "operator" => Some(Self::Operator),
             "viewer" => Some(Self::Viewer),
+            "agent" => Some(Self::Agent),
             _ => None,
         }
     }
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Admin => "admin",
+            Self::Supervisor => "supervisor",
             Self::Operator => "operator",
             Self::Viewer => "viewer",
+            Self::Agent => "agent",
         }
     }
+
+    /// Whether a token of this role may call a route that needs `need`:
+    /// viewer ⊂ operator ⊂ supervisor ⊂ admin, each adding its own; an
+    /// agent is outside that line and only an agent (routes that take an
+    /// agent's token keep it to its own agent); a supervisor and an admin
+    /// may act for any agent.
+    pub fn grants(self, need: Role) -> bool {
+        use Role::*;
+        match need {
+            Agent => matches!(self, Agent | Supervisor | Admin),
+            _ => self != Agent && self >= need,
+        }
+    }
+}
+
+/// Whether `id` can be an agent's id: 1 to 64 letters, digits, `.`,
+/// `_`, `-` or `@`. The portal names agents; this keeps ids safe in
+/// paths, tokens and records.
+pub fn valid_agent_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
 }
 
 #[derive(Debug, Clone)]
@@ -134,6 +169,8 @@ pub struct ApiToken {
     pub name: String,
     pub secret: Secret,
     pub role: Role,
+    /// The agent an `agent` token is (its `agent` key); None otherwise.
+    pub agent: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -547,6 +584,11 @@ pub struct CampaignConfig {
     pub acd_max_waiting: u32,
     pub max_interactions_per_agent: u32,
     pub canned_responses: Vec<String>,
+    /// Sent back to a new customer when `acd_max_waiting` are waiting
+    /// already; None: the customer is refused without a reply.
+    pub busy_message: Option<String>,
+    /// An abandon faster than this is left out of the service level.
+    pub short_abandon_s: u64,
     /// Opt-out keywords of this campaign's traffic, besides the global ones.
     pub opt_out_keywords: Vec<String>,
     /// Opt-in keywords of this campaign's traffic, besides the global ones.

@@ -116,6 +116,8 @@ pub struct RawToken {
     pub token: Option<Spanned<String>>,
     pub token_file: Option<Spanned<String>>,
     pub role: Spanned<String>,
+    /// The agent id of a token with role `agent`.
+    pub agent: Option<Spanned<String>>,
 }
 
 /// One `[[gateway]]`. All kinds share one flat table; which keys a kind
@@ -292,6 +294,8 @@ pub struct RawCampaign {
     pub max_interactions_per_agent: Option<Spanned<u64>>,
     #[serde(default)]
     pub canned_responses: Vec<Spanned<String>>,
+    pub busy_message: Option<Spanned<String>>,
+    pub short_abandon_s: Option<Spanned<u64>>,
     /// Added to `[inbound] opt_out_keywords` for this campaign's traffic.
     #[serde(default)]
     pub opt_out_keywords: Vec<Spanned<String>>,

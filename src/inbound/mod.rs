@@ -165,9 +165,12 @@ async fn store_batch(shared: &Shared, dialers: &Dialers, batch: Vec<Event>) {
             .store
             .write(move |tx| {
                 let now = jiff::Timestamp::now();
-                all.iter()
+                let stored = all
+                    .iter()
                     .map(|row| write_received(tx, &c, row, now))
-                    .collect::<Result<Vec<_>, _>>()
+                    .collect::<Result<Vec<_>, _>>()?;
+                assign_queued(tx, &c, &stored)?;
+                Ok(stored)
             })
             .await;
         if let Ok(ids) = stored {
@@ -216,7 +219,11 @@ async fn store_received(shared: &Shared, dialers: &Dialers, row: NewInbound) -> 
     let config = shared.config();
     let stored = shared
         .store
-        .write(move |tx| write_received(tx, &config, &r, jiff::Timestamp::now()))
+        .write(move |tx| {
+            let stored = write_received(tx, &config, &r, jiff::Timestamp::now())?;
+            assign_queued(tx, &config, std::slice::from_ref(&stored))?;
+            Ok(stored)
+        })
         .await;
     stored_one(shared, dialers, &row, stored)
 }
@@ -250,6 +257,12 @@ fn write_received(
         )?),
         None => None,
     };
+    // The agent that holds the conversation, so its own stream shows the
+    // customer's messages.
+    let agent = match joined {
+        Some(j) => crate::store::acd::held(tx, j.interaction)?.and_then(|h| h.agent),
+        None => None,
+    };
     events::append(
         tx,
         "message.received",
@@ -259,6 +272,7 @@ fn write_received(
             "inbound": id,
             "campaign": row.campaign,
             "interaction": joined.map(|j| j.interaction),
+            "agent": agent,
             "gateway": row.gateway,
             "port": row.port,
             "channel": interactions::channel_name(&row.gateway, row.port),
@@ -282,7 +296,45 @@ fn write_received(
         },
         now,
     )?;
+    let responded = replies::enqueue(
+        tx,
+        &replies::Arrived {
+            campaign: row.campaign.as_deref().and_then(|c| config.campaign(c)),
+            interaction: joined.map(|j| j.interaction),
+            number: row.number.as_deref(),
+            sender: &row.sender,
+            gateway: &row.gateway,
+            port: row.port,
+            text: &row.text,
+        },
+        joined.is_some_and(|j| j.opened),
+        responded,
+    )?;
     Ok(Some((id, responded)))
+}
+
+/// Runs the ACD's assignment pass at the end of the transaction that
+/// queued new interactions, so a customer who finds a free agent is
+/// assigned in the same commit that stores their message (one fsync, not
+/// two, from arrival to the agent's event). The pass is the assigner's
+/// own ([`crate::acd::assign_pass`]); the single writer keeps the two
+/// callers from ever overlapping.
+fn assign_queued(
+    tx: &rusqlite::Transaction<'_>,
+    config: &crate::config::Config,
+    stored: &[Option<(i64, replies::Responded)>],
+) -> Result<(), crate::store::StoreError> {
+    if stored.iter().flatten().any(|(_, r)| r.queued_for_agent) {
+        // Each assignment the pass wrote stands on its own; should the
+        // pass fail half-way, the messages are still stored and what is
+        // left waits for the assigner task (woken after the commit).
+        if let Err(e) =
+            crate::acd::assign_pass(tx, &crate::acd::queues_of(config), crate::store::now_ms())
+        {
+            tracing::warn!(error = %e, "the assignment pass after storing received messages failed; the assigner tries again");
+        }
+    }
+    Ok(())
 }
 
 /// The journal line and the count of a received message's write; true
@@ -323,6 +375,9 @@ fn stored_one(
                     lists.join(", ")
                 };
                 tracing::info!(gateway = %gateway, inbound = id, action = action.as_str(), lists = %lists, "consent changed by keyword; the ledger has it");
+            }
+            if responded.busy {
+                tracing::info!(gateway = %gateway, inbound = id, campaign = row.campaign.as_deref().unwrap_or(""), "acd_max_waiting customers are waiting already: refused, the campaign's busy message (if any) is sent back");
             }
             if responded.out_of_hours {
                 tracing::info!(gateway = %gateway, inbound = id, campaign = row.campaign.as_deref().unwrap_or(""), "out of hours: the campaign's message is sent back on the port the customer wrote to");

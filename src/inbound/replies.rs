@@ -40,6 +40,10 @@ pub(super) struct Responded {
     /// What was queued, for the metrics: out_of_hours,
     /// opt_out_confirmation, opt_in_confirmation.
     pub replies: Vec<&'static str>,
+    /// A new interaction now waits for an agent.
+    pub queued_for_agent: bool,
+    /// A new interaction refused: acd_max_waiting were waiting.
+    pub busy: bool,
 }
 
 /// Whether a campaign is closed at `now`: it has a schedule and the
@@ -140,6 +144,37 @@ fn out_of_hours_reply(
     interactions::set_out_of_hours(tx, interaction)?;
     done.out_of_hours = true;
     done.replies.push("out_of_hours");
+    Ok(done)
+}
+
+/// Puts a new interaction in its campaign's queue for an agent, or, when
+/// `acd_max_waiting` are waiting already, refuses it (counted) and sends
+/// the campaign's busy message back the way out-of-hours replies go.
+/// Only a customer who opened the interaction with a message that was
+/// neither a keyword nor answered as out of hours waits for an agent.
+pub(super) fn enqueue(
+    tx: &Transaction<'_>,
+    a: &Arrived<'_>,
+    opened: bool,
+    mut done: Responded,
+) -> Result<Responded, StoreError> {
+    let (Some(campaign), Some(interaction)) = (a.campaign, a.interaction) else {
+        return Ok(done);
+    };
+    crate::store::acd::customer_wrote(tx, interaction, crate::store::now_ms())?;
+    if !opened || done.out_of_hours || done.consent.is_some() {
+        return Ok(done);
+    }
+    let taken =
+        crate::store::acd::enqueue(tx, interaction, &campaign.name, campaign.acd_max_waiting)?;
+    done.queued_for_agent = taken == crate::store::acd::Enqueued::Waiting;
+    if taken == crate::store::acd::Enqueued::Busy {
+        done.busy = true;
+        if let (Some(text), Some(number)) = (&campaign.busy_message, a.number) {
+            queue(tx, a, number, REPLIES_DIALER, text, &mut done)?;
+            done.replies.push("busy");
+        }
+    }
     Ok(done)
 }
 

@@ -27,6 +27,11 @@ pub struct StreamRequest {
     pub after: Option<i64>,
     pub kinds: KindFilter,
     pub campaign: Option<String>,
+    /// Only this interaction's events (a supervisor's spy).
+    pub interaction: Option<i64>,
+    /// Only events about this agent (its `agent` field): its state, what
+    /// it is given, its supervisor's chat.
+    pub agent: Option<String>,
 }
 
 /// One thing sent on a stream.
@@ -172,6 +177,15 @@ impl EventStream {
                             .campaign
                             .as_deref()
                             .is_none_or(|c| e.campaign.as_deref() == Some(c))
+                        && self
+                            .req
+                            .interaction
+                            .is_none_or(|i| e.interaction == Some(i))
+                        && self
+                            .req
+                            .agent
+                            .as_deref()
+                            .is_none_or(|a| e.data.get("agent").and_then(|v| v.as_str()) == Some(a))
                     {
                         self.pending.push_back(Frame::Event(e));
                     }
@@ -262,6 +276,7 @@ mod tests {
             after: Some(seqs[2]),
             kinds: KindFilter::parse(&["a.*"]).unwrap(),
             campaign: Some("ventas".into()),
+            ..Default::default()
         };
         let mut st = EventStream::open(s.clone(), req, tail, slot(&s))
             .await

@@ -26,6 +26,9 @@ pub struct Shared {
     pub heartbeats: Heartbeats,
     pub started: Instant,
     pub shutdown: CancellationToken,
+    /// Wakes the ACD's assigner: an interaction is waiting or an agent
+    /// may take one.
+    pub acd: Arc<tokio::sync::Notify>,
     pub(crate) log_filter: Option<LogFilterHandle>,
     reload_lock: Arc<tokio::sync::Mutex<()>>,
 }
@@ -50,6 +53,7 @@ impl Shared {
             heartbeats,
             started: Instant::now(),
             shutdown: CancellationToken::new(),
+            acd: Arc::new(tokio::sync::Notify::new()),
             log_filter: None,
             reload_lock: Arc::new(tokio::sync::Mutex::new(())),
         }

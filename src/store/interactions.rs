@@ -167,7 +167,7 @@ pub fn close(tx: &Transaction<'_>, id: i64, by: &str) -> Result<bool, StoreError
     let now = now_ms();
     let campaign: Option<String> = tx
         .prepare_cached(
-            "UPDATE interaction SET closed_at = ?2, closed_by = ?3 \
+            "UPDATE interaction SET closed_at = ?2, closed_by = ?3, waiting = NULL \
              WHERE id = ?1 AND closed_at IS NULL RETURNING campaign",
         )?
         .query_row(params![id, now, by], |r| r.get(0))
@@ -257,12 +257,17 @@ pub struct Summary {
     /// idle | api:<token> | agent:<id>
     pub closed_by: Option<String>,
     pub messages: i64,
+    /// In its campaign's queue, waiting for an agent.
+    pub waiting: bool,
+    /// Unix ms: first given to an agent; an agent's first reply.
+    pub assigned_at: Option<i64>,
+    pub first_reply_at: Option<i64>,
 }
 
-const SUMMARY_COLUMNS: &str = "id, campaign, customer, agent, gateway, port, recipient, origin, \
-     started_at, closed_at, last_at, closed_by, messages";
+pub(super) const SUMMARY_COLUMNS: &str = "id, campaign, customer, agent, gateway, port, recipient, origin, \
+     started_at, closed_at, last_at, closed_by, messages, waiting, assigned_at, first_reply_at";
 
-fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<Summary> {
+pub(super) fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<Summary> {
     let started_at: i64 = r.get(8)?;
     let closed_at: Option<i64> = r.get(9)?;
     let gateway: String = r.get(4)?;
@@ -282,6 +287,9 @@ fn summary(r: &rusqlite::Row<'_>) -> rusqlite::Result<Summary> {
         last_at: r.get(10)?,
         closed_by: r.get(11)?,
         messages: r.get(12)?,
+        waiting: r.get::<_, Option<i64>>(13)? == Some(1),
+        assigned_at: r.get(14)?,
+        first_reply_at: r.get(15)?,
     })
 }
 

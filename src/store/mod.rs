@@ -10,6 +10,7 @@
 //! Reads use a small pool of read-only connections on blocking threads; WAL
 //! lets them proceed while the writer commits.
 
+pub mod acd;
 pub mod consent;
 pub mod dncr;
 pub mod events;

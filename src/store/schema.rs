@@ -322,4 +322,56 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE INDEX message_template_sent ON message(gateway, sent_at) WHERE template IS NOT NULL;
     CREATE INDEX inbound_gateway_received ON inbound(gateway, received_at);
     "#,
+    // 10: the ACD. Agents the portal names, their campaigns (members),
+    // what was done to them and by whom; an interaction's place in its
+    // campaign's queue, when an agent got it and first answered, and the
+    // customer's last message (for the abandon time), so the queue, the
+    // assignments and the figures are all read back after a restart.
+    r#"
+    CREATE TABLE agent (
+        id          TEXT    PRIMARY KEY,
+        name        TEXT    NOT NULL,
+        max_total   INTEGER,                     -- active interactions over all campaigns; NULL: no cap
+        state       TEXT    NOT NULL,            -- logged_out | ready | break
+        break_name  TEXT,
+        paused      INTEGER NOT NULL DEFAULT 0,  -- by a supervisor: no new interactions
+        since       INTEGER NOT NULL,            -- last change of state, unix ms
+        idle_since  INTEGER NOT NULL,            -- last got, ended or became ready for work
+        created_at  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE member (
+        campaign    TEXT    NOT NULL,
+        agent       TEXT    NOT NULL,
+        added_at    INTEGER NOT NULL,
+        PRIMARY KEY (campaign, agent)
+    ) WITHOUT ROWID;
+    CREATE INDEX member_agent ON member(agent, campaign);
+
+    CREATE TABLE agent_action (
+        id          INTEGER PRIMARY KEY,
+        agent       TEXT    NOT NULL,
+        at          INTEGER NOT NULL,            -- unix ms
+        action      TEXT    NOT NULL,            -- login | logout | break | ready | pause | resume | chat | transfer | ...
+        who         TEXT    NOT NULL,            -- api:<token name>
+        detail      TEXT
+    );
+    CREATE INDEX agent_action_of ON agent_action(agent, id);
+
+    -- round_robin's memory: the agent served last, per campaign.
+    CREATE TABLE acd_memory (
+        campaign    TEXT    PRIMARY KEY,
+        last_agent  TEXT    NOT NULL
+    ) WITHOUT ROWID;
+
+    ALTER TABLE interaction ADD COLUMN waiting INTEGER;        -- 1 while in its campaign's queue
+    ALTER TABLE interaction ADD COLUMN assigned_at INTEGER;    -- first given to an agent
+    ALTER TABLE interaction ADD COLUMN first_reply_at INTEGER; -- an agent's first reply
+    ALTER TABLE interaction ADD COLUMN last_in_at INTEGER;     -- the customer's last message
+    ALTER TABLE interaction ADD COLUMN refused TEXT;           -- busy: acd_max_waiting were waiting
+    CREATE INDEX interaction_waiting ON interaction(campaign, id) WHERE waiting = 1;
+    CREATE INDEX interaction_active ON interaction(agent, campaign) WHERE closed_at IS NULL AND agent IS NOT NULL;
+    CREATE INDEX interaction_campaign_started ON interaction(campaign, started_at);
+    CREATE INDEX interaction_closed ON interaction(campaign, closed_at) WHERE closed_at IS NOT NULL;
+    "#,
 ];

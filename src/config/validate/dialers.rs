@@ -348,6 +348,7 @@ impl Validator<'_> {
             );
             let service_level_s = number(&c.service_level_s, 60, 1, 86_400, "service_level_s");
             let abandon_s = number(&c.abandon_s, 300, 1, 86_400, "abandon_s");
+            let short_abandon_s = number(&c.short_abandon_s, 0, 0, 86_400, "short_abandon_s");
             let chat_time_s = number(&c.chat_time_s, 1800, 1, 7 * 86_400, "chat_time_s");
             let acd_max_waiting = number(&c.acd_max_waiting, 100, 1, 100_000, "acd_max_waiting");
             let max_interactions_per_agent = number(
@@ -369,6 +370,7 @@ impl Validator<'_> {
                 Some(t.into_inner())
             };
             let out_of_hours_message = texts(c.out_of_hours_message, "out_of_hours_message");
+            let busy_message = texts(c.busy_message, "busy_message");
             let canned_responses = c
                 .canned_responses
                 .into_iter()
@@ -390,6 +392,8 @@ impl Validator<'_> {
                 acd_max_waiting: acd_max_waiting as u32,
                 max_interactions_per_agent: max_interactions_per_agent as u32,
                 canned_responses,
+                busy_message,
+                short_abandon_s,
                 opt_out_keywords: self.keywords(c.opt_out_keywords, "opt_out_keywords"),
                 opt_in_keywords: self.keywords(c.opt_in_keywords, "opt_in_keywords"),
             });

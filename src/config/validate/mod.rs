@@ -352,7 +352,7 @@ impl Validator<'_> {
                     self.problem(
                         t.role.span(),
                         format!(
-                            "role must be admin, operator or viewer, found {:?}",
+                            "role must be admin, supervisor, operator, viewer or agent, found {:?}",
                             t.role.get_ref()
                         ),
                     );
@@ -371,12 +371,48 @@ impl Validator<'_> {
                     );
                 }
             }
+            let agent = match (role, t.agent) {
+                (Some(Role::Agent), Some(a)) if crate::config::valid_agent_id(a.get_ref()) => {
+                    Some(a.into_inner())
+                }
+                (Some(Role::Agent), Some(a)) => {
+                    self.problem(
+                        a.span(),
+                        format!(
+                            "agent must be an agent id: 1 to 64 letters, digits, '.', '_', '-' or '@'; found {:?}",
+                            a.get_ref()
+                        ),
+                    );
+                    None
+                }
+                (Some(Role::Agent), None) => {
+                    self.problem(
+                        t.role.span(),
+                        format!(
+                            "token {:?} has the agent role: give the agent it is with `agent = \"<id>\"`",
+                            t.name.get_ref()
+                        ),
+                    );
+                    None
+                }
+                (_, Some(a)) => {
+                    self.problem(
+                        a.span(),
+                        "`agent` belongs only to a token with role = \"agent\"",
+                    );
+                    None
+                }
+                (_, None) => None,
+            };
             if let (Some(role), Some(secret)) = (role, secret) {
-                tokens.push(ApiToken {
-                    name: t.name.into_inner(),
-                    secret,
-                    role,
-                });
+                if role != Role::Agent || agent.is_some() {
+                    tokens.push(ApiToken {
+                        name: t.name.into_inner(),
+                        secret,
+                        role,
+                        agent,
+                    });
+                }
             }
         }
         let tls = match (raw.tls_cert, raw.tls_key) {
