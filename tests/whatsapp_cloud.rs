@@ -336,6 +336,50 @@ fn free_text_needs_the_window_and_a_template_goes_outside_it() {
         json!({"dialer": "dw", "to": "+59899000005", "text": "hola"}),
     );
     assert_eq!(status, 422, "{body}");
+    // An agent who takes that conversation sees the window closed, and
+    // its free-text reply is refused before anything is queued.
+    let admin = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let mut r = d.http().request(method, d.url(path)).bearer_auth(ADMIN);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let r = r.send().unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().unwrap_or(Value::Null))
+    };
+    let (s, v) = admin(
+        reqwest::Method::PUT,
+        "/api/v1/agents/a1",
+        Some(json!({"name": "Ana"})),
+    );
+    assert!((200..300).contains(&s), "{v}");
+    let (s, v) = admin(
+        reqwest::Method::POST,
+        "/api/v1/members",
+        Some(json!({"campaigns": ["ventas"], "agents": ["a1"]})),
+    );
+    assert!((200..300).contains(&s), "{v}");
+    let (s, v) = admin(reqwest::Method::POST, "/api/v1/agents/a1/login", None);
+    assert!((200..300).contains(&s), "{v}");
+    let mut conversation = Value::Null;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            conversation =
+                common::get(&d, "/api/v1/interactions?customer=%2B59899000005")["items"][0].clone();
+            conversation["agent"] == "a1"
+        }),
+        "the late customer's conversation goes to a1: {conversation}"
+    );
+    let cid = conversation["id"].as_i64().unwrap();
+    let detail = common::get(&d, &format!("/api/v1/interactions/{cid}"));
+    assert_eq!(detail["whatsapp_window"]["open"], false, "{detail}");
+    let (s, v) = admin(
+        reqwest::Method::POST,
+        &format!("/api/v1/interactions/{cid}/messages"),
+        Some(json!({"agent": "a1", "text": "hola"})),
+    );
+    assert_eq!(s, 422, "{v}");
+    assert_eq!(v["code"], "outside_window", "{v}");
 
     // The customer writes in: free text goes, and is delivered.
     let (status, answer) = rt.block_on(sim.incoming("59899000002", "hola")).unwrap();
