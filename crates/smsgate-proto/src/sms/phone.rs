@@ -155,8 +155,34 @@ pub fn normalise(raw: &str, default_country: &str) -> Result<PhoneNumber, PhoneE
         });
     }
     let id = country_id(default_country)?;
+    let (mut e164, mut again) = read(raw, text, Some(id))?;
+    // Read back what was read: the phonenumber crate strips national and
+    // carrier prefixes from a number written with its country code too, so
+    // an E.164 form may read as another number ("(011) 4321-5678" in
+    // Germany gave +491143215678, which reads as +4943215678). The form
+    // kept is one that reads back as itself (in its own country's rules),
+    // so that a number and the E.164 form smsgate shows for it get the same
+    // DNCR key. Only a national number that starts with such a prefix can
+    // read differently, so most numbers are read once.
+    for _ in 0..4 {
+        if !again {
+            break;
+        }
+        match read(&e164, &e164, None) {
+            Ok((next, more)) if next != e164 => (e164, again) = (next, more),
+            _ => break,
+        }
+    }
+    Ok(PhoneNumber(e164))
+}
 
-    let parsed = phonenumber::parse(Some(id), text).map_err(|e| match e {
+/// `text` (the trimmed `raw`) as E.164, read as a number of `country`
+/// unless it starts with '+' (then the rules of the country it names
+/// apply), with the length check; and whether its national number starts
+/// with a prefix the phonenumber crate would strip when reading it again.
+fn read(raw: &str, text: &str, country: Option<country::Id>) -> Result<(String, bool), PhoneError> {
+    let country = if text.starts_with('+') { None } else { country };
+    let parsed = phonenumber::parse(country, text).map_err(|e| match e {
         phonenumber::ParseError::InvalidCountryCode => PhoneError::UnknownCountryCode {
             raw: raw.to_owned(),
             code: text
@@ -195,7 +221,14 @@ pub fn normalise(raw: &str, default_country: &str) -> Result<PhoneNumber, PhoneE
     e164.push('+');
     e164.push_str(&code.to_string());
     e164.push_str(&national);
-    Ok(PhoneNumber(e164))
+    let strips = meta
+        .national_prefix()
+        .is_some_and(|p| national.starts_with(p))
+        || meta
+            .national_prefix_for_parsing()
+            .and_then(|re| re.find(&national))
+            .is_some_and(|m| m.start() == 0);
+    Ok((e164, strips))
 }
 
 /// Whether a number of the country that can receive an SMS (fixed line,
@@ -254,6 +287,17 @@ mod tests {
             Ok(n) => n.into_string(),
             Err(e) => panic!("{raw:?} in {country}: {e}"),
         }
+    }
+
+    /// Found by the `phone` fuzz target: the E.164 form of a number read
+    /// as another number, so the number and its E.164 form had different
+    /// DNCR keys.
+    #[test]
+    fn an_e164_result_reads_back_as_itself() {
+        let e164 = ok("(011) 4321-5678", "DE");
+        assert_eq!(ok(&e164, "DE"), e164);
+        assert_eq!(ok(&e164, "UY"), e164);
+        assert_eq!(dncr_key(&e164, "UY"), dncr_key("(011) 4321-5678", "DE"));
     }
 
     #[test]
