@@ -85,6 +85,26 @@ pub enum PhoneError {
     UnknownCountry { country: String },
 }
 
+impl PhoneError {
+    /// The same reason, about the text `raw` as it was written.
+    fn with_raw(self, raw: &str) -> PhoneError {
+        let raw = raw.to_owned();
+        match self {
+            PhoneError::Letters { .. } => PhoneError::Letters { raw },
+            PhoneError::BadCharacter { bad, .. } => PhoneError::BadCharacter { raw, bad },
+            PhoneError::TooShort { .. } => PhoneError::TooShort { raw },
+            PhoneError::TooLong { .. } => PhoneError::TooLong { raw },
+            PhoneError::UnknownCountryCode { code, .. } => {
+                PhoneError::UnknownCountryCode { raw, code }
+            }
+            PhoneError::ImpossibleLength { code, digits, .. } => {
+                PhoneError::ImpossibleLength { raw, code, digits }
+            }
+            e @ (PhoneError::Empty | PhoneError::UnknownCountry { .. }) => e,
+        }
+    }
+}
+
 /// Checks a configured default country ("UY"), so that the config loader can
 /// refuse a bad one at startup rather than on every number.
 pub fn check_country(default_country: &str) -> Result<(), PhoneError> {
@@ -170,7 +190,11 @@ pub fn normalise(raw: &str, default_country: &str) -> Result<PhoneNumber, PhoneE
         }
         match read(&e164, &e164, None) {
             Ok((next, more)) if next != e164 => (e164, again) = (next, more),
-            _ => break,
+            Ok(_) => break,
+            // An E.164 form that is no number when read again ("0000598"
+            // in Germany gave +4900598, read back as 3 digits) is no
+            // number to send to either.
+            Err(e) => return Err(e.with_raw(raw)),
         }
     }
     Ok(PhoneNumber(e164))
@@ -298,6 +322,11 @@ mod tests {
         assert_eq!(ok(&e164, "DE"), e164);
         assert_eq!(ok(&e164, "UY"), e164);
         assert_eq!(dncr_key(&e164, "UY"), dncr_key("(011) 4321-5678", "DE"));
+        // An E.164 form that reads back as no number: the number is none.
+        assert!(matches!(
+            normalise("0000598", "DE"),
+            Err(PhoneError::ImpossibleLength { raw, .. }) if raw == "0000598"
+        ));
     }
 
     #[test]
