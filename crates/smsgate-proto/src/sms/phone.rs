@@ -241,6 +241,14 @@ fn read(raw: &str, text: &str, country: Option<country::Id>) -> Result<(String, 
             digits: len,
         });
     }
+    // E.164 numbers have at most 15 digits, country code included; some
+    // countries' metadata allows national numbers that, with the code,
+    // would be longer.
+    if code.to_string().len() + len > 15 {
+        return Err(PhoneError::TooLong {
+            raw: raw.to_owned(),
+        });
+    }
     let mut e164 = String::with_capacity(1 + 3 + len);
     e164.push('+');
     e164.push_str(&code.to_string());
@@ -326,6 +334,20 @@ mod tests {
         assert!(matches!(
             normalise("0000598", "DE"),
             Err(PhoneError::ImpossibleLength { raw, .. }) if raw == "0000598"
+        ));
+    }
+
+    /// Found by the `phone` fuzz target: Germany's metadata allows a
+    /// 14-digit national number, which made a 16-digit "E.164" number.
+    #[test]
+    fn an_e164_number_has_at_most_15_digits() {
+        assert!(matches!(
+            normalise("8050.9434344384", "DE"),
+            Err(PhoneError::TooLong { raw }) if raw == "8050.9434344384"
+        ));
+        assert!(matches!(
+            normalise("+49 80509434344384", "UY"),
+            Err(PhoneError::TooLong { .. })
         ));
     }
 
