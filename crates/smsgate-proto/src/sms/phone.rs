@@ -184,7 +184,10 @@ pub fn normalise(raw: &str, default_country: &str) -> Result<PhoneNumber, PhoneE
     // so that a number and the E.164 form smsgate shows for it get the same
     // DNCR key. Only a national number that starts with such a prefix can
     // read differently, so most numbers are read once.
-    for _ in 0..4 {
+    // Each read that changes the number strips a prefix, so a number of at
+    // most 17 digits settles within 17 reads ("(00000000000121" in Germany
+    // loses one zero at a time).
+    for _ in 0..17 {
         if !again {
             break;
         }
@@ -330,6 +333,8 @@ mod tests {
         assert_eq!(ok(&e164, "DE"), e164);
         assert_eq!(ok(&e164, "UY"), e164);
         assert_eq!(dncr_key(&e164, "UY"), dncr_key("(011) 4321-5678", "DE"));
+        // Read back one zero at a time, down to no number at all.
+        assert!(normalise("(00000000000121", "DE").is_err());
         // An E.164 form that reads back as no number: the number is none.
         assert!(matches!(
             normalise("0000598", "DE"),
