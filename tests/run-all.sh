@@ -42,6 +42,12 @@ export SMSGATE_PRISM="$PWD/$prism"
 # Every crate of the workspace: the daemon, smsgate-proto, smsgate-sim.
 cargo test --workspace --locked
 
+# Fuzzing: every target of fuzz/ for 20 s from its committed corpus
+# (docs/fuzzing.md). cargo-fuzz comes from crates.io and runs on nightly.
+cargo +nightly --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+fuzz/run-all.sh
+
 # The Debian package: build, lintian, systemd-analyze, install test in a
 # bookworm chroot (it installs lintian and debootstrap itself).
 if [ "$(id -u)" -eq 0 ]; then

@@ -173,7 +173,9 @@ impl fmt::Display for DialString {
         while i < self.ports.len() {
             let start = self.ports[i];
             let mut j = i;
-            while j + 1 < self.ports.len() && self.ports[j + 1] == self.ports[j].wrapping_add(1) {
+            while j + 1 < self.ports.len()
+                && Some(self.ports[j + 1]) == self.ports[j].checked_add(1)
+            {
                 j += 1;
             }
             if !first {
@@ -234,6 +236,16 @@ mod tests {
 
     fn ports(s: &str) -> Vec<u32> {
         DialString::parse(s).unwrap().ports().to_vec()
+    }
+
+    /// Found by the `dialstring` fuzz target's round trip: the last port
+    /// number and port 0 were shown as the range "4294967295.0", which runs
+    /// backwards and does not parse.
+    #[test]
+    fn the_canonical_form_never_wraps_around() {
+        let d = DialString::parse("4294967295,0").unwrap();
+        assert_eq!(d.to_string(), "4294967295,0");
+        assert_eq!(ports(&d.to_string()), [4294967295, 0]);
     }
 
     #[test]

@@ -53,12 +53,16 @@ fn auth_params(s: &str) -> Vec<(String, String)> {
             break;
         }
         let mut val = String::new();
+        // A quoted value is kept as written (RFC 7616: realm, nonce, uri
+        // and username are compared byte for byte); a bare one is trimmed.
+        let mut quoted = false;
         if chars.peek() == Some(&'=') {
             chars.next();
             while matches!(chars.peek(), Some(c) if c.is_whitespace()) {
                 chars.next();
             }
             if chars.peek() == Some(&'"') {
+                quoted = true;
                 chars.next();
                 while let Some(c) = chars.next() {
                     match c {
@@ -83,7 +87,8 @@ fn auth_params(s: &str) -> Vec<(String, String)> {
         }
         let key = key.trim().to_ascii_lowercase();
         if !key.is_empty() {
-            out.push((key, val.trim().to_string()));
+            let val = if quoted { val } else { val.trim().to_string() };
+            out.push((key, val));
         }
         if chars.peek().is_none() {
             break;
@@ -396,6 +401,25 @@ fn unbase64(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `dinstar_wire` fuzz target: quoted values were
+    /// trimmed, so a URI (or user, realm, nonce) with spaces at an end was
+    /// read back changed and the response did not verify.
+    #[test]
+    fn quoted_values_are_kept_as_written() {
+        let ch = Challenge::parse(r#"Digest realm=" r ", nonce=" n ", qop="auth""#).unwrap();
+        assert_eq!((ch.realm.as_str(), ch.nonce.as_str()), (" r ", " n "));
+        let uri = "            {\"text\":\"\"}";
+        let h = authorization(&ch, " admin", "pw", "POST", uri, 1, "c");
+        let creds = DigestCredentials::parse(&h).unwrap();
+        assert_eq!(creds.username, " admin");
+        assert_eq!(creds.uri, uri);
+        assert_eq!(creds.realm, " r ");
+        assert!(creds.verify("pw", "POST"));
+        // Bare values are still trimmed.
+        let ch = Challenge::parse("Digest realm=r , nonce= n ,qop=auth").unwrap();
+        assert_eq!((ch.realm.as_str(), ch.nonce.as_str()), ("r", "n"));
+    }
 
     #[test]
     fn rfc2617_example() {

@@ -294,6 +294,16 @@ impl Address {
             out.push(0);
             return Ok(());
         };
+        // A service centre is a number (TS 24.011 RP-address). Its length
+        // counts octets, so an alphanumeric one could not even be read back
+        // whole: seven characters fill seven octets, which read as eight
+        // (the last one '@').
+        if sca.kind == AddressKind::Alphanumeric {
+            return Err(PduError::InvalidAddress {
+                address: sca.value.clone(),
+                reason: "a service centre address is a number, not a name",
+            });
+        }
         let (_, octets) = sca.body()?;
         if octets.len() + 1 > MAX_SCA_OCTETS {
             return Err(PduError::InvalidAddress {
@@ -386,6 +396,24 @@ mod tests {
             Address::read_service_centre(&mut Reader::new(&[0])).unwrap(),
             None
         );
+    }
+
+    /// Found by the `pdu_roundtrip` fuzz target: "ACME Co" as a service
+    /// centre was written in seven octets and read back as "ACME Co@".
+    #[test]
+    fn an_alphanumeric_service_centre_is_refused() {
+        let name = Address::parse("ACME Co").unwrap();
+        assert!(matches!(
+            name.encode_service_centre(),
+            Err(PduError::InvalidAddress { .. })
+        ));
+        let options = crate::sms::SubmitOptions {
+            service_centre: crate::sms::ServiceCentre::Address(name.clone()),
+            ..Default::default()
+        };
+        assert!(crate::sms::encode_submit(&name, "Hola", &options).is_err());
+        // As an originator it is fine: its length counts semi-octets.
+        assert!(name.encode().is_ok());
     }
 
     #[test]

@@ -85,6 +85,26 @@ pub enum PhoneError {
     UnknownCountry { country: String },
 }
 
+impl PhoneError {
+    /// The same reason, about the text `raw` as it was written.
+    fn with_raw(self, raw: &str) -> PhoneError {
+        let raw = raw.to_owned();
+        match self {
+            PhoneError::Letters { .. } => PhoneError::Letters { raw },
+            PhoneError::BadCharacter { bad, .. } => PhoneError::BadCharacter { raw, bad },
+            PhoneError::TooShort { .. } => PhoneError::TooShort { raw },
+            PhoneError::TooLong { .. } => PhoneError::TooLong { raw },
+            PhoneError::UnknownCountryCode { code, .. } => {
+                PhoneError::UnknownCountryCode { raw, code }
+            }
+            PhoneError::ImpossibleLength { code, digits, .. } => {
+                PhoneError::ImpossibleLength { raw, code, digits }
+            }
+            e @ (PhoneError::Empty | PhoneError::UnknownCountry { .. }) => e,
+        }
+    }
+}
+
 /// Checks a configured default country ("UY"), so that the config loader can
 /// refuse a bad one at startup rather than on every number.
 pub fn check_country(default_country: &str) -> Result<(), PhoneError> {
@@ -155,8 +175,41 @@ pub fn normalise(raw: &str, default_country: &str) -> Result<PhoneNumber, PhoneE
         });
     }
     let id = country_id(default_country)?;
+    let (mut e164, mut again) = read(raw, text, Some(id))?;
+    // Read back what was read: the phonenumber crate strips national and
+    // carrier prefixes from a number written with its country code too, so
+    // an E.164 form may read as another number ("(011) 4321-5678" in
+    // Germany gave +491143215678, which reads as +4943215678). The form
+    // kept is one that reads back as itself (in its own country's rules),
+    // so that a number and the E.164 form smsgate shows for it get the same
+    // DNCR key. Only a national number that starts with such a prefix can
+    // read differently, so most numbers are read once.
+    // Each read that changes the number strips a prefix, so a number of at
+    // most 17 digits settles within 17 reads ("(00000000000121" in Germany
+    // loses one zero at a time).
+    for _ in 0..17 {
+        if !again {
+            break;
+        }
+        match read(&e164, &e164, None) {
+            Ok((next, more)) if next != e164 => (e164, again) = (next, more),
+            Ok(_) => break,
+            // An E.164 form that is no number when read again ("0000598"
+            // in Germany gave +4900598, read back as 3 digits) is no
+            // number to send to either.
+            Err(e) => return Err(e.with_raw(raw)),
+        }
+    }
+    Ok(PhoneNumber(e164))
+}
 
-    let parsed = phonenumber::parse(Some(id), text).map_err(|e| match e {
+/// `text` (the trimmed `raw`) as E.164, read as a number of `country`
+/// unless it starts with '+' (then the rules of the country it names
+/// apply), with the length check; and whether its national number starts
+/// with a prefix the phonenumber crate would strip when reading it again.
+fn read(raw: &str, text: &str, country: Option<country::Id>) -> Result<(String, bool), PhoneError> {
+    let country = if text.starts_with('+') { None } else { country };
+    let parsed = phonenumber::parse(country, text).map_err(|e| match e {
         phonenumber::ParseError::InvalidCountryCode => PhoneError::UnknownCountryCode {
             raw: raw.to_owned(),
             code: text
@@ -191,11 +244,26 @@ pub fn normalise(raw: &str, default_country: &str) -> Result<PhoneNumber, PhoneE
             digits: len,
         });
     }
+    // E.164 numbers have at most 15 digits, country code included; some
+    // countries' metadata allows national numbers that, with the code,
+    // would be longer.
+    if code.to_string().len() + len > 15 {
+        return Err(PhoneError::TooLong {
+            raw: raw.to_owned(),
+        });
+    }
     let mut e164 = String::with_capacity(1 + 3 + len);
     e164.push('+');
     e164.push_str(&code.to_string());
     e164.push_str(&national);
-    Ok(PhoneNumber(e164))
+    let strips = meta
+        .national_prefix()
+        .is_some_and(|p| national.starts_with(p))
+        || meta
+            .national_prefix_for_parsing()
+            .and_then(|re| re.find(&national))
+            .is_some_and(|m| m.start() == 0);
+    Ok((e164, strips))
 }
 
 /// Whether a number of the country that can receive an SMS (fixed line,
@@ -254,6 +322,38 @@ mod tests {
             Ok(n) => n.into_string(),
             Err(e) => panic!("{raw:?} in {country}: {e}"),
         }
+    }
+
+    /// Found by the `phone` fuzz target: the E.164 form of a number read
+    /// as another number, so the number and its E.164 form had different
+    /// DNCR keys.
+    #[test]
+    fn an_e164_result_reads_back_as_itself() {
+        let e164 = ok("(011) 4321-5678", "DE");
+        assert_eq!(ok(&e164, "DE"), e164);
+        assert_eq!(ok(&e164, "UY"), e164);
+        assert_eq!(dncr_key(&e164, "UY"), dncr_key("(011) 4321-5678", "DE"));
+        // Read back one zero at a time, down to no number at all.
+        assert!(normalise("(00000000000121", "DE").is_err());
+        // An E.164 form that reads back as no number: the number is none.
+        assert!(matches!(
+            normalise("0000598", "DE"),
+            Err(PhoneError::ImpossibleLength { raw, .. }) if raw == "0000598"
+        ));
+    }
+
+    /// Found by the `phone` fuzz target: Germany's metadata allows a
+    /// 14-digit national number, which made a 16-digit "E.164" number.
+    #[test]
+    fn an_e164_number_has_at_most_15_digits() {
+        assert!(matches!(
+            normalise("8050.9434344384", "DE"),
+            Err(PhoneError::TooLong { raw }) if raw == "8050.9434344384"
+        ));
+        assert!(matches!(
+            normalise("+49 80509434344384", "UY"),
+            Err(PhoneError::TooLong { .. })
+        ));
     }
 
     #[test]

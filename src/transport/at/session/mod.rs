@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 
-use super::framing::{AtFramer, FinalResult, Frame, Urc};
+use super::framing::{AtFramer, FinalResult, Frame, Urc, last_int};
 use super::{ModemInfo, SendRequest};
 use crate::config::AtSettings;
 use crate::transport::{Awaiting, Event, Events, PortHealth, SendError};
@@ -83,11 +83,7 @@ impl Reply {
 
     /// The first line with this prefix, without it.
     fn value(&self, prefix: &str) -> Option<&str> {
-        self.lines.iter().find_map(|l| {
-            l.get(..prefix.len())
-                .filter(|h| h.eq_ignore_ascii_case(prefix))
-                .map(|_| l[prefix.len()..].trim())
-        })
+        line_value(&self.lines, prefix)
     }
 
     fn result_text(&self) -> String {
@@ -482,9 +478,58 @@ pub fn creg_stat(v: &str) -> Option<u8> {
     fields.first().and_then(small)
 }
 
+/// The first of a reply's information `lines` that starts with `prefix`
+/// (any case), without the prefix and trimmed: `+CSQ: 17,99` gives
+/// `17,99` for `+CSQ:`.
+pub fn line_value<'a>(lines: &'a [String], prefix: &str) -> Option<&'a str> {
+    lines.iter().find_map(|l| {
+        l.get(..prefix.len())
+            .filter(|h| h.eq_ignore_ascii_case(prefix))
+            .map(|_| l[prefix.len()..].trim())
+    })
+}
+
+/// The RSSI of a `+CSQ:` value (`<rssi>,<ber>`); None when the modem does
+/// not know it (99) or the value is not a number.
+pub fn csq_rssi(v: &str) -> Option<i32> {
+    v.split(',')
+        .next()
+        .and_then(|v| v.trim().parse::<i32>().ok())
+        .filter(|v| *v != 99)
+}
+
+/// The operator of a `+COPS:` value (`<mode>,<format>,"<operator>"[,<act>]`),
+/// without its quotes; None when the modem names none.
+pub fn cops_operator(v: &str) -> Option<String> {
+    v.split(',')
+        .nth(2)
+        .map(|o| o.trim().trim_matches('"').to_string())
+}
+
+/// The TP-MR of a `+CMGS:` value (`<mr>[,<scts>]`), the reference the
+/// part's status report will carry.
+pub fn cmgs_reference(v: &str) -> Option<u8> {
+    v.split(',')
+        .next()
+        .and_then(|v| v.trim().parse::<u8>().ok())
+}
+
+/// The slot index (the first field, as `+CMGL:` gives it) and the TPDU
+/// length (the last integer) of a `+CMGR:` or `+CMGL:` record header.
+pub fn record_header(header: &str) -> (Option<u32>, Option<usize>) {
+    let Some((_, fields)) = header.split_once(':') else {
+        return (None, None);
+    };
+    let index = fields
+        .split(',')
+        .next()
+        .and_then(|i| i.trim().parse::<u32>().ok());
+    (index, last_int(fields))
+}
+
 /// The TP-MR of each part from a `gateway_ref` "<reference>/<mr>.<mr>..."
 /// (`?` for a part the modem gave none); None when it is not one.
-fn parts_of_ref(gateway_ref: &str) -> Option<Vec<Option<u8>>> {
+pub fn parts_of_ref(gateway_ref: &str) -> Option<Vec<Option<u8>>> {
     let (_, mrs) = gateway_ref.split_once('/')?;
     mrs.split('.')
         .map(|m| match m {
@@ -533,6 +578,24 @@ mod tests {
         assert_eq!(creg_stat("1"), Some(1));
         assert_eq!(creg_stat("0,3"), Some(3));
         assert_eq!(creg_stat(""), None);
+    }
+
+    #[test]
+    fn reply_values() {
+        let lines = vec!["+csq: 17,99".to_string(), "+CSQ: 3,0".to_string()];
+        assert_eq!(line_value(&lines, "+CSQ:"), Some("17,99"));
+        assert_eq!(line_value(&lines, "+COPS:"), None);
+        assert_eq!(csq_rssi("17,99"), Some(17));
+        assert_eq!(csq_rssi("99,99"), None);
+        assert_eq!(csq_rssi("x"), None);
+        assert_eq!(cops_operator("0,0,\"Antel\",7").as_deref(), Some("Antel"));
+        assert_eq!(cops_operator("0"), None);
+        assert_eq!(cmgs_reference(" 17"), Some(17));
+        assert_eq!(cmgs_reference(" 256"), None);
+        assert_eq!(cmgs_reference(" 5,\"26/12/07\""), Some(5));
+        assert_eq!(record_header("+CMGR: 0,,24"), (Some(0), Some(24)));
+        assert_eq!(record_header("+CMGL: 3,1,,156"), (Some(3), Some(156)));
+        assert_eq!(record_header("+CMGL"), (None, None));
     }
 
     #[test]

@@ -9,8 +9,9 @@ use std::time::Duration;
 use md5::{Digest, Md5};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::super::framing::last_int;
-use super::{Broken, Part, STORE_ACK_TIMEOUT, Session, Tracked, digits, same_number};
+use super::{
+    Broken, Part, STORE_ACK_TIMEOUT, Session, Tracked, digits, record_header, same_number,
+};
 use crate::transport::{Event, Received, StoredAck};
 use smsgate_proto::sms::{
     self, ConcatKey, DeliveryOutcome, Reassembly, SmsDeliver, SmsStatusReport, Tpdu,
@@ -44,7 +45,7 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Session<'_, T> {
         // record (at-modems.md §1.7).
         for (header, pdu) in r.records {
             if let Some(pdu) = pdu {
-                let length = header.split_once(':').and_then(|(_, v)| last_int(v));
+                let (_, length) = record_header(&header);
                 self.record(Some((mem.to_string(), index)), &pdu, length)
                     .await?;
             }
@@ -64,12 +65,7 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Session<'_, T> {
         let mem = self.read_mem.clone().unwrap_or_default();
         for (header, pdu) in r.records {
             let Some(pdu) = pdu else { continue };
-            let (_, fields) = header.split_once(':').unwrap_or(("", ""));
-            let index = fields
-                .split(',')
-                .next()
-                .and_then(|i| i.trim().parse::<u32>().ok());
-            let length = last_int(fields);
+            let (index, length) = record_header(&header);
             let slot = index.map(|i| (mem.clone(), i));
             self.record(slot, &pdu, length).await?;
         }

@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::super::framing::{FinalResult, Frame};
 use super::super::{SendRequest, errors};
-use super::{Broken, CTRL_Z, ESC, Session, TRACKED_MAX, Tracked, digits};
+use super::{Broken, CTRL_Z, ESC, Session, TRACKED_MAX, Tracked, cmgs_reference, digits};
 use crate::transport::{Accepted, Outbound, SendError};
 use smsgate_proto::sms::{self, Address, ServiceCentre, SubmitOptions};
 
@@ -187,10 +187,7 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Session<'_, T> {
             match self.next_frame(deadline, "+CMGS").await {
                 Ok(Frame::Line(l)) => {
                     if let Some(v) = l.strip_prefix("+CMGS:") {
-                        mr = v
-                            .split(',')
-                            .next()
-                            .and_then(|v| v.trim().parse::<u8>().ok());
+                        mr = cmgs_reference(v);
                     }
                 }
                 Ok(Frame::Final(FinalResult::Ok)) => return PartOutcome::Sent(mr),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::super::framing::FinalResult;
-use super::{Broken, ESC, Session, creg_stat};
+use super::{Broken, ESC, Session, cops_operator, creg_stat, csq_rssi};
 use crate::transport::PortHealth;
 
 impl<T: AsyncRead + AsyncWrite + Send + 'static> Session<'_, T> {
@@ -181,17 +181,9 @@ impl<T: AsyncRead + AsyncWrite + Send + 'static> Session<'_, T> {
             .and_then(creg_stat)
             .map(|s| s == 1 || s == 5);
         let r = self.command("AT+CSQ", t).await?;
-        self.signal = r
-            .value("+CSQ:")
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse::<i32>().ok())
-            .filter(|v| *v != 99);
+        self.signal = r.value("+CSQ:").and_then(csq_rssi);
         let r = self.command("AT+COPS?", t).await?;
-        let operator = r.value("+COPS:").and_then(|v| {
-            v.split(',')
-                .nth(2)
-                .map(|o| o.trim().trim_matches('"').to_string())
-        });
+        let operator = r.value("+COPS:").and_then(cops_operator);
         let changed = self
             .m
             .info

@@ -69,6 +69,11 @@ fn flag(set: bool, bit: u8) -> u8 {
     if set { bit } else { 0 }
 }
 
+/// A timestamp that is not known (decoded as unreadable, `None`): digits
+/// that are not decimal, so it reads back as unknown. Zeros would read back
+/// as 2000-00-00 00:00:00.
+const UNKNOWN_TIME: [u8; 7] = [0xFF; 7];
+
 /// Encodes a TPDU (no service centre address).
 pub fn encode_tpdu(tpdu: &Tpdu) -> Result<Vec<u8>, PduError> {
     let mut out = Vec::with_capacity(MAX_OCTETS + 24);
@@ -84,7 +89,7 @@ pub fn encode_tpdu(tpdu: &Tpdu) -> Result<Vec<u8>, PduError> {
             d.originator.write(&mut out)?;
             out.push(d.protocol_id);
             out.push(d.data_coding.raw);
-            out.extend(d.sc_timestamp.map_or([0; 7], |t| t.to_octets()));
+            out.extend(d.sc_timestamp.map_or(UNKNOWN_TIME, |t| t.to_octets()));
             write_user_data(&d.user_data, &d.data_coding, &mut out)?;
         }
         Tpdu::Submit(s) => {
@@ -119,8 +124,8 @@ pub fn encode_tpdu(tpdu: &Tpdu) -> Result<Vec<u8>, PduError> {
             );
             out.push(s.message_reference);
             s.recipient.write(&mut out)?;
-            out.extend(s.sc_timestamp.map_or([0; 7], |t| t.to_octets()));
-            out.extend(s.discharge_time.map_or([0; 7], |t| t.to_octets()));
+            out.extend(s.sc_timestamp.map_or(UNKNOWN_TIME, |t| t.to_octets()));
+            out.extend(s.discharge_time.map_or(UNKNOWN_TIME, |t| t.to_octets()));
             out.push(s.status);
             let indicator = flag(s.protocol_id.is_some(), 0x01)
                 | flag(s.data_coding.is_some(), 0x02)
@@ -254,4 +259,25 @@ pub fn encode_submit(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sms::decode_hex;
+
+    /// Found by the `pdu_roundtrip` fuzz target: a status report whose
+    /// timestamps are unreadable (the hex digit A) decodes with them
+    /// unknown; re-encoded as zeros they read back as 2000-00-00 00:00:00.
+    #[test]
+    fn an_unknown_timestamp_stays_unknown() {
+        let decoded = decode_hex("0606098121436587F9019012413064A0019012413045A000", None).unwrap();
+        let Tpdu::StatusReport(r) = &decoded.tpdu else {
+            panic!("{:?}", decoded.tpdu)
+        };
+        assert_eq!((r.sc_timestamp, r.discharge_time), (None, None));
+        let bytes = encode_tpdu(&decoded.tpdu).unwrap();
+        let (again, _) = crate::sms::decode_tpdu(&bytes).unwrap();
+        assert_eq!(again, decoded.tpdu);
+    }
 }
