@@ -231,14 +231,6 @@ impl GatewayKind {
             Self::Sim => "sim",
         }
     }
-    /// Whether dialers name its ports in a dial string. A provider's
-    /// (`http`, `twilio`, `whatsapp-cloud`) ports are logical channels:
-    /// how many requests may be in flight, each paced like a gateway's
-    /// port, so dialers pace and round-robin over them the same way.
-    pub fn has_ports(self) -> bool {
-        true
-    }
-
     /// A provider reached over the internet, whose ports are logical
     /// channels: one unless `ports` says more.
     pub fn is_provider(self) -> bool {

@@ -62,13 +62,7 @@ impl Validator<'_> {
                         );
                         continue;
                     };
-                    match check_dial(dial, gw).and_then(|_| {
-                        if gw.kind.has_ports() {
-                            crate::config::dialstring::parse_dial(dial, gw.ports)
-                        } else {
-                            Ok(Vec::new())
-                        }
-                    }) {
+                    match crate::config::dialstring::parse_dial(dial, gw.ports) {
                         Ok(ports) => out.push(ChannelSet {
                             gateway: gw.name.clone(),
                             ports,
@@ -198,15 +192,14 @@ impl Validator<'_> {
             // Parsed here once: the loader dispatches in this order.
             let mut ports = Vec::new();
             if let Some(g) = gateway {
-                if let Some(span) = d.dial.as_ref().map(|s| s.span()) {
-                    if let Err(msg) = check_dial(&dial, g) {
-                        self.problem(span, msg);
+                // No dial string: every port of the gateway, in order.
+                match crate::config::dialstring::parse_dial(&dial, g.ports) {
+                    Ok(p) => ports = p,
+                    Err(msg) => {
+                        if let Some(span) = d.dial.as_ref().map(|s| s.span()) {
+                            self.problem(span, msg);
+                        }
                     }
-                }
-                if g.kind.has_ports() {
-                    // No dial string: every port of the gateway, in order.
-                    ports =
-                        crate::config::dialstring::parse_dial(&dial, g.ports).unwrap_or_default();
                 }
             }
             let interval = d.interval_ms.as_ref().map_or(1000, |v| *v.get_ref());
@@ -453,18 +446,3 @@ impl Validator<'_> {
 
 /// The longest automatic reply or canned response: ten GSM-7 SMS parts.
 pub(super) const MAX_CAMPAIGN_TEXT: usize = 1530;
-
-/// Checks a dial string against the gateway it dials through.
-fn check_dial(dial: &str, gateway: &GatewayConfig) -> Result<(), String> {
-    if !gateway.kind.has_ports() {
-        if dial.trim().is_empty() {
-            return Ok(());
-        }
-        return Err(format!(
-            "gateway {:?} (kind {:?}) has no ports, so its dialers take no dial string",
-            gateway.name,
-            gateway.kind.as_str()
-        ));
-    }
-    crate::config::dialstring::parse_dial(dial, gateway.ports).map(|_| ())
-}

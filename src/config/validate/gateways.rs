@@ -332,13 +332,6 @@ impl Validator<'_> {
                 );
                 1
             }
-            (Some(p), k) if !k.has_ports() => {
-                self.problem(
-                    p.span(),
-                    format!("gateway kind {kind_name:?} has no ports; remove `ports`"),
-                );
-                0
-            }
             (Some(p), _) => {
                 let n = *p.get_ref();
                 if !(1..=512).contains(&n) {
@@ -354,7 +347,6 @@ impl Validator<'_> {
             (None, GatewayKind::At) => 1,
             // A provider's channels: one unless `ports` says more.
             (None, k) if k.is_provider() => 1,
-            (None, k) if !k.has_ports() => 0,
             (None, _) => {
                 self.problem(
                     name_span.clone(),
