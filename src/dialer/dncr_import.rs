@@ -23,7 +23,8 @@ pub struct DncrRow {
     pub line: u64,
     /// The number as written, trimmed.
     pub phone: String,
-    /// What the DNCR list stores and looks up: see [`dncr_key`].
+    /// What the DNCR list stores and looks up: see [`dncr_key`]. Empty
+    /// when the parser was told [`DncrImport::keys_later`].
     pub key: String,
     /// The dialer it applies to; `None` for every dialer.
     pub dialer: Option<String>,
@@ -35,6 +36,7 @@ pub struct DncrImport<R, F> {
     max_line_bytes: usize,
     default_country: String,
     dialer_exists: F,
+    keys: bool,
 }
 
 /// Starts parsing `reader`. Numbers without a country code are read as
@@ -52,13 +54,24 @@ pub fn dncr_import<R: BufRead, F: FnMut(&str) -> bool>(
         max_line_bytes: rules.max_line_bytes,
         default_country: default_country.to_owned(),
         dialer_exists,
+        keys: true,
+    }
+}
+
+impl<R, F> DncrImport<R, F> {
+    /// Rows come without their key, for the caller to compute with
+    /// [`dncr_key`] on other threads: the number's parsing is most of an
+    /// import's work, and this parser is one thread.
+    pub fn keys_later(mut self) -> Self {
+        self.keys = false;
+        self
     }
 }
 
 fn dncr_row<F: FnMut(&str) -> bool>(
     no: u64,
     text: &str,
-    country: &str,
+    country: Option<&str>,
     dialer_exists: &mut F,
 ) -> Result<DncrRow, LineError> {
     check_common(no, text)?;
@@ -88,8 +101,9 @@ fn dncr_row<F: FnMut(&str) -> bool>(
             ),
         ));
     }
-    let key = dncr_key(phone, country);
-    if key.is_empty() {
+    // The key is the E.164 form or else the digits, so it is empty exactly
+    // when the number has no digit (letters were refused above).
+    if !phone.bytes().any(|b| b.is_ascii_digit()) {
         return Err(LineError::new(
             no,
             Rule::BadPhone,
@@ -112,7 +126,7 @@ fn dncr_row<F: FnMut(&str) -> bool>(
     Ok(DncrRow {
         line: no,
         phone: phone.to_owned(),
-        key,
+        key: country.map(|c| dncr_key(phone, c)).unwrap_or_default(),
         dialer,
     })
 }
@@ -123,7 +137,8 @@ impl<R: BufRead, F: FnMut(&str) -> bool> Iterator for DncrImport<R, F> {
     fn next(&mut self) -> Option<Self::Item> {
         let raw = self.lines.next_line()?;
         Some(line_text(raw, self.max_line_bytes).and_then(|(no, text)| {
-            dncr_row(no, &text, &self.default_country, &mut self.dialer_exists)
+            let country = self.keys.then_some(self.default_country.as_str());
+            dncr_row(no, &text, country, &mut self.dialer_exists)
         }))
     }
 }

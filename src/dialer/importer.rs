@@ -141,7 +141,7 @@ pub fn import_messages(
     })?;
 
     let rows = bulk_import(reader, &rules, |d| config.user_dialer(d).is_some());
-    let convert = Convert::Split(|row: super::import::ImportRow| {
+    let to_row = |row: super::import::ImportRow| {
         let number = phone::normalise(&row.destination, &country).ok();
         let plan = smsgate_proto::sms::plan(&row.message);
         NewMessage {
@@ -164,8 +164,8 @@ pub fn import_messages(
             encoding: plan.encoding.as_str(),
             segments: plan.segments as u32,
         }
-    });
-    feed(rows, tx, writer, convert)
+    };
+    feed(rows, tx, writer, to_row)
 }
 
 /// Imports a DNCR list (`phone;dialer;`, an empty dialer meaning all).
@@ -199,17 +199,13 @@ pub fn import_dncr(
         loop {
             match rx.recv() {
                 Ok(Pipe::Rows(rows)) => {
-                    for r in rows {
-                        dncr::upsert(
-                            t,
-                            &r.key,
-                            r.dialer.as_deref(),
-                            &r.phone,
-                            &source,
-                            Some(import_id),
-                        )?;
-                        entries += 1;
-                    }
+                    entries += dncr::upsert_batch(
+                        t,
+                        rows.iter()
+                            .map(|r| (r.key.as_str(), r.dialer.as_deref(), r.phone.as_str())),
+                        &source,
+                        import_id,
+                    )?;
                     progress();
                 }
                 Ok(Pipe::Done(lines)) => {
@@ -231,8 +227,13 @@ pub fn import_dncr(
     let country = config.daemon.default_country.clone();
     let rows = dncr_import(reader, &rules, &country, |d| {
         config.user_dialer(d).is_some()
-    });
-    feed(rows, tx, writer, Convert::Inline(|row| row))
+    })
+    .keys_later();
+    let to_row = |mut row: super::dncr_import::DncrRow| {
+        row.key = phone::dncr_key(&row.phone, &country);
+        row
+    };
+    feed(rows, tx, writer, to_row)
 }
 
 /// Something a parser yields for one line, with its line number.
@@ -259,7 +260,7 @@ fn feed<R: Numbered + Send, T: Send, S>(
     parsed: impl Iterator<Item = Result<R, LineError>>,
     tx: mpsc::SyncSender<Pipe<T>>,
     writer: tokio::sync::oneshot::Receiver<Result<S, StoreError>>,
-    convert: Convert<impl Fn(R) -> T + Sync>,
+    to_row: impl Fn(R) -> T + Sync,
 ) -> Result<S, DialerError> {
     let mut refused = Refused::default();
     let mut lines = 0u64;
@@ -276,7 +277,7 @@ fn feed<R: Numbered + Send, T: Send, S>(
                 }
                 raw.push(r);
                 if raw.len() == BATCH {
-                    let rows = convert.run(std::mem::take(&mut raw));
+                    let rows = convert(&to_row, std::mem::take(&mut raw));
                     if tx.send(Pipe::Rows(rows)).is_err() {
                         piping = false;
                     }
@@ -296,47 +297,32 @@ fn feed<R: Numbered + Send, T: Send, S>(
         }
     }
     if piping {
-        batch = convert.run(raw);
+        batch = convert(&to_row, raw);
     }
     finish(tx, writer, piping, batch, lines, refused, read_error)
 }
 
-/// How accepted lines become rows for the writer.
-enum Convert<F> {
-    /// Cheap: on the parsing thread.
-    Inline(F),
-    /// Costly (phone-number parsing, segment planning): each batch is
-    /// shared with a second thread, so the import runs on two cores while
-    /// the writer inserts on a third, or shares them.
-    Split(F),
-}
-
-impl<F> Convert<F> {
-    fn run<R: Send, T: Send>(&self, raw: Vec<R>) -> Vec<T>
-    where
-        F: Fn(R) -> T + Sync,
-    {
-        match self {
-            Convert::Inline(f) => raw.into_iter().map(f).collect(),
-            Convert::Split(f) if raw.len() >= 64 => {
-                let mut first = raw;
-                let second = first.split_off(first.len() / 2);
-                std::thread::scope(|scope| {
-                    let helper = scope.spawn(|| second.into_iter().map(f).collect::<Vec<T>>());
-                    let mut rows: Vec<T> = first.into_iter().map(f).collect();
-                    match helper.join() {
-                        Ok(rest) => rows.extend(rest),
-                        // The conversion is pure code on parsed text; a
-                        // panic there is a bug, and the import must not go
-                        // on without those rows.
-                        Err(panic) => std::panic::resume_unwind(panic),
-                    }
-                    rows
-                })
-            }
-            Convert::Split(f) => raw.into_iter().map(f).collect(),
-        }
+/// Turns a batch of accepted lines into rows for the writer. The work is
+/// costly (phone-number parsing, segment planning), so each batch is shared
+/// with a second thread: the import runs on two cores while the writer
+/// inserts on a third, or shares them.
+fn convert<R: Send, T: Send>(f: &(impl Fn(R) -> T + Sync), raw: Vec<R>) -> Vec<T> {
+    if raw.len() < 64 {
+        return raw.into_iter().map(f).collect();
     }
+    let mut first = raw;
+    let second = first.split_off(first.len() / 2);
+    std::thread::scope(|scope| {
+        let helper = scope.spawn(|| second.into_iter().map(f).collect::<Vec<T>>());
+        let mut rows: Vec<T> = first.into_iter().map(f).collect();
+        match helper.join() {
+            Ok(rest) => rows.extend(rest),
+            // The conversion is pure code on parsed text; a panic there is
+            // a bug, and the import must not go on without those rows.
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+        rows
+    })
 }
 
 fn rules(config: &Config) -> ImportRules {
