@@ -1056,7 +1056,17 @@ password = "admin"
 timeout_ms = 5000
 result_poll_ms = 200
 port_poll_s = 1
-incoming_poll_s = 30
+incoming_poll_s = 1
+
+[[api.tokens]]
+name = "supervisor"
+token = "{SUPERVISOR}"
+role = "supervisor"
+
+[[campaign]]
+name = "ventas"
+provider = "gw"
+did_ports = ["gw:1"]
 
 [[dialer]]
 name = "paced"
@@ -1158,6 +1168,29 @@ enabled = false
         }
     };
     assert_eq!(dialer()["in_schedule"], true);
+    // Three customers wait for an agent who is not logged in; none may be
+    // closed as abandoned by a step (abandon_s is 300 s, the test lasts
+    // well under that).
+    call(
+        &d,
+        "PUT",
+        "/api/v1/agents/a01",
+        Some(json!({"name": "Agent a01"})),
+    );
+    call(
+        &d,
+        "POST",
+        "/api/v1/members",
+        Some(json!({"campaigns": ["ventas"], "agents": ["a01"]})),
+    );
+    for i in 0..3 {
+        sim.inject_incoming(1, &format!("5989{:07}", 3_000_000 + i), "hola");
+    }
+    let monitor = || call(&d, "GET", "/api/v1/campaigns/ventas/monitor", None);
+    assert!(wait_until(
+        Duration::from_secs(15),
+        || monitor()["waiting_count"] == 3
+    ));
 
     // Steps of an hour while it sends, both ways.
     submit(12, "step", 0);
@@ -1198,6 +1231,12 @@ enabled = false
                 == total as i64
     }));
     std::thread::sleep(Duration::from_millis(500));
+    let m = monitor();
+    assert_eq!(
+        m["waiting_count"], 3,
+        "no waiting customer abandoned by a step: {m}"
+    );
+    assert_eq!(m["abandoned"], 0, "{m}");
 
     let sends = sim.sends();
     let mut texts: HashMap<&str, usize> = HashMap::new();
