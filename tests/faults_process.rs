@@ -756,6 +756,7 @@ fn call(d: &Daemon, method: &str, path: &str, body: Option<Value>) -> Value {
     let mut r = match method {
         "POST" => http.post(d.url(path)),
         "PUT" => http.put(d.url(path)),
+        "DELETE" => http.delete(d.url(path)),
         _ => http.get(d.url(path)),
     }
     .bearer_auth(SUPERVISOR);
@@ -866,9 +867,13 @@ max_interactions_per_agent = 1
     );
 
     let mut seed = 0x5eed_u64;
-    let mut delay_ms = || {
+    // The request is received, committed, and wakes the assigner, whose
+    // pass takes a few milliseconds more: kills from 2 to 14 ms after it
+    // is sent fall before, between and after those commits (the test
+    // prints where they fell).
+    let mut delay = || {
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-        (seed >> 33) % 25
+        Duration::from_micros(2_000 + (seed >> 33) % 12_000)
     };
     let check = |d: &Daemon| {
         let all = interactions(d);
@@ -885,29 +890,47 @@ max_interactions_per_agent = 1
         );
         all
     };
-    let mut kills = 0;
-    for round in 0..8 {
-        if round == 0 {
-            for id in &agents {
-                call(&d, "POST", &format!("/api/v1/agents/{id}/login"), None);
-            }
-        } else {
-            for i in check(&d) {
-                if i["closed"].is_null() && i["agent"].is_string() {
-                    call(
-                        &d,
-                        "POST",
-                        &format!("/api/v1/interactions/{}/close", i["id"]),
-                        None,
-                    );
-                }
+    let ms = || jiff::Timestamp::now().as_millisecond();
+    let members = json!({"campaigns": ["ventas"], "agents": agents});
+    for id in &agents {
+        call(&d, "POST", &format!("/api/v1/agents/{id}/login"), None);
+    }
+    // Per round: when the request that sets off the assignments was sent,
+    // and when the daemon was killed.
+    let mut rounds: Vec<(i64, i64)> = Vec::new();
+    for _ in 0..10 {
+        // Nobody may take work while the held interactions are closed...
+        call(&d, "DELETE", "/api/v1/members", Some(members.clone()));
+        for i in check(&d) {
+            if i["closed"].is_null() && i["agent"].is_string() {
+                call(
+                    &d,
+                    "POST",
+                    &format!("/api/v1/interactions/{}/close", i["id"]),
+                    None,
+                );
             }
         }
-        std::thread::sleep(Duration::from_millis(delay_ms()));
+        // ...then all five may, in one request and one assignment pass,
+        // and the daemon is killed a few milliseconds after it is sent.
+        let (http, url, body) = (d.http(), d.url("/api/v1/members"), members.clone());
+        let began = ms();
+        let sent = std::thread::spawn(move || {
+            http.post(url)
+                .bearer_auth(SUPERVISOR)
+                .json(&body)
+                .send()
+                .map(|r| r.status().as_u16())
+        });
+        std::thread::sleep(delay());
+        rounds.push((began, ms()));
         d = start_again(kill(d));
-        kills += 1;
+        let _ = sent.join();
         check(&d);
     }
+    // The last kill may have come before the members were added.
+    call(&d, "POST", "/api/v1/members", Some(members.clone()));
+    let settling = ms();
     // Settle: close what is held until every customer was served.
     assert!(
         wait_until(Duration::from_secs(60), || {
@@ -951,8 +974,30 @@ max_interactions_per_agent = 1
             "closed by us, not abandoned: {i}"
         );
     }
+    // Where the kills fell: a round whose assignments came all before its
+    // kill, all after the restart (the kill came first), or both.
+    let (mut before, mut after, mut both) = (0, 0, 0);
+    for (r, (began, killed)) in rounds.iter().enumerate() {
+        let end = rounds.get(r + 1).map_or(settling, |n| n.0);
+        let ats: Vec<i64> = taken
+            .iter()
+            .filter(|g| g.kind == "interaction.assigned")
+            .filter_map(|g| g.body["at"].as_i64())
+            .filter(|at| (*began..end).contains(at))
+            .collect();
+        match (
+            ats.iter().any(|at| at <= killed),
+            ats.iter().any(|at| at > killed),
+        ) {
+            (true, false) => before += 1,
+            (false, true) => after += 1,
+            (true, true) => both += 1,
+            (false, false) => {}
+        }
+    }
     eprintln!(
-        "{kills} kills during assignments: {} interactions, each assigned once",
+        "{} kills during assignments: {} interactions, each assigned once; rounds assigned before the kill {before}, after the restart {after}, both {both}",
+        rounds.len(),
         all.len()
     );
 }
