@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 declare -A tools=(
   [promtool]=prometheus
   [gammu]=gammu
+  # libfaketime: tests/faults_process.rs steps the daemon's wall clock.
+  [faketime]=faketime
 )
 missing=()
 for cmd in "${!tools[@]}"; do

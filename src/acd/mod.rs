@@ -14,7 +14,7 @@ pub mod assign;
 pub mod figures;
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
@@ -215,12 +215,75 @@ pub async fn run(shared: Shared, stop: CancellationToken) {
 
 async fn sweeper(shared: Shared, stop: CancellationToken) {
     let mut shown: HashMap<String, serde_json::Value> = HashMap::new();
+    let mut clock = SweepClock::new(crate::now_ms(), Instant::now());
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(TICK) => {}
         }
-        sweep(&shared, &shared.config(), &mut shown).await;
+        let config = shared.config();
+        let hold = config
+            .campaigns
+            .iter()
+            .map(|c| Duration::from_secs(c.abandon_s))
+            .max()
+            .unwrap_or_default();
+        let now = clock.now(crate::now_ms(), Instant::now(), hold);
+        sweep(&shared, &config, now, &mut shown).await;
+    }
+}
+
+/// A wall clock that moved against the monotonic one by more than this
+/// between two sweeps was stepped (NTP stepping, a VM resumed, `date -s`);
+/// slewing moves it by well under a millisecond a second.
+const STEP_MS: i64 = 2_000;
+
+/// The time the abandon sweep judges silence by. Waiting customers are
+/// stamped with the wall clock, so a forward step of it longer than
+/// `abandon_s` would make every one of them look silent for that long
+/// and close them all as abandoned at the next sweep. After a step this
+/// clock goes on from before it (on the monotonic clock) for the longest
+/// `abandon_s`: by then everyone who waited before the step has been
+/// judged by real time, and it follows the wall clock again. A backward
+/// step only delays abandons, so the earlier of the two times is taken.
+struct SweepClock {
+    /// The wall clock at a monotonic instant, from before any step.
+    anchor: (Instant, i64),
+    /// When the last step was seen, and the wall clock's lead then.
+    step: Option<(Instant, i64)>,
+}
+
+impl SweepClock {
+    fn new(wall: i64, mono: Instant) -> Self {
+        Self {
+            anchor: (mono, wall),
+            step: None,
+        }
+    }
+
+    /// Unix ms to judge silence by, given the wall clock and the monotonic
+    /// one now, holding a step back for `hold`.
+    fn now(&mut self, wall: i64, mono: Instant, hold: Duration) -> i64 {
+        let steady = self.anchor.1 + mono.duration_since(self.anchor.0).as_millis() as i64;
+        let lead = wall - steady;
+        let last_lead = self.step.map_or(0, |(_, l)| l);
+        if (lead - last_lead).abs() > STEP_MS {
+            tracing::warn!(
+                step_s = lead / 1000,
+                hold_s = hold.as_secs(),
+                "the wall clock stepped; waiting customers are judged abandoned by the time before the step until abandon_s has passed"
+            );
+            self.step = Some((mono, lead));
+        }
+        match self.step {
+            Some((at, _)) if mono.duration_since(at) < hold => wall.min(steady),
+            _ => {
+                // No step held back: follow the wall clock (and its slewing).
+                self.anchor = (mono, wall);
+                self.step = None;
+                wall
+            }
+        }
     }
 }
 
@@ -229,9 +292,9 @@ async fn sweeper(shared: Shared, stop: CancellationToken) {
 async fn sweep(
     shared: &Shared,
     config: &std::sync::Arc<Config>,
+    now: i64,
     shown: &mut HashMap<String, serde_json::Value>,
 ) {
-    let now = crate::now_ms();
     for c in config.campaigns.iter().filter(|c| c.enabled) {
         let (name, silent_before) = (c.name.clone(), now - (c.abandon_s as i64) * 1000);
         let due = shared
@@ -266,5 +329,48 @@ async fn sweep(
         {
             shown.insert(c.name.clone(), figures);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Duration = Duration::from_secs(60);
+    const HOUR_MS: i64 = 3_600_000;
+
+    /// Follows the wall clock; after a forward step goes on from before it
+    /// for `hold`, then follows the wall clock again; a backward step is
+    /// taken at once (it only delays abandons).
+    #[test]
+    fn a_step_is_held_back_for_abandon_s_then_followed() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let wall0 = 1_000_000_000_000;
+        let mut c = SweepClock::new(wall0, t0);
+        let hold = 5 * MIN;
+        assert_eq!(c.now(wall0 + 1_000, at(1), hold), wall0 + 1_000);
+        // Slewing: a few ms off per second is followed.
+        assert_eq!(c.now(wall0 + 2_003, at(2), hold), wall0 + 2_003);
+        // An hour forward: the time from before the step.
+        assert_eq!(c.now(wall0 + 3_000 + HOUR_MS, at(3), hold), wall0 + 3_003);
+        assert_eq!(
+            c.now(wall0 + 200_000 + HOUR_MS, at(200), hold),
+            wall0 + 200_003
+        );
+        // abandon_s after the step: the wall clock again.
+        let wall = wall0 + 304_000 + HOUR_MS;
+        assert_eq!(c.now(wall, at(304), hold), wall);
+        assert_eq!(c.now(wall + 1_000, at(305), hold), wall + 1_000);
+        // Back two hours: taken at once (the earlier time), and held.
+        let back = wall + 2_000 - 2 * HOUR_MS;
+        assert_eq!(c.now(back, at(306), hold), back);
+        assert_eq!(c.now(back + 1_000, at(307), hold), back + 1_000);
+        // A second step forward while one is held restarts the hold.
+        let fwd = back + 2_000 + 3 * HOUR_MS;
+        let steady = wall + 4_000;
+        assert_eq!(c.now(fwd, at(308), hold), steady);
+        assert_eq!(c.now(fwd + 299_000, at(607), hold), steady + 299_000);
+        assert_eq!(c.now(fwd + 300_000, at(608), hold), fwd + 300_000);
     }
 }
