@@ -56,7 +56,7 @@ pub struct HttpTransport {
     events: Events,
     default_country: String,
     /// When and why the provider last refused our credentials.
-    auth_failed: Mutex<Option<(Instant, String)>>,
+    auth: super::provider::AuthHold,
     received: AtomicU64,
     /// Sent messages whose final report a status poll still waits for,
     /// by the provider's id.
@@ -77,23 +77,7 @@ impl HttpTransport {
         events: Events,
         default_country: &str,
     ) -> Result<Self, TransportError> {
-        let setup = |reason: String| TransportError::Setup {
-            gateway: name.to_string(),
-            reason,
-        };
-        let tls = crate::tls::client_config(&crate::tls::TlsVerify::System)
-            .map_err(|e| setup(format!("cannot set up TLS: {e}")))?;
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .no_proxy()
-            .connect_timeout(s.timeout.min(Duration::from_secs(10)))
-            .timeout(s.timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(ports.max(1) as usize)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("smsgate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| setup(format!("cannot build the HTTP client: {e}")))?;
+        let client = super::provider::client(name, s.timeout, ports)?;
         Ok(Self {
             name: name.to_string(),
             ports,
@@ -101,7 +85,7 @@ impl HttpTransport {
             client,
             events,
             default_country: default_country.to_string(),
-            auth_failed: Mutex::new(None),
+            auth: super::provider::AuthHold::new(AUTH_HOLD),
             received: AtomicU64::new(0),
             pending: Mutex::new(HashMap::new()),
         })
@@ -283,13 +267,6 @@ impl HttpTransport {
         http_api::redact(reason, &self.secrets())
     }
 
-    fn auth_refused(&self) -> Option<String> {
-        let g = self.auth_failed.lock().ok()?;
-        g.as_ref()
-            .filter(|(at, _)| at.elapsed() < AUTH_HOLD)
-            .map(|(_, why)| why.clone())
-    }
-
     /// The request for one message: URL, headers, body.
     fn request(&self, msg: &Outbound) -> Result<reqwest::RequestBuilder, SendError> {
         let number = self.s.number_format.format(&msg.to);
@@ -338,12 +315,15 @@ impl HttpTransport {
             });
         }
         let rb = self.request(msg)?;
-        let mut resp = match rb.send().await {
+        let resp = match rb.send().await {
             Ok(r) => r,
             // Never the URL in words: it may hold the password.
             Err(e) if e.is_connect() => {
                 return Err(SendError::Temporary {
-                    reason: self.clean(&format!("cannot connect to the provider: {}", words(e))),
+                    reason: self.clean(&format!(
+                        "cannot connect to the provider: {}",
+                        super::provider::words(e)
+                    )),
                 });
             }
             Err(e) if e.is_timeout() => {
@@ -356,37 +336,24 @@ impl HttpTransport {
             }
             Err(e) => {
                 return Err(SendError::Unknown {
-                    reason: self.clean(&format!("the request failed: {}", words(e))),
+                    reason: self.clean(&format!(
+                        "the request failed: {}",
+                        super::provider::words(e)
+                    )),
                 });
             }
         };
         let status = resp.status().as_u16();
-        let mut body = Vec::new();
-        loop {
-            match resp.chunk().await {
-                Ok(Some(c)) => {
-                    body.extend_from_slice(&c);
-                    if body.len() > REPLY_MAX {
-                        body.truncate(REPLY_MAX);
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    return Err(SendError::Unknown {
-                        reason: self.clean(&format!(
-                            "the provider's answer (HTTP {status}) broke off: {}",
-                            e.without_url()
-                        )),
-                    });
-                }
-            }
-        }
+        let body = super::provider::read_capped(resp, REPLY_MAX)
+            .await
+            .map_err(|e| SendError::Unknown {
+                reason: self.clean(&format!(
+                    "the provider's answer (HTTP {status}) broke off: {e}"
+                )),
+            })?;
         match http_api::judge(&self.s.reply, status, &body) {
             Verdict::Accepted { id } => {
-                if let Ok(mut g) = self.auth_failed.lock() {
-                    *g = None;
-                }
+                self.auth.accepted();
                 let gateway_ref = match id {
                     Some(id) => id,
                     None => {
@@ -418,9 +385,7 @@ impl HttpTransport {
             Verdict::Auth { reason } => {
                 let reason = self.clean(&reason);
                 tracing::error!(gateway = %self.name, reason = %reason, "the provider refused our credentials: its channels stop until they are accepted again");
-                if let Ok(mut g) = self.auth_failed.lock() {
-                    *g = Some((Instant::now(), reason.clone()));
-                }
+                self.auth.refuse(&reason);
                 Err(SendError::Auth { reason })
             }
         }
@@ -499,20 +464,6 @@ impl HttpTransport {
     }
 }
 
-/// A request's error in words, with its causes, never its URL (it may
-/// hold the password).
-fn words(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 /// The reference of a message whose provider gives no id of its own.
 pub fn message_id_ref(message_id: i64) -> String {
     message_id.to_string()
@@ -537,36 +488,14 @@ impl Transport for HttpTransport {
     }
 
     fn health(&self, port: u32) -> PortHealth {
-        if port >= self.ports {
-            return PortHealth {
-                usable: false,
-                reason: "no such channel".into(),
-                ..Default::default()
-            };
-        }
-        match self.auth_refused() {
-            Some(why) => PortHealth {
-                usable: false,
-                reason: why,
-                ..Default::default()
-            },
-            None => PortHealth {
-                usable: true,
-                ..Default::default()
-            },
-        }
+        self.auth.health(self.ports, port, None)
     }
 
     /// A provider cannot be asked without sending: after refused
     /// credentials the breaker waits [`AUTH_HOLD`], then the next send is
     /// the test.
     fn probe<'a>(&'a self) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            match self.auth_refused() {
-                Some(why) => Err(why),
-                None => Ok(()),
-            }
-        })
+        Box::pin(std::future::ready(self.auth.probe()))
     }
 
     fn accept_webhook<'a>(

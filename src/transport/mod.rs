@@ -11,6 +11,7 @@ pub mod at;
 pub mod dinstar;
 pub mod dwg;
 pub mod http;
+mod provider;
 pub mod sim;
 pub mod twilio;
 pub mod whatsapp;

@@ -81,7 +81,7 @@ pub struct TwilioTransport {
     events: Events,
     default_country: String,
     /// When and why Twilio last refused the account.
-    auth_failed: Mutex<Option<(Instant, String)>>,
+    auth: super::provider::AuthHold,
     /// No request before this (a 429's Retry-After).
     paused_until: Mutex<Option<Instant>>,
     /// Messages whose final status a poll still waits for, by sid.
@@ -96,23 +96,7 @@ impl TwilioTransport {
         s: &TwilioSettings,
         ctx: BuildContext,
     ) -> Result<Arc<Self>, TransportError> {
-        let setup = |reason: String| TransportError::Setup {
-            gateway: name.to_string(),
-            reason,
-        };
-        let tls = crate::tls::client_config(&crate::tls::TlsVerify::System)
-            .map_err(|e| setup(format!("cannot set up TLS: {e}")))?;
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .no_proxy()
-            .connect_timeout(s.timeout.min(Duration::from_secs(10)))
-            .timeout(s.timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(ports.max(1) as usize)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("smsgate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| setup(format!("cannot build the HTTP client: {e}")))?;
+        let client = super::provider::client(name, s.timeout, ports)?;
         let rules = (s.channel == Channel::WhatsApp)
             .then(|| WhatsAppRules::new(name, s.messaging_limit, &ctx));
         let now_ms = crate::now_ms();
@@ -133,7 +117,7 @@ impl TwilioTransport {
             client,
             events: ctx.events.clone(),
             default_country: ctx.default_country.clone(),
-            auth_failed: Mutex::new(None),
+            auth: super::provider::AuthHold::new(AUTH_HOLD),
             paused_until: Mutex::new(None),
             pending: Mutex::new(pending),
             rules,
@@ -175,13 +159,6 @@ impl TwilioTransport {
         smsgate_proto::http_api::redact(text, &secrets)
     }
 
-    fn auth_refused(&self) -> Option<String> {
-        let g = self.auth_failed.lock().ok()?;
-        g.as_ref()
-            .filter(|(at, _)| at.elapsed() < AUTH_HOLD)
-            .map(|(_, why)| why.clone())
-    }
-
     async fn wait_for_rate_limit(&self) {
         let until = self.paused_until.lock().ok().and_then(|g| *g);
         if let Some(until) = until {
@@ -205,9 +182,9 @@ impl TwilioTransport {
             .authed(self.client.get(url))
             .send()
             .await
-            .map_err(|e| self.clean(&words(e)))?;
+            .map_err(|e| self.clean(&super::provider::words(e)))?;
         let status = resp.status().as_u16();
-        let body = read_capped(resp).await?;
+        let body = super::provider::read_capped(resp, REPLY_MAX).await?;
         Ok((status, body))
     }
 
@@ -220,7 +197,7 @@ impl TwilioTransport {
                 ),
             });
         }
-        if let Some(why) = self.auth_refused() {
+        if let Some(why) = self.auth.refused() {
             return Err(SendError::Auth { reason: why });
         }
         if let Some(rules) = &self.rules {
@@ -260,7 +237,10 @@ impl TwilioTransport {
             Ok(r) => r,
             Err(e) if e.is_connect() => {
                 return Err(SendError::Temporary {
-                    reason: self.clean(&format!("cannot connect to Twilio: {}", words(e))),
+                    reason: self.clean(&format!(
+                        "cannot connect to Twilio: {}",
+                        super::provider::words(e)
+                    )),
                 });
             }
             Err(e) if e.is_timeout() => {
@@ -273,7 +253,10 @@ impl TwilioTransport {
             }
             Err(e) => {
                 return Err(SendError::Unknown {
-                    reason: self.clean(&format!("the request to Twilio broke off: {}", words(e))),
+                    reason: self.clean(&format!(
+                        "the request to Twilio broke off: {}",
+                        super::provider::words(e)
+                    )),
                 });
             }
         };
@@ -283,16 +266,16 @@ impl TwilioTransport {
             .get(http::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body = read_capped(resp).await.map_err(|e| SendError::Unknown {
-            reason: self.clean(&format!("Twilio's answer (HTTP {status}) broke off: {e}")),
-        })?;
+        let body = super::provider::read_capped(resp, REPLY_MAX)
+            .await
+            .map_err(|e| SendError::Unknown {
+                reason: self.clean(&format!("Twilio's answer (HTTP {status}) broke off: {e}")),
+            })?;
         if (200..300).contains(&status) {
             let m = tw::parse_message(&body).map_err(|e| SendError::Unknown {
                 reason: format!("Twilio answered HTTP {status} but {e}"),
             })?;
-            if let Ok(mut g) = self.auth_failed.lock() {
-                *g = None;
-            }
+            self.auth.accepted();
             if let Some(rules) = &self.rules {
                 rules.sent(msg);
             }
@@ -335,9 +318,7 @@ impl TwilioTransport {
                     self.s.account_sid, self.name
                 );
                 tracing::error!(gateway = %self.name, twilio_code = %code, twilio_message = %text, http_status = status, "{why}");
-                if let Ok(mut g) = self.auth_failed.lock() {
-                    *g = Some((Instant::now(), why.clone()));
-                }
+                self.auth.refuse(&why);
                 Err(SendError::Auth { reason: why })
             }
         }
@@ -729,36 +710,6 @@ impl TwilioTransport {
     }
 }
 
-async fn read_capped(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    loop {
-        match resp.chunk().await {
-            Ok(Some(c)) => {
-                body.extend_from_slice(&c);
-                if body.len() > REPLY_MAX {
-                    body.truncate(REPLY_MAX);
-                    return Ok(body);
-                }
-            }
-            Ok(None) => return Ok(body),
-            Err(e) => return Err(words(e)),
-        }
-    }
-}
-
-/// A request's error in words with its causes, never its URL.
-fn words(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 impl Transport for TwilioTransport {
     fn name(&self) -> &str {
         &self.name
@@ -777,25 +728,8 @@ impl Transport for TwilioTransport {
     }
 
     fn health(&self, port: u32) -> PortHealth {
-        if port >= self.ports {
-            return PortHealth {
-                usable: false,
-                reason: "no such channel".into(),
-                ..Default::default()
-            };
-        }
-        match self.auth_refused() {
-            Some(why) => PortHealth {
-                usable: false,
-                reason: why,
-                ..Default::default()
-            },
-            None => PortHealth {
-                usable: true,
-                number: self.our_number().map(str::to_string),
-                ..Default::default()
-            },
-        }
+        self.auth
+            .health(self.ports, port, self.our_number().map(str::to_string))
     }
 
     fn window(&self, number: &str) -> Option<smsgate_proto::whatsapp_rules::WindowState> {
@@ -810,12 +744,7 @@ impl Transport for TwilioTransport {
     /// is the test (asking Twilio without sending would need a request of
     /// its own against the account's rate limit).
     fn probe<'a>(&'a self) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            match self.auth_refused() {
-                Some(why) => Err(why),
-                None => Ok(()),
-            }
-        })
+        Box::pin(std::future::ready(self.auth.probe()))
     }
 
     fn accept_webhook<'a>(

@@ -11,8 +11,7 @@
 //! was lost (a timeout after the request left) ends UNKNOWN, or is resent
 //! with the dialer's `resend_unknown`, as on the http kind.
 
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use smsgate_proto::whatsapp_cloud::{self as wa, Handshake, StatusOutcome, Verdict};
 
@@ -55,7 +54,7 @@ pub struct WhatsappCloudTransport {
     events: Events,
     rules: WhatsAppRules,
     /// When and why Meta last refused our token or account.
-    auth_failed: Mutex<Option<(Instant, String)>>,
+    auth: super::provider::AuthHold,
 }
 
 impl WhatsappCloudTransport {
@@ -65,23 +64,7 @@ impl WhatsappCloudTransport {
         s: &WhatsappCloudSettings,
         ctx: BuildContext,
     ) -> Result<std::sync::Arc<Self>, TransportError> {
-        let setup = |reason: String| TransportError::Setup {
-            gateway: name.to_string(),
-            reason,
-        };
-        let tls = crate::tls::client_config(&crate::tls::TlsVerify::System)
-            .map_err(|e| setup(format!("cannot set up TLS: {e}")))?;
-        let client = reqwest::Client::builder()
-            .tls_backend_preconfigured(tls)
-            .no_proxy()
-            .connect_timeout(s.timeout.min(Duration::from_secs(10)))
-            .timeout(s.timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_max_idle_per_host(ports.max(1) as usize)
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("smsgate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| setup(format!("cannot build the HTTP client: {e}")))?;
+        let client = super::provider::client(name, s.timeout, ports)?;
         let rules = WhatsAppRules::new(name, s.messaging_limit, &ctx);
         Ok(std::sync::Arc::new(Self {
             name: name.to_string(),
@@ -90,20 +73,13 @@ impl WhatsappCloudTransport {
             client,
             events: ctx.events,
             rules,
-            auth_failed: Mutex::new(None),
+            auth: super::provider::AuthHold::new(AUTH_HOLD),
         }))
     }
 
     /// A reason fit for a message's record and the journal: no secret.
     fn clean(&self, reason: &str) -> String {
         smsgate_proto::http_api::redact(reason, &self.s.secrets())
-    }
-
-    fn auth_refused(&self) -> Option<String> {
-        let g = self.auth_failed.lock().ok()?;
-        g.as_ref()
-            .filter(|(at, _)| at.elapsed() < AUTH_HOLD)
-            .map(|(_, why)| why.clone())
     }
 
     async fn send_one(&self, msg: &Outbound) -> Result<Accepted, SendError> {
@@ -115,7 +91,7 @@ impl WhatsappCloudTransport {
                 ),
             });
         }
-        if let Some(why) = self.auth_refused() {
+        if let Some(why) = self.auth.refused() {
             return Err(SendError::Auth { reason: why });
         }
         self.rules.check(msg)?;
@@ -131,11 +107,14 @@ impl WhatsappCloudTransport {
             .body(body)
             .send()
             .await;
-        let mut resp = match sent {
+        let resp = match sent {
             Ok(r) => r,
             Err(e) if e.is_connect() => {
                 return Err(SendError::Temporary {
-                    reason: self.clean(&format!("cannot connect to Meta: {}", words(e))),
+                    reason: self.clean(&format!(
+                        "cannot connect to Meta: {}",
+                        super::provider::words(e)
+                    )),
                 });
             }
             Err(e) if e.is_timeout() => {
@@ -148,37 +127,22 @@ impl WhatsappCloudTransport {
             }
             Err(e) => {
                 return Err(SendError::Unknown {
-                    reason: self.clean(&format!("the request failed: {}", words(e))),
+                    reason: self.clean(&format!(
+                        "the request failed: {}",
+                        super::provider::words(e)
+                    )),
                 });
             }
         };
         let status = resp.status().as_u16();
-        let mut body = Vec::new();
-        loop {
-            match resp.chunk().await {
-                Ok(Some(c)) => {
-                    body.extend_from_slice(&c);
-                    if body.len() > REPLY_MAX {
-                        body.truncate(REPLY_MAX);
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    return Err(SendError::Unknown {
-                        reason: self.clean(&format!(
-                            "Meta's answer (HTTP {status}) broke off: {}",
-                            e.without_url()
-                        )),
-                    });
-                }
-            }
-        }
+        let body = super::provider::read_capped(resp, REPLY_MAX)
+            .await
+            .map_err(|e| SendError::Unknown {
+                reason: self.clean(&format!("Meta's answer (HTTP {status}) broke off: {e}")),
+            })?;
         match wa::judge(status, &body) {
             Verdict::Accepted { id } => {
-                if let Ok(mut g) = self.auth_failed.lock() {
-                    *g = None;
-                }
+                self.auth.accepted();
                 self.rules.sent(msg);
                 Ok(Accepted { gateway_ref: id })
             }
@@ -197,9 +161,7 @@ impl WhatsappCloudTransport {
                     self.clean(&reason)
                 );
                 tracing::error!(gateway = %self.name, reason = %reason, "WhatsApp Cloud API refused our credentials: every channel of the gateway stops until they are accepted again");
-                if let Ok(mut g) = self.auth_failed.lock() {
-                    *g = Some((Instant::now(), reason.clone()));
-                }
+                self.auth.refuse(&reason);
                 Err(SendError::Auth { reason })
             }
         }
@@ -351,19 +313,6 @@ impl WhatsappCloudTransport {
     }
 }
 
-/// A request's error in words, with its causes, never its URL.
-fn words(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut out = e.to_string();
-    let mut source = std::error::Error::source(&e);
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
-}
-
 impl Transport for WhatsappCloudTransport {
     fn name(&self) -> &str {
         &self.name
@@ -383,26 +332,7 @@ impl Transport for WhatsappCloudTransport {
     }
 
     fn health(&self, port: u32) -> PortHealth {
-        if port >= self.ports {
-            return PortHealth {
-                usable: false,
-                reason: "no such channel".into(),
-                ..Default::default()
-            };
-        }
-        match self.auth_refused() {
-            Some(why) => PortHealth {
-                usable: false,
-                reason: why,
-                number: self.s.number.clone(),
-                ..Default::default()
-            },
-            None => PortHealth {
-                usable: true,
-                number: self.s.number.clone(),
-                ..Default::default()
-            },
-        }
+        self.auth.health(self.ports, port, self.s.number.clone())
     }
 
     fn window(&self, number: &str) -> Option<smsgate_proto::whatsapp_rules::WindowState> {
@@ -416,12 +346,7 @@ impl Transport for WhatsappCloudTransport {
     /// Meta cannot be asked without sending: after a refused token the
     /// breaker waits [`AUTH_HOLD`], then the next send is the test.
     fn probe<'a>(&'a self) -> BoxFuture<'a, Result<(), String>> {
-        Box::pin(async move {
-            match self.auth_refused() {
-                Some(why) => Err(why),
-                None => Ok(()),
-            }
-        })
+        Box::pin(std::future::ready(self.auth.probe()))
     }
 
     fn accept_webhook<'a>(
