@@ -122,7 +122,10 @@ fn dinstar_each_sent_once(run: &Dinstar, ids: &HashMap<i64, String>) {
     let mut user_ids = std::collections::HashSet::new();
     let sends = run.sim.sends_with_status();
     for (s, _) in &sends {
-        assert!(user_ids.insert(s.user_id), "a user_id went out twice: {s:?}");
+        assert!(
+            user_ids.insert(s.user_id),
+            "a user_id went out twice: {s:?}"
+        );
     }
     let aired = sends.iter().filter(|(_, st)| *st != "FAILED").count();
     assert_eq!(aired, ids.len(), "nothing else went on air: {sends:?}");
@@ -165,12 +168,16 @@ fn dinstar_timeouts_lose_none_and_send_none_twice() {
 fn dinstar_5xx_lose_none_and_send_none_twice() {
     let run = dinstar(|b| b, "admin");
     wait_usable(&run.d, "gw", 4);
-    run.sim.fault_next_on("/api/send_sms", HttpFault::Http500, 2);
+    run.sim
+        .fault_next_on("/api/send_sms", HttpFault::Http500, 2);
     run.sim.script_next_send_any(500);
     run.sim.script_next_send_any(500);
     // Questions about them meet 500s too for a while.
-    run.sim
-        .fault_on_for("/api/query_sms_result", HttpFault::Http500, Duration::from_secs(1));
+    run.sim.fault_on_for(
+        "/api/query_sms_result",
+        HttpFault::Http500,
+        Duration::from_secs(1),
+    );
     let mut ids = HashMap::new();
     post_many(&run.d, "cinco", 8, &mut ids);
     let id = api_serves(&run.d, "dd", "+59899111001", "durante los 500", PROMPT);
@@ -197,7 +204,8 @@ fn dinstar_malformed_and_truncated_json_lose_none_and_send_none_twice() {
         .fault_next_on("/api/send_sms", HttpFault::TruncatedJson, 2);
     run.sim
         .fault_next_on("/api/send_sms", HttpFault::MalformedJson, 2);
-    run.sim.fault_next_on("/api/send_sms", HttpFault::Garbage, 1);
+    run.sim
+        .fault_next_on("/api/send_sms", HttpFault::Garbage, 1);
     run.sim
         .fault_next_on("/api/query_sms_result", HttpFault::TruncatedJson, 2);
     run.sim
@@ -238,7 +246,13 @@ fn dinstar_wrong_password_and_lockout_back_off_and_lose_none() {
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(run.sim.bad_auth_count(), 1, "{:?}", run.sim.auth_counts());
     assert!(!run.sim.is_locked_out(me), "never reached the lock-out");
-    let id = api_serves(&run.d, "dd", "+59899111003", "durante la clave mala", PROMPT);
+    let id = api_serves(
+        &run.d,
+        "dd",
+        "+59899111003",
+        "durante la clave mala",
+        PROMPT,
+    );
     ids.insert(id, "durante la clave mala".into());
     for &id in ids.keys() {
         let m = common::message(&run.d, id);
@@ -280,9 +294,7 @@ fn dinstar_wrong_password_and_lockout_back_off_and_lose_none() {
 #[test]
 fn dinstar_port_losing_its_sim_mid_run_moves_messages_and_loses_none() {
     let rt = runtime();
-    let sim = rt
-        .block_on(DinstarSim::builder().ports(4).start())
-        .unwrap();
+    let sim = rt.block_on(DinstarSim::builder().ports(4).start()).unwrap();
     // Slower pacing, so the run is still going when the SIM goes.
     let config = dinstar_config(&sim, "admin").replace("interval_ms = 10", "interval_ms = 300");
     let d = Daemon::start(&config, &[]);
@@ -301,7 +313,8 @@ fn dinstar_port_losing_its_sim_mid_run_moves_messages_and_loses_none() {
     let id = api_serves(&run.d, "dd", "+59899111005", "sin la sim", PROMPT);
     ids.insert(id, "sin la sim".into());
     assert!(
-        wait_until(Duration::from_secs(10), || usable_channels(&run.d, "gw") == 3),
+        wait_until(Duration::from_secs(10), || usable_channels(&run.d, "gw")
+            == 3),
         "port 1 taken out of use"
     );
     dinstar_each_sent_once(&run, &ids);
@@ -404,7 +417,11 @@ fn modem_silent_mid_cmgs_is_unknown_never_resent_and_the_rest_go() {
     }
     std::thread::sleep(Duration::from_millis(1000));
     let sent = modem_sent(&m);
-    assert_eq!(sent.get("tras el prompt"), None, "dropped by the modem: {sent:?}");
+    assert_eq!(
+        sent.get("tras el prompt"),
+        None,
+        "dropped by the modem: {sent:?}"
+    );
     assert_eq!(sent.get("tras el PDU"), Some(&1), "{sent:?}");
     for t in &done {
         assert_eq!(sent.get(t), Some(&1), "{t}: {sent:?}");
@@ -423,7 +440,8 @@ fn modem_sending_garbage_loses_none_and_sends_none_twice() {
         post(&m.d, "gsm", "+59899123456", "ruido 2"),
     ];
     assert!(
-        wait_until(Duration::from_secs(10), || usable_channels(&m.d, "modem1") == 0),
+        wait_until(Duration::from_secs(10), || usable_channels(&m.d, "modem1")
+            == 0),
         "the garbling modem is out of use"
     );
     ids.push(api_serves(&m.d, "gsm", "+59899123456", "ruido 3", PROMPT));
@@ -457,11 +475,18 @@ fn modem_unplugged_and_back_loses_none_and_sends_none_twice() {
     wait_usable(&m.d, "modem1", 1);
     m.modem.unplug(None);
     assert!(
-        wait_until(Duration::from_secs(10), || usable_channels(&m.d, "modem1") == 0),
+        wait_until(Duration::from_secs(10), || usable_channels(&m.d, "modem1")
+            == 0),
         "the unplugged modem is out of use"
     );
     let mut ids = vec![post(&m.d, "gsm", "+59899123456", "sin modem 1")];
-    ids.push(api_serves(&m.d, "gsm", "+59899123456", "sin modem 2", PROMPT));
+    ids.push(api_serves(
+        &m.d,
+        "gsm",
+        "+59899123456",
+        "sin modem 2",
+        PROMPT,
+    ));
     std::thread::sleep(Duration::from_millis(500));
     for &id in &ids {
         let v = common::message(&m.d, id);
@@ -557,9 +582,14 @@ max_attempts = 10
     wait_usable(&d, "dwg1", 4);
     let sms = DwgSimHandle::incoming_sms(2, "+59899555111", "entrante cortado");
     sim.cut_next(CutFrame::ReceivedSms);
-    assert!(rt.block_on(sim.inject_sms(sms.clone())).is_err(), "cut, no ack");
+    assert!(
+        rt.block_on(sim.inject_sms(sms.clone())).is_err(),
+        "cut, no ack"
+    );
     assert!(rt.block_on(sim.wait_connected(Duration::from_secs(10))));
-    let ack = rt.block_on(sim.inject_sms(sms)).expect("acked when sent again");
+    let ack = rt
+        .block_on(sim.inject_sms(sms))
+        .expect("acked when sent again");
     assert!(ack.ok(), "{ack:?}");
     let c = api_serves(&d, "dw", "+59899123459", "al final", PROMPT);
     wait_message(&d, c, DONE, SETTLE);
@@ -574,7 +604,12 @@ max_attempts = 10
         .filter(|m| m["text"] == "entrante cortado")
         .count();
     assert_eq!(stored, 1, "stored once: {inbound}");
-    for t in ["respuesta cortada", "tras el corte", "resultado cortado", "al final"] {
+    for t in [
+        "respuesta cortada",
+        "tras el corte",
+        "resultado cortado",
+        "al final",
+    ] {
         assert_eq!(took(t), 1, "{t}: {:?}", sim.sends());
     }
     sim.shutdown();
@@ -677,7 +712,8 @@ max_attempts = 6
     });
     let c = post(&d, "dt", "+59899000043", "respuesta perdida");
     assert!(
-        wait_until(Duration::from_secs(10), || created("respuesta perdida") == 1),
+        wait_until(Duration::from_secs(10), || created("respuesta perdida")
+            == 1),
         "Twilio took it"
     );
     let c2 = api_serves(&d, "dt", "+59899000044", "durante la espera", PROMPT);
@@ -841,7 +877,12 @@ max_attempts = 6
     wait_message(&d, c2, DONE, SETTLE);
 
     std::thread::sleep(Duration::from_millis(1500));
-    for v in ["tras-5xx", "tras-429", "respuesta-perdida", "durante-la-espera"] {
+    for v in [
+        "tras-5xx",
+        "tras-429",
+        "respuesta-perdida",
+        "durante-la-espera",
+    ] {
         assert_eq!(taken(v), 1, "{v}: {:?}", sim.accepted());
     }
     sim.stop();
