@@ -578,7 +578,16 @@ max_attempts = 10
     assert!(wait_until(Duration::from_secs(10), || sim.cuts_done() == 2));
 
     // A received SMS is cut off: no ack, so the gateway sends it again.
-    assert!(rt.block_on(sim.wait_connected(Duration::from_secs(10))));
+    // (Each cut ends a connection; wait for the next one's login, not the
+    // flag of the one that just ended.)
+    let session = |n: u64| {
+        assert!(
+            wait_until(Duration::from_secs(10), || sim.connections() >= n),
+            "connection {n}"
+        );
+        assert!(rt.block_on(sim.wait_connected(Duration::from_secs(10))));
+    };
+    session(3);
     wait_usable(&d, "dwg1", 4);
     let sms = DwgSimHandle::incoming_sms(2, "+59899555111", "entrante cortado");
     sim.cut_next(CutFrame::ReceivedSms);
@@ -586,7 +595,8 @@ max_attempts = 10
         rt.block_on(sim.inject_sms(sms.clone())).is_err(),
         "cut, no ack"
     );
-    assert!(rt.block_on(sim.wait_connected(Duration::from_secs(10))));
+    assert_eq!(sim.cuts_done(), 3, "the received SMS was cut");
+    session(4);
     let ack = rt
         .block_on(sim.inject_sms(sms))
         .expect("acked when sent again");
