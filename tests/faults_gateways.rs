@@ -634,9 +634,10 @@ const TW_TOKEN: &str = "sim-auth-token";
 const TW_NUMBER: &str = "+15005550006";
 
 /// Twilio answers 5xx, then 429 with Retry-After, then takes a message
-/// but its answer never comes in time: the first two are retried, the
-/// last is found in Twilio's message list and not created again. Twilio's
-/// own record shows each message created once.
+/// but its answer never comes in time: the first two are retried (after
+/// the 429, no request before Retry-After has passed), the last is found
+/// in Twilio's message list and not created again. Twilio's own record
+/// shows each message created once.
 #[test]
 fn twilio_5xx_429_and_a_lost_answer_lose_none_and_send_none_twice() {
     let rt = runtime();
@@ -711,6 +712,16 @@ max_attempts = 6
     );
     // The gateway waits Retry-After; the API does not.
     let b2 = api_serves(&d, "dt", "+59899000042", "durante el 429", PROMPT);
+    assert!(
+        wait_until(Duration::from_secs(10), || sim.creates().len() >= 5),
+        "the gateway sends again"
+    );
+    let creates = sim.creates();
+    let pause = creates[4].at - creates[3].at;
+    assert!(
+        pause >= Duration::from_secs(2),
+        "no create within Retry-After (2 s) of the 429, on Twilio's clock: {pause:?}"
+    );
 
     // Twilio creates it, then answers after our timeout.
     wait_message(&d, b, DONE, SETTLE);
