@@ -916,3 +916,47 @@ async fn a_held_send_is_taken_after_the_client_gave_up_and_path_faults_hit_one_p
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(c.query_sms_result(&[41]).await.unwrap().len(), 1);
 }
+
+/// Requests in flight at once with a wrong password (at start, the port,
+/// result and incoming pollers) cost one refusal, not one each: the others
+/// wait for the first and then meet the backoff it started. Before, they
+/// all carried the password at once, and a gateway that locks an address
+/// out after two failures locked smsgate out at its first start with a
+/// wrong password. Once the gateway has answered, requests run side by
+/// side again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_with_a_wrong_password_cost_one_refusal() {
+    let sim = DinstarSim::builder()
+        .lockout_after(2)
+        .start()
+        .await
+        .unwrap();
+    let calls = |c: DinstarClient| {
+        (0..8)
+            .map(|_| {
+                let c = c.clone();
+                tokio::spawn(async move { c.get_port_info(&[], &[]).await })
+            })
+            .collect::<Vec<_>>()
+    };
+    let (mut refused, mut backing_off) = (0, 0);
+    for h in calls(DinstarClient::new(config(&sim, "wrong-secret-pw")).unwrap()) {
+        match h.await.unwrap() {
+            Err(DinstarError::Auth { .. }) => refused += 1,
+            Err(DinstarError::BackingOff { .. }) => backing_off += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((refused, backing_off), (1, 7), "{:?}", sim.auth_counts());
+    assert_eq!(sim.bad_auth_count(), 1, "{:?}", sim.auth_counts());
+    assert!(!sim.is_locked_out("127.0.0.1".parse().unwrap()));
+
+    let right = client(&sim);
+    for h in calls(right.clone()) {
+        h.await.unwrap().expect("accepted");
+    }
+    for h in calls(right) {
+        h.await.unwrap().expect("accepted, side by side");
+    }
+    assert_eq!(sim.bad_auth_count(), 1);
+}

@@ -315,3 +315,70 @@ pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// A message as `GET /api/v1/messages/{id}` shows it; Null when the API
+/// gives no readable answer.
+pub fn message(d: &Daemon, id: i64) -> serde_json::Value {
+    d.http()
+        .get(d.url(&format!("/api/v1/messages/{id}")))
+        .bearer_auth(VIEWER)
+        .send()
+        .ok()
+        .and_then(|r| r.json().ok())
+        .unwrap_or_default()
+}
+
+/// Waits until message `id` is in one of `states` (by `state_name`);
+/// panics with its last view when it is not within `within`.
+pub fn wait_message(d: &Daemon, id: i64, states: &[&str], within: Duration) -> serde_json::Value {
+    let mut last = serde_json::Value::Null;
+    let ok = wait_until(within, || {
+        last = message(d, id);
+        states.iter().any(|s| last["state_name"] == *s)
+    });
+    assert!(ok, "message {id} never reached {states:?}: {last}");
+    last
+}
+
+/// The API still serves while a fault is active: `GET /api/v1/status`
+/// answers 200 and a new `POST /api/v1/messages` through `dialer` is
+/// accepted, each within `within` (a client timeout: a stalled API fails
+/// the test rather than hang it). The new message's id.
+pub fn api_serves(d: &Daemon, dialer: &str, to: &str, text: &str, within: Duration) -> i64 {
+    let http = d.http_waiting(within);
+    let r = http
+        .get(d.url("/api/v1/status"))
+        .bearer_auth(VIEWER)
+        .send()
+        .unwrap_or_else(|e| panic!("GET /api/v1/status during the fault: {e}"));
+    assert_eq!(r.status(), 200, "GET /api/v1/status during the fault");
+    let r = http
+        .post(d.url("/api/v1/messages"))
+        .bearer_auth(OPERATOR)
+        .json(&serde_json::json!({"dialer": dialer, "to": to, "text": text}))
+        .send()
+        .unwrap_or_else(|e| panic!("POST /api/v1/messages during the fault: {e}"));
+    assert!(
+        r.status().is_success(),
+        "POST /api/v1/messages during the fault: {}",
+        r.status()
+    );
+    r.json::<serde_json::Value>().unwrap()["id"]
+        .as_i64()
+        .unwrap()
+}
+
+/// How many channels of `gateway` the API shows usable now.
+pub fn usable_channels(d: &Daemon, gateway: &str) -> usize {
+    d.http()
+        .get(d.url("/api/v1/channels"))
+        .bearer_auth(VIEWER)
+        .send()
+        .ok()
+        .and_then(|r| r.json::<serde_json::Value>().ok())
+        .and_then(|v| v["items"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter(|c| c["gateway"] == gateway && c["usable"] == true)
+        .count()
+}

@@ -153,6 +153,41 @@ pub enum HttpFault {
     Garbage,
     /// Answer HTTP 500 with an HTML page.
     Http500,
+    /// Act on the request (a `send_sms` is taken and sent), then answer 200
+    /// with the first half of the JSON reply: the client cannot tell
+    /// whether it was taken.
+    TruncatedJson,
+    /// Act on the request, then answer 200 with a reply that is not valid
+    /// JSON (single quotes and a trailing comma, as a broken firmware
+    /// would write it).
+    MalformedJson,
+}
+
+impl HttpFault {
+    /// Whether the gateway acts on the request before the fault: the
+    /// faults that hide an answer, rather than refuse the request.
+    pub fn after_acting(self) -> bool {
+        matches!(self, Self::TruncatedJson | Self::MalformedJson)
+    }
+}
+
+/// The reply as a fault after acting garbles it.
+fn garbled_reply(fault: Option<HttpFault>, v: &Value) -> Option<Response<Body>> {
+    let text = v.to_string();
+    let body = match fault? {
+        HttpFault::TruncatedJson => {
+            let mut cut = text.len() / 2;
+            while !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            text[..cut].to_string()
+        }
+        HttpFault::MalformedJson => format!("{},", text.replace('"', "'")),
+        _ => return None,
+    };
+    let mut r = json_response(StatusCode::OK, &Value::Null);
+    *r.body_mut() = Body::from(body);
+    Some(r)
 }
 
 /// Where an injected customer's message arrives.
@@ -1279,6 +1314,9 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Response<
             if !reply_delay.is_zero() {
                 tokio::time::sleep(reply_delay).await;
             }
+            if let Some(r) = garbled_reply(fault, &reply) {
+                return r;
+            }
             return json_response(StatusCode::OK, &reply);
         }
     }
@@ -1317,7 +1355,7 @@ async fn api(State(shared): State<Arc<Shared>>, req: Request<Body>) -> Response<
                 .and_then(Value::as_u64)
                 .and_then(|c| u16::try_from(c).ok());
             shared.record(rec);
-            json_response(StatusCode::OK, &v)
+            garbled_reply(fault, &v).unwrap_or_else(|| json_response(StatusCode::OK, &v))
         }
         None => {
             rec.status = Some(404);

@@ -72,6 +72,47 @@ impl Conn {
         self.stream.write_all(&self.wbuf).await?;
         Ok(())
     }
+
+    /// Writes the first half of `frame` and closes the connection, as a
+    /// gateway losing power or its link mid-write would.
+    async fn send_half_and_close(&mut self, frame: Frame) -> Result<(), CodecError> {
+        self.wbuf.clear();
+        self.codec.encode(frame, &mut self.wbuf)?;
+        let half = self.wbuf.len() / 2;
+        self.stream.write_all(&self.wbuf[..half]).await?;
+        self.stream.flush().await?;
+        let _ = self.stream.shutdown().await;
+        Ok(())
+    }
+}
+
+/// A frame the gateway can be made to cut off half-way (see
+/// [`DwgSimHandle::cut_next`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CutFrame {
+    /// The answer to a send request (the gateway took the message).
+    SendResponse,
+    /// The send result that follows an accepted send.
+    SendResult,
+    /// A delivery receipt.
+    Receipt,
+    /// A received SMS (injected).
+    ReceivedSms,
+    /// A port status report.
+    PortStatus,
+}
+
+impl CutFrame {
+    fn matches(self, body: &Body) -> bool {
+        matches!(
+            (self, body),
+            (Self::SendResponse, Body::SendSmsResponse(_))
+                | (Self::SendResult, Body::SendSmsResult(_))
+                | (Self::Receipt, Body::SmsReceipt(_))
+                | (Self::ReceivedSms, Body::ReceiveSms(_))
+                | (Self::PortStatus, Body::PortStatus(_))
+        )
+    }
 }
 
 /// One send request as the simulated gateway saw it.
@@ -254,6 +295,10 @@ struct SimState {
     silent: bool,
     serial: u32,
     connections: u64,
+    /// Frames to cut off half-way, each once.
+    cuts: Vec<CutFrame>,
+    /// Frames cut off so far.
+    cut_done: u64,
 }
 
 struct Shared {
@@ -378,6 +423,16 @@ impl DwgSimHandle {
     pub fn set_silent(&self, silent: bool) {
         self.shared.lock().silent = silent;
     }
+    /// The next frame of this kind is written half-way, then the TCP
+    /// connection is closed (it comes back if `reconnect` is set). Calls
+    /// queue up, one cut per call.
+    pub fn cut_next(&self, frame: CutFrame) {
+        self.shared.lock().cuts.push(frame);
+    }
+    /// Frames cut off half-way so far.
+    pub fn cuts_done(&self) -> u64 {
+        self.shared.lock().cut_done
+    }
     /// Drops the TCP connection (it comes back if `reconnect` is set).
     pub async fn disconnect(&self) {
         let _ = self.shared.command(Cmd::Disconnect).await;
@@ -396,6 +451,18 @@ impl DwgSimHandle {
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, SimState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether a frame with this body is to be cut off (and, if so, counts
+    /// the cut as done).
+    fn take_cut(&self, body: &Body) -> bool {
+        let mut st = self.lock();
+        let Some(i) = st.cuts.iter().position(|c| c.matches(body)) else {
+            return false;
+        };
+        st.cuts.remove(i);
+        st.cut_done += 1;
+        true
     }
 
     fn frame(&self, body: Body) -> Frame {
@@ -512,6 +579,10 @@ impl Shared {
                     }
                 }
                 cmd = rx.recv() => match cmd {
+                    Some(Cmd::Frame(f)) | Some(Cmd::Inject(f, _)) if self.take_cut(&f.body) => {
+                        conn.send_half_and_close(f).await.map_err(|e| e.to_string())?;
+                        return Err("cut off mid-frame".into());
+                    }
                     Some(Cmd::Frame(f)) => conn.send(f).await.map_err(|e| e.to_string())?,
                     Some(Cmd::Inject(f, ack)) => {
                         ack_waiters.push((f.id.serial, ack));

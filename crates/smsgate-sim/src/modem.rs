@@ -60,6 +60,13 @@ pub struct Faults {
     pub replug_after: Duration,
     /// Answer every command with binary noise.
     pub garbage: bool,
+    /// This many `AT+CMGS` get their `>` prompt, then the modem stops
+    /// answering (as `silent`, until the test clears it): the PDU that
+    /// follows is read and dropped, never sent.
+    pub silent_after_prompt: u32,
+    /// This many PDUs are taken (recorded in `sent`: they may have left),
+    /// then the modem stops answering (as `silent`) before its `+CMGS`.
+    pub silent_after_pdu: u32,
 }
 
 /// Vendor behaviour (at-modems.md §1.9).
@@ -627,7 +634,9 @@ fn run(shared: Arc<Shared>) {
                     input = Input::Command;
                     if body[end] == ESC {
                         // Abandoned: OK, nothing sent (Telit, Quectel).
-                        reply(&shared, &[], "OK");
+                        if !lock(&shared.state).faults.silent {
+                            reply(&shared, &[], "OK");
+                        }
                         continue;
                     }
                     let text = String::from_utf8_lossy(&body[..end]).trim().to_string();
@@ -994,6 +1003,10 @@ fn cmgs(shared: &Shared, mut st: MutexGuard<'_, ModemState>, arg: &str) -> Optio
     }
     let before = st.faults.urc_before_prompt.take();
     let huawei = st.quirks.huawei;
+    if st.faults.silent_after_prompt > 0 {
+        st.faults.silent_after_prompt -= 1;
+        st.faults.silent = true;
+    }
     drop(st);
     let mut out = String::new();
     if let Some(u) = before {
@@ -1006,6 +1019,9 @@ fn cmgs(shared: &Shared, mut st: MutexGuard<'_, ModemState>, arg: &str) -> Optio
 
 fn pdu(shared: &Shared, text: &str, length: usize, text_mode: bool) {
     let mut st = lock(&shared.state);
+    if st.faults.silent {
+        return;
+    }
     if let Some(n) = st.faults.unplug_on_pdu.as_mut() {
         *n = n.saturating_sub(1);
         if *n == 0 {
@@ -1060,6 +1076,11 @@ fn pdu(shared: &Shared, text: &str, length: usize, text_mode: bool) {
         mr,
         submit: submit.clone(),
     });
+    if st.faults.silent_after_pdu > 0 {
+        st.faults.silent_after_pdu -= 1;
+        st.faults.silent = true;
+        return;
+    }
     let skip = st.faults.cmgs_skip > 0;
     if skip {
         st.faults.cmgs_skip -= 1;

@@ -50,6 +50,9 @@ pub struct Recorded {
     /// The basic-auth user (the account or API key SID).
     pub user: Option<String>,
     pub form: Vec<(String, String)>,
+    /// When it arrived, for checks of the client's pauses (Retry-After).
+    #[serde(skip)]
+    pub at: std::time::Instant,
 }
 
 impl Recorded {
@@ -387,6 +390,7 @@ fn record(
             query,
             user,
             form,
+            at: std::time::Instant::now(),
         });
     }
 }

@@ -63,6 +63,17 @@ pub struct Injection {
     pub hang: bool,
 }
 
+/// A message the simulated Meta took (answered with a wamid, or taken and
+/// left unanswered by a `hang` injection): what reached the customer.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub wamid: String,
+    /// The customer's digits.
+    pub to: String,
+    /// The request body as sent.
+    pub body: Value,
+}
+
 /// The statuses that follow an accepted message.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,6 +121,7 @@ struct Shared {
     plan: Mutex<StatusPlan>,
     plans_to: Mutex<HashMap<String, StatusPlan>>,
     log: Mutex<Vec<Recorded>>,
+    accepted: Mutex<Vec<Accepted>>,
     next: Mutex<u64>,
     client: reqwest::Client,
 }
@@ -210,6 +222,7 @@ impl WhatsAppCloudSimBuilder {
             plan: Mutex::new(self.plan),
             plans_to: Mutex::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
+            accepted: Mutex::new(Vec::new()),
             next: Mutex::new(0),
             client,
         });
@@ -267,6 +280,16 @@ impl WhatsAppCloudHandle {
             .log
             .lock()
             .map(|l| l.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every message taken so far, in order (refused sends excluded): the
+    /// simulator's own record of what went out.
+    pub fn accepted(&self) -> Vec<Accepted> {
+        self.shared
+            .accepted
+            .lock()
+            .map(|a| a.clone())
             .unwrap_or_default()
     }
 
@@ -656,6 +679,13 @@ async fn messages(
         }
     }
     let id = wamid(&sh, "OUT");
+    if let Ok(mut a) = sh.accepted.lock() {
+        a.push(Accepted {
+            wamid: id.clone(),
+            to: to.clone(),
+            body: v.clone(),
+        });
+    }
     let plan = sh
         .plans_to
         .lock()

@@ -1,7 +1,7 @@
 //! The HTTP client of one Dinstar gateway.
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -213,6 +213,11 @@ struct Inner {
     digest: Mutex<Option<DigestSession>>,
     backoff: Mutex<Backoff>,
     counter: AtomicU64,
+    /// Whether the gateway has answered since the last refusal (our
+    /// credentials are good, or it wants none).
+    accepted: AtomicBool,
+    /// Held by the one request in flight while `accepted` is false.
+    auth_gate: tokio::sync::Mutex<()>,
 }
 
 /// The client of one gateway. Cheap to clone; clones share the cached
@@ -297,6 +302,8 @@ impl DinstarClient {
                     reason: String::new(),
                 }),
                 counter: AtomicU64::new(0),
+                accepted: AtomicBool::new(false),
+                auth_gate: tokio::sync::Mutex::new(()),
             }),
         })
     }
@@ -650,6 +657,7 @@ impl DinstarClient {
             "gateway refused our credentials; backing off"
         );
         drop(b);
+        self.inner.accepted.store(false, Ordering::Release);
         // A refused challenge is useless; start over next time.
         *lock(&self.inner.digest) = None;
         DinstarError::Auth {
@@ -678,6 +686,20 @@ impl DinstarClient {
         port: Option<u8>,
     ) -> Result<Reply, DinstarError> {
         self.check_backoff()?;
+        // Until the gateway has accepted our credentials, one request at a
+        // time carries them: a wrong password then costs one refusal, not
+        // one per poller in flight, and never reaches the gateway's
+        // lock-out (a few failures lock our address out). The requests
+        // that waited meet the backoff the refusal started.
+        let _gate = if self.inner.accepted.load(Ordering::Acquire) {
+            None
+        } else {
+            let gate = self.inner.auth_gate.lock().await;
+            self.check_backoff()?;
+            // The request before us may have been answered meanwhile: then
+            // no need to hold the others back.
+            (!self.inner.accepted.load(Ordering::Acquire)).then_some(gate)
+        };
         let url = Url::parse(&format!("{}{}", self.inner.base, target))
             .map_err(|e| DinstarError::InvalidRequest(format!("URL for {target}: {e}")))?;
         // The Digest uri must be byte-identical to the request target.
@@ -776,6 +798,7 @@ impl DinstarClient {
             if sent_credentials {
                 self.auth_ok();
             }
+            self.inner.accepted.store(true, Ordering::Release);
             return Ok(Reply { status, body });
         }
         // Both attempts asked for a challenge; unreachable in practice.
