@@ -609,11 +609,19 @@ fn a_graceful_stop_gives_claimed_messages_back_and_none_goes_twice() {
         .enable_all()
         .build()
         .unwrap();
-    let sim = rt
-        .block_on(smsgate_sim::dinstar::DinstarSim::builder().ports(4).start())
-        .unwrap();
-    let fast = format!(
-        r#"
+    // Whether a channel records ahead depends on how fast the simulator
+    // answers, so on a loaded machine a stop may meet no claimed message:
+    // the run is tried again (a fresh daemon and simulator) up to three
+    // times before the test gives up as proving nothing.
+    let mut tries = 0;
+    // The simulator stays up: the restarted daemon sends to it.
+    let (_sim, mut d, query) = loop {
+        tries += 1;
+        let sim = rt
+            .block_on(smsgate_sim::dinstar::DinstarSim::builder().ports(4).start())
+            .unwrap();
+        let fast = format!(
+            r#"
 [[gateway]]
 name = "gw"
 kind = "dinstar"
@@ -631,44 +639,49 @@ dial = "0.3"
 interval_ms = 2
 dncr = false
 "#,
-        url = sim.base_url()
-    );
-    let mut d = Daemon::start(&fast, &[]);
-    d.wait_ready();
-    let mut csv = String::new();
-    for i in 0..N {
-        csv.push_str(&format!("fast;09{:07};claim {i};5;\r\n", 1_000_000 + i));
-    }
-    let (status, body) = upload(&d, "/api/v1/imports", "FAST.csv", csv.into_bytes());
-    assert_eq!(status, 201, "{body}");
-    // Stop half-way, once the channels run at full speed.
-    assert!(
-        common::wait_until(Duration::from_secs(60), || sim.sends_count() >= N / 4),
-        "the run did not get going: {} sent",
-        sim.sends_count()
-    );
-    // Dinstar logs every delivery report: the log is read and dropped, so
-    // the pipe never fills and blocks the daemon.
-    drain_log(&mut d);
-    d.signal("TERM");
-    let (code, _) = d.wait_exit(Duration::from_secs(10));
-    assert_eq!(code, Some(0));
+            url = sim.base_url()
+        );
+        let mut d = Daemon::start(&fast, &[]);
+        d.wait_ready();
+        let mut csv = String::new();
+        for i in 0..N {
+            csv.push_str(&format!("fast;09{:07};claim {i};5;\r\n", 1_000_000 + i));
+        }
+        let (status, body) = upload(&d, "/api/v1/imports", "FAST.csv", csv.into_bytes());
+        assert_eq!(status, 201, "{body}");
+        // Stop half-way, once the channels run at full speed.
+        assert!(
+            common::wait_until(Duration::from_secs(60), || sim.sends_count() >= N / 4),
+            "the run did not get going: {} sent",
+            sim.sends_count()
+        );
+        // Dinstar logs every delivery report: the log is read and dropped,
+        // so the pipe never fills and blocks the daemon.
+        drain_log(&mut d);
+        d.signal("TERM");
+        let (code, _) = d.wait_exit(Duration::from_secs(10));
+        assert_eq!(code, Some(0));
 
-    let db = d.dir.path().join("state/smsgate.db");
-    let query = |sql: &str| -> i64 {
-        let c = rusqlite::Connection::open(&db).unwrap();
-        c.query_row(sql, [], |r| r.get(0)).unwrap()
+        let db = d.dir.path().join("state/smsgate.db");
+        let query = move |sql: &str| -> i64 {
+            let c = rusqlite::Connection::open(&db).unwrap();
+            c.query_row(sql, [], |r| r.get(0)).unwrap()
+        };
+        assert_eq!(
+            query("SELECT count(*) FROM message WHERE state IN (2, 9)"),
+            0,
+            "a graceful stop leaves nothing SENDING or UNKNOWN"
+        );
+        let released = query("SELECT count(*) FROM attempt WHERE outcome = 'not_sent'");
+        if released > 0 {
+            break (sim, d, query);
+        }
+        assert!(
+            tries < 3,
+            "in {tries} runs the stop never met claimed, unsent messages (else this test proves nothing)"
+        );
+        eprintln!("run {tries}: the stop met no claimed message; trying again");
     };
-    assert_eq!(
-        query("SELECT count(*) FROM message WHERE state IN (2, 9)"),
-        0,
-        "a graceful stop leaves nothing SENDING or UNKNOWN"
-    );
-    let released = query("SELECT count(*) FROM attempt WHERE outcome = 'not_sent'");
-    assert!(
-        released > 0,
-        "the stop should have met claimed, unsent messages (else this test proves nothing)"
-    );
     let sent_before = query("SELECT count(*) FROM message WHERE state IN (4, 5)");
     assert!(
         sent_before > 0 && (sent_before as usize) < N,
