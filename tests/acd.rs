@@ -8,10 +8,10 @@
 //! reaching the customer's port as UCS-2.
 
 mod common;
+use common::{kill, runtime};
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -23,14 +23,6 @@ const SUPERVISOR: &str = "test-supervisor-token-0123456789";
 const AGENT_A01: &str = "test-agent-a01-token-0123456789";
 const AGENT_A02: &str = "test-agent-a02-token-0123456789";
 const CANNED: &str = "¡Hola! 😊 Ya lo atendemos";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A Dinstar gateway of four ports, the supervisor's and two agents'
 /// tokens, and `campaigns` as written.
@@ -590,14 +582,6 @@ max_interactions_per_agent = 1
             .any(|a| a["action"] == "transfer" && a["by"] == "api:agent-a02"),
         "{a02}"
     );
-}
-
-/// Kills the daemon with SIGKILL and takes back its state directory.
-fn kill(mut d: Daemon) -> (tempfile::TempDir, PathBuf, u16) {
-    d.child.kill().unwrap();
-    d.child.wait().unwrap();
-    let dir = std::mem::replace(&mut d.dir, tempfile::tempdir().unwrap());
-    (dir, d.config.clone(), d.port)
 }
 
 /// Agents, members, assignments, the queue's order, round_robin's

@@ -7,6 +7,7 @@
 //! searched, read, downloaded and closed through the API.
 
 mod common;
+use common::runtime;
 
 use std::time::Duration;
 
@@ -17,14 +18,6 @@ use smsgate_sim::dinstar::{DinstarSim, SimHandle};
 const OUT_OF_HOURS: &str = "Estamos cerrados 🌙, le respondemos mañana";
 const OPT_OUT_REPLY: &str = "Baja confirmada";
 const OPT_IN_REPLY: &str = "Alta confirmada";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A gateway of four ports and three campaigns: `noche` on port 0, whose
 /// schedule is closed today (and the days around it, whatever the time

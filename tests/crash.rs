@@ -10,10 +10,11 @@
 //! shrink or grow it (defaults 20000 and 20).
 
 mod common;
+use common::kill;
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::{Daemon, OPERATOR, VIEWER, config_text, free_port};
@@ -161,14 +162,6 @@ fn number(i: u64) -> String {
 
 fn text(i: u64) -> String {
     format!("msg {i}")
-}
-
-/// Kills the daemon with SIGKILL and takes back its state directory.
-fn kill(mut d: Daemon) -> (tempfile::TempDir, PathBuf, u16) {
-    d.child.kill().unwrap(); // SIGKILL
-    d.child.wait().unwrap();
-    let dir = std::mem::replace(&mut d.dir, tempfile::tempdir().unwrap());
-    (dir, d.config.clone(), d.port)
 }
 
 fn seed() -> u64 {

@@ -6,6 +6,7 @@
 //! port, and schedules that gate sending (plus a DST day read from a config).
 
 mod common;
+use common::runtime;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -13,14 +14,6 @@ use std::time::{Duration, Instant};
 use common::{Daemon, OPERATOR, get, wait_until};
 use serde_json::{Value, json};
 use smsgate_sim::dinstar::{AuthOutcome, DinstarSim, SimHandle};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A `dinstar` gateway "gw" on the simulator, ports polled every second,
 /// followed by `dialers`.

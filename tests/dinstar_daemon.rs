@@ -3,6 +3,7 @@
 //! simulated gateway on 127.0.0.1.
 
 mod common;
+use common::runtime;
 
 use std::process::Command;
 use std::time::Duration;
@@ -12,14 +13,6 @@ use smsgate::runtime::Heartbeat;
 use smsgate::store::Store;
 use smsgate::store::spool::{self, State};
 use smsgate_sim::dinstar::{DinstarSim, SimHandle};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn gateway_block(sim: &SimHandle, password: &str) -> String {
     format!(

@@ -12,6 +12,7 @@
 //!     and a new `POST /api/v1/messages` answer (that message counts too).
 
 mod common;
+use common::runtime;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -26,14 +27,6 @@ const SETTLE: Duration = Duration::from_secs(30);
 /// The API answers within this while a fault lasts.
 const PROMPT: Duration = Duration::from_secs(3);
 const DONE: &[&str] = &["SENT", "DELIVERED"];
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn post(d: &Daemon, dialer: &str, to: &str, text: &str) -> i64 {
     common::send_message(d, dialer, to, text)

@@ -19,6 +19,7 @@
 //! fault with its test.
 
 mod common;
+use common::{kill, runtime};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader};
@@ -259,14 +260,6 @@ fn ready(mut d: Daemon) -> (Daemon, common::LogDrain) {
     let log = d.drain_stderr();
     d.wait_ready();
     (d, log)
-}
-
-/// SIGKILL, and the state directory, config and port to start again on.
-fn kill(mut d: Daemon) -> (tempfile::TempDir, PathBuf, u16) {
-    d.child.kill().unwrap();
-    d.child.wait().unwrap();
-    let dir = std::mem::replace(&mut d.dir, tempfile::tempdir().unwrap());
-    (dir, d.config.clone(), d.port)
 }
 
 fn start_again((dir, config, port): (tempfile::TempDir, PathBuf, u16)) -> Daemon {
@@ -771,14 +764,6 @@ fn call(d: &Daemon, method: &str, path: &str, body: Option<Value>) -> Value {
         "{method} {path}: {status} {v}"
     );
     v
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
 }
 
 fn interactions(d: &Daemon) -> Vec<Value> {

@@ -6,6 +6,7 @@
 //! and the secrets.
 
 mod common;
+use common::runtime;
 
 use std::time::Duration;
 
@@ -18,14 +19,6 @@ const TEXT_QUERY: &str = "a%26b%20%22c%22%20%2B1%20%C3%B1%0Aline%20%F0%9F%98%80"
 const QUALITY_PASSWORD: &str = "qu&lity pa$$";
 const AGGREGATOR_TOKEN: &str = "agg-token-7f3b9c1d";
 const YEASTAR_PASSWORD: &str = "y3astar+pw";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// The shipped example `[[gateway]]` named `name` (with its sub-tables),
 /// uncommented as the config check test does.

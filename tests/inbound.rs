@@ -8,6 +8,7 @@
 //! messages whose reports come late or fail on one part.
 
 mod common;
+use common::runtime;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -16,14 +17,6 @@ use common::{Daemon, VIEWER, config_text, free_port, wait_until};
 use serde_json::{Value, json};
 use smsgate_sim::dinstar::{Arrival, DinstarSim, IncomingSchedule, SimHandle};
 use smsgate_sim::modem::{FakeModem, ModemState, ReceiveSchedule};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// A Dinstar gateway; `push` takes pushes from 127.0.0.1.
 fn dinstar_gateway(name: &str, sim: &SimHandle, push: bool, incoming_poll_s: u64) -> String {

@@ -7,6 +7,7 @@
 //! transport alone for templates, the messaging limit and reconcile.
 
 mod common;
+use common::runtime;
 
 use std::time::Duration;
 
@@ -17,14 +18,6 @@ const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
 const TOKEN: &str = "tw-auth-token-5a1c9e77";
 const SMS_NUMBER: &str = "+15005550006";
 const WA_NUMBER: &str = "+15005550007";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 fn sim(
     rt: &tokio::runtime::Runtime,

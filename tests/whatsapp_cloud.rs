@@ -5,6 +5,7 @@
 //! limit, and a refused token stopping the gateway.
 
 mod common;
+use common::runtime;
 
 use std::time::Duration;
 
@@ -19,14 +20,6 @@ const APP_SECRET: &str = "app-secret-9f8e7d6c5b";
 const VERIFY_TOKEN: &str = "verify-me-4242";
 const PHONE_NUMBER_ID: &str = "106540352242922";
 const OUR_NUMBER: &str = "+59829001000";
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 struct Setup {
     rt: tokio::runtime::Runtime,

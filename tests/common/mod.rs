@@ -382,3 +382,21 @@ pub fn usable_channels(d: &Daemon, gateway: &str) -> usize {
         .filter(|c| c["gateway"] == gateway && c["usable"] == true)
         .count()
 }
+
+/// A runtime for the simulators a test starts beside the daemon.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Kills the daemon with SIGKILL and takes back its state directory,
+/// config and port, to start it again on them (`Daemon::start_with`).
+pub fn kill(mut d: Daemon) -> (tempfile::TempDir, PathBuf, u16) {
+    d.child.kill().unwrap();
+    d.child.wait().unwrap();
+    let dir = std::mem::replace(&mut d.dir, tempfile::tempdir().unwrap());
+    (dir, d.config.clone(), d.port)
+}
