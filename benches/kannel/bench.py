@@ -485,6 +485,10 @@ class Sink(BaseHTTPRequestHandler):
     """The pacing run's provider: records when each channel's request came."""
 
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes: with Nagle on, the second
+    # waits for the client's delayed ACK (40 ms), which the daemon's pacing
+    # would then count as the gateway's time.
+    disable_nagle_algorithm = True
     seen = []
     lock = threading.Lock()
 
