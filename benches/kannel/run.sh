@@ -64,7 +64,7 @@ trap 'rm -rf "$work"' EXIT
 ln -s "$out/cache" "$work/cache"
 
 uptime
-python3 "$here/bench.py" \
+PYTHONDONTWRITEBYTECODE=1 python3 "$here/bench.py" \
     --smsgate "$root/target/release/smsgate" \
     --oha "$oha" \
     --root "$root" \
