@@ -2,8 +2,8 @@
 # smsgate and Kannel 1.4.5 side by side on loopback, from one command
 # (issue 15, item 4). See benches/kannel/README.md.
 #
-#   benches/kannel/run.sh            full run: three alternated rounds (about 10 min)
-#   benches/kannel/run.sh --quick    smoke run on small numbers (about 2 min)
+#   benches/kannel/run.sh            full run: three alternated rounds (about 5 min)
+#   benches/kannel/run.sh --quick    smoke run on small numbers (under a minute)
 #   benches/kannel/run.sh --skip-extras | --only-extras | --rounds N
 #
 # Installs what is missing (Debian's kannel and kannel-extras with apt-get,
