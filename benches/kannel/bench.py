@@ -380,9 +380,6 @@ class Kannel:
         )
         return f"http://127.0.0.1:{self.send}/cgi-bin/sendsms?{q}"
 
-    def rss_kib(self):
-        return sum(proc_kib(p.pid, "VmRSS") for p in self.procs[:1] + self.procs[2:])
-
     def cleanup(self):
         for p in reversed(self.procs):
             stop(p, 10)
