@@ -19,7 +19,7 @@ OHA_VERSION=1.16.0
 
 case "${1:-}" in
     -h | --help)
-        sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+        sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
         exit 0
         ;;
 esac
