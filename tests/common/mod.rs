@@ -315,3 +315,19 @@ pub fn wait_until(within: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+impl Daemon {
+    /// Reads the notify socket from a thread of its own from now on. A
+    /// daemon that runs for minutes sends more WATCHDOG/STATUS datagrams
+    /// than the socket queues; unread, its sends would block (systemd
+    /// always reads them).
+    pub fn drain_notify(&mut self) {
+        if let Some(sock) = self.notify.take() {
+            let _ = sock.set_read_timeout(None);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while sock.recv(&mut buf).is_ok() {}
+            });
+        }
+    }
+}
