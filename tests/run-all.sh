@@ -41,6 +41,25 @@ if [ ! -x "$prism" ]; then
 fi
 export SMSGATE_PRISM="$PWD/$prism"
 
+# schemathesis (PyPI), which tests/api_conformance.rs runs against the
+# daemon's own OpenAPI document; a venv under target/tools, pinned to one
+# major version (its CLI and checks change between majors).
+schemathesis=target/tools/schemathesis/bin/schemathesis
+if [ ! -x "$schemathesis" ]; then
+  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || {
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    echo "installing: python3-venv"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-venv
+  }
+  echo "installing: schemathesis 4 under target/tools/schemathesis"
+  rm -rf target/tools/schemathesis
+  python3 -m venv target/tools/schemathesis
+  target/tools/schemathesis/bin/pip install --quiet --disable-pip-version-check 'schemathesis>=4,<5'
+fi
+export SMSGATE_SCHEMATHESIS="$PWD/$schemathesis"
+
 # Every crate of the workspace: the daemon, smsgate-proto, smsgate-sim.
 cargo test --workspace --locked
 

@@ -101,6 +101,7 @@ pub async fn get(
 pub struct PutAgent {
     pub name: String,
     /// Active interactions over every campaign at most (none: no cap).
+    #[serde(default, deserialize_with = "super::extract::whole")]
     pub max_interactions: Option<u32>,
 }
 
@@ -245,7 +246,7 @@ pub async fn chat(
 pub struct InboxQuery {
     /// A campaign name or customer number, or part of one.
     pub q: Option<String>,
-    pub limit: Option<u32>,
+    pub limit: Option<super::extract::Limit>,
 }
 
 pub async fn inbox(
@@ -257,7 +258,7 @@ pub async fn inbox(
     check_id(&id)?;
     caller.may_act_as(&id)?;
     let search = q.q.map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = super::extract::Limit::or_default(q.limit);
     let items = st
         .shared
         .store
@@ -269,7 +270,7 @@ pub async fn inbox(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentEventsQuery {
-    pub after: Option<i64>,
+    pub after: Option<super::extract::Seq>,
 }
 
 /// The agent's own stream: its state, what it is given, what its
@@ -285,7 +286,7 @@ pub async fn events(
     super::events::sse(
         &st,
         StreamRequest {
-            after: q.after.filter(|a| *a >= 0),
+            after: q.after.map(|a| a.0),
             agent: Some(id),
             ..Default::default()
         },

@@ -20,7 +20,7 @@ use crate::notify::{NotifyError, StreamRequest};
 #[serde(deny_unknown_fields)]
 pub struct EventsQuery {
     /// Start after this sequence number (`Last-Event-ID` wins when both).
-    pub after: Option<i64>,
+    pub after: Option<super::extract::Seq>,
     /// Comma-separated kinds, `prefix.*` or `*`.
     pub kinds: Option<String>,
     pub campaign: Option<String>,
@@ -50,17 +50,11 @@ pub async fn stream(
                 })?,
         ),
     };
-    if q.after.is_some_and(|a| a < 0) {
-        return Err(ApiError::bad_request(
-            "invalid_query",
-            "after must be a sequence number (0 or more)",
-        ));
-    }
     let kinds: Vec<&str> = q.kinds.as_deref().unwrap_or("").split(',').collect();
     let kinds = KindFilter::parse(&kinds)
         .map_err(|m| ApiError::bad_request("invalid_query", format!("kinds: {m}")))?;
     let req = StreamRequest {
-        after: last_event_id.or(q.after),
+        after: last_event_id.or(q.after.map(|a| a.0)),
         kinds,
         campaign: q.campaign.filter(|c| !c.is_empty()),
         ..Default::default()

@@ -23,11 +23,11 @@ pub struct InboundQuery {
     pub from: Option<String>,
     pub to: Option<String>,
     pub cursor: Option<String>,
-    pub limit: Option<u32>,
+    pub limit: Option<super::extract::Limit>,
 }
 
 pub(super) fn instant(name: &str, v: Option<&str>) -> Result<Option<i64>, ApiError> {
-    let Some(v) = v.filter(|v| !v.is_empty()) else {
+    let Some(v) = v else {
         return Ok(None);
     };
     let t: jiff::Timestamp = v.parse().map_err(|_| {
@@ -68,7 +68,7 @@ pub async fn list(
         from_ms,
         to_ms,
         before_id,
-        limit: q.limit.unwrap_or(100),
+        limit: super::extract::Limit::or_default(q.limit),
     };
     let (items, next) = st
         .shared

@@ -38,7 +38,7 @@ pub struct InteractionsQuery {
     /// Only open (true) or only closed (false) interactions.
     pub open: Option<bool>,
     pub cursor: Option<String>,
-    pub limit: Option<u32>,
+    pub limit: Option<super::extract::Limit>,
 }
 
 fn list_of(v: Option<String>) -> Vec<String> {
@@ -61,23 +61,28 @@ pub async fn list(
     let to_ms = super::inbound::instant("to", q.to.as_deref())?;
     let before_id = super::extract::id_cursor(q.cursor.as_deref())?;
     let country = st.shared.config().daemon.default_country.clone();
-    let origin = match (
+    let origin = (
         q.origin.filter(|o| !o.is_empty()),
         q.customer.filter(|c| !c.is_empty()),
-    ) {
-        (Some(a), Some(b)) if a != b => {
-            return Err(ApiError::bad_request(
-                "invalid_query",
-                "origin and customer are the same filter; give one",
-            ));
-        }
-        (a, b) => a.or(b),
-    };
+    );
     // Customers are kept in E.164; an alphanumeric sender as written.
-    let customer = origin.map(|o| match phone::normalise(&o, &country) {
+    let key = |o: String| match phone::normalise(&o, &country) {
         Ok(e164) => e164.into_string(),
         Err(_) => o,
-    });
+    };
+    // origin and customer are one filter under two names; given both,
+    // an interaction must match both, so two different customers match
+    // nothing (a well-formed query is answered, never refused).
+    let customer = match origin {
+        (Some(a), Some(b)) => {
+            let (a, b) = (key(a), key(b));
+            if a != b {
+                return Ok(axum::Json(json!({"items": [], "next": null})));
+            }
+            Some(a)
+        }
+        (a, b) => a.or(b).map(key),
+    };
     let mut agents = list_of(q.agent);
     // An agent's token sees only its own interactions.
     if let Some(own) = caller.agent.as_ref().filter(|_| caller.role == Role::Agent) {
@@ -96,7 +101,7 @@ pub async fn list(
         agents,
         open: q.open,
         before_id,
-        limit: q.limit.unwrap_or(100),
+        limit: super::extract::Limit::or_default(q.limit),
     };
     let (items, next) = st
         .shared
@@ -254,6 +259,7 @@ pub struct Reply {
     pub agent: String,
     pub text: Option<String>,
     /// The campaign's canned response of this number, 1 the first.
+    #[serde(default, deserialize_with = "super::extract::whole")]
     pub canned: Option<usize>,
 }
 

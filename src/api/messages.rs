@@ -20,6 +20,7 @@ pub struct SendRequest {
     /// Optional with a template: what the conversation shows.
     #[serde(default)]
     pub text: String,
+    #[serde(default, deserialize_with = "super::extract::whole")]
     pub priority: Option<i64>,
     pub client_id: Option<String>,
     pub template: Option<TemplateRequest>,
@@ -102,7 +103,7 @@ pub struct ListQuery {
     /// A number in any written form.
     pub number: Option<String>,
     pub cursor: Option<String>,
-    pub limit: Option<u32>,
+    pub limit: Option<super::extract::Limit>,
 }
 
 pub async fn list(
@@ -136,7 +137,7 @@ pub async fn list(
         state,
         number,
         before_id,
-        limit: q.limit.unwrap_or(100),
+        limit: super::extract::Limit::or_default(q.limit),
     };
     let (items, next) = st
         .shared

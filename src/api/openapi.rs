@@ -126,6 +126,35 @@ mod tests {
         }
     }
 
+    /// The answers the guard gives on any route are documented on every
+    /// operation: a client generated from the document knows them all.
+    #[test]
+    fn every_operation_documents_the_answers_any_route_can_give() {
+        let doc = document();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("path item") {
+                if !["get", "post", "put", "patch", "delete"].contains(&method.as_str()) {
+                    continue;
+                }
+                let responses = &op["responses"];
+                let mut need = vec!["414", "503"];
+                if op.get("requestBody").is_some() {
+                    need.push("413");
+                }
+                if method != "get" {
+                    // A write may meet a full disk.
+                    need.push("507");
+                }
+                for code in need {
+                    assert!(
+                        responses.get(code).is_some(),
+                        "{method} {path} must document {code}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn every_problem_code_is_documented() {
         let doc = document();

@@ -122,7 +122,7 @@ pub async fn import_dncr(
 pub struct DncrQuery {
     pub phone: Option<String>,
     pub cursor: Option<String>,
-    pub limit: Option<u32>,
+    pub limit: Option<super::extract::Limit>,
 }
 
 pub async fn list_dncr(
@@ -138,7 +138,7 @@ pub async fn list_dncr(
         ));
     }
     let cursor = q.cursor.filter(|c| !c.is_empty());
-    let limit = q.limit.unwrap_or(100);
+    let limit = super::extract::Limit::or_default(q.limit);
     let (items, next) = st
         .shared
         .store

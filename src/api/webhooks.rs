@@ -18,7 +18,7 @@ pub struct DeadQuery {
     /// Only those not replayed yet.
     pub open: Option<bool>,
     pub cursor: Option<String>,
-    pub limit: Option<u32>,
+    pub limit: Option<super::extract::Limit>,
 }
 
 fn rfc3339(ms: Option<i64>) -> Option<String> {
@@ -55,7 +55,7 @@ pub async fn dead_letters(
             &name,
             q.open.unwrap_or(false),
             before_id,
-            q.limit.unwrap_or(100),
+            super::extract::Limit::or_default(q.limit),
         )
         .await?;
     let items: Vec<_> = items.iter().map(dead_json).collect();
@@ -76,7 +76,7 @@ pub async fn replay(
 #[serde(deny_unknown_fields)]
 pub struct ReplayAllQuery {
     /// At most this many (default 100, at most 10000).
-    pub limit: Option<u32>,
+    pub limit: Option<super::extract::Limit<10000>>,
 }
 
 pub async fn replay_all(
@@ -87,7 +87,7 @@ pub async fn replay_all(
     let (replayed, stopped) = st
         .engine
         .notify()
-        .replay_all(&name, q.limit.unwrap_or(100))
+        .replay_all(&name, super::extract::Limit::or_default(q.limit))
         .await?;
     Ok(axum::Json(json!({
         "replayed": replayed,

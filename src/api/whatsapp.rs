@@ -23,19 +23,16 @@ pub async fn get(
     ApiQuery(q): ApiQuery<WhatsAppQuery>,
 ) -> Result<axum::Json<serde_json::Value>, ApiError> {
     let country = st.shared.config().daemon.default_country.clone();
-    let number = match q.phone.as_deref() {
-        None => None,
-        Some(p) => Some(
-            phone::normalise(p, &country)
-                .map_err(|e| {
-                    ApiError::bad_request(
-                        "invalid_query",
-                        format!("phone {p:?} is not a phone number: {e}"),
-                    )
-                })?
-                .into_string(),
-        ),
-    };
+    // As the other lookups by number (messages, inbound, interactions):
+    // what cannot be read as a number is looked up as written, and no
+    // gateway has a window for it.
+    let number = q
+        .phone
+        .filter(|p| !p.is_empty())
+        .map(|p| match phone::normalise(&p, &country) {
+            Ok(e164) => e164.into_string(),
+            Err(_) => p,
+        });
     let gateways: Vec<serde_json::Value> = st
         .engine
         .whatsapp(number.as_deref())

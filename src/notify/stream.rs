@@ -121,7 +121,7 @@ impl EventStream {
             Some(after) => {
                 let after = after.max(0);
                 let purged = match oldest {
-                    Some(o) => o > after + 1,
+                    Some(o) => o > after.saturating_add(1),
                     None => newest > after,
                 };
                 if purged && after < newest {

@@ -400,3 +400,19 @@ pub fn kill(mut d: Daemon) -> (tempfile::TempDir, PathBuf, u16) {
     let dir = std::mem::replace(&mut d.dir, tempfile::tempdir().unwrap());
     (dir, d.config.clone(), d.port)
 }
+
+impl Daemon {
+    /// Reads the notify socket from a thread of its own from now on. A
+    /// daemon that runs for minutes sends more WATCHDOG/STATUS datagrams
+    /// than the socket queues; unread, its sends would block (systemd
+    /// always reads them).
+    pub fn drain_notify(&mut self) {
+        if let Some(sock) = self.notify.take() {
+            let _ = sock.set_read_timeout(None);
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while sock.recv(&mut buf).is_ok() {}
+            });
+        }
+    }
+}
